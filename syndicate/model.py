@@ -1,0 +1,47 @@
+"""Plain domain records shared by the feed reader, the renderers and the ledger.
+
+These are not database rows (see ``syndicate.ledger.models``); they are what a parsed
+feed yields and what a template is rendered from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class PostData:
+    """One normalized item of a feed."""
+
+    identity: str  # stable id: guid, else link, else a content hash
+    fingerprint: str  # normalized URL + title: survives http->https and permalink moves
+    url: str  # absolute link to the post
+    title: str
+    summary: str = ""  # plain text, short
+    content_html: str = ""  # feed HTML as given (sanitized later, before templates)
+    author: str = ""
+    categories: list[str] = field(default_factory=list)
+    image_url: str | None = None
+    image_alt: str = ""
+    published: datetime | None = None  # timezone-aware UTC, or None when the feed gives none
+    updated: datetime | None = None
+    content_hash: str = ""  # hash of title + content: tells an edit from a new post
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("published", "updated"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        return data
+
+
+@dataclass
+class ParsedFeed:
+    """What one feed document holds."""
+
+    title: str
+    link: str
+    format: str  # rss20, atom10, json11, ...
+    posts: list[PostData]
+    warnings: list[str] = field(default_factory=list)  # recoverable problems (bozo, dropped items)
