@@ -6,7 +6,7 @@ feed yields and what a template is rendered from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 
@@ -34,6 +34,16 @@ class PostData:
             if data[key] is not None:
                 data[key] = data[key].isoformat()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PostData:
+        """The inverse of to_dict (how the ledger stores a post); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("published", "updated"):
+            if isinstance(values.get(key), str):
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
 
 
 @dataclass

@@ -1,0 +1,67 @@
+"""How a delivery changes state: every change is a compare-and-set on the row.
+
+A transition names the states it may leave from and, for worker-owned states, the claim token
+(fencing): a worker whose lease was reaped and re-claimed by another cannot write over it.
+Each change is recorded in the audit trail in the same transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from syndicate.ledger.models import Delivery, Event, utcnow
+
+
+class StateConflict(Exception):
+    """The row was not in the state the caller expected (someone else moved it first)."""
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def transition(
+    session: Session,
+    delivery_id: int,
+    *,
+    from_states: tuple[str, ...],
+    to_state: str,
+    actor: str,
+    token: str | None = None,
+    detail: str | None = None,
+    now: datetime | None = None,
+    **values,
+) -> bool:
+    """Move one delivery from one of FROM_STATES to TO_STATE; False if it was not there.
+
+    With TOKEN, the row must also still carry that claim token.
+    """
+    now = now or utcnow()
+    where = [Delivery.id == delivery_id, Delivery.state.in_(from_states)]
+    if token is not None:
+        where.append(Delivery.claim_token == token)
+    old_state = session.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
+    result = session.execute(
+        update(Delivery).where(*where).values(state=to_state, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    session.add(Event(delivery_id=delivery_id, at=now, actor=actor, action=to_state,
+                      from_state=old_state, to_state=to_state, detail=detail))
+    return True
+
+
+def require(ok: bool, what: str) -> None:
+    if not ok:
+        raise StateConflict(what)
+
+
+def record(session: Session, delivery_id: int | None, actor: str, action: str, detail: str | None = None,
+           now: datetime | None = None) -> None:
+    """An audit entry that is not a state change (an edit, a preview, a test send)."""
+    session.add(Event(delivery_id=delivery_id, at=now or utcnow(), actor=actor, action=action, detail=detail))

@@ -1,0 +1,1 @@
+"""The ledger: SQLAlchemy tables and the database that holds the schedule."""

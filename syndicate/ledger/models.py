@@ -1,0 +1,138 @@
+"""The ledger's tables: feeds, posts, deliveries and the audit trail.
+
+The database, not the broker, is the source of truth (DESIGN.md, "The delivery engine").
+Unique constraints make creation idempotent: a post is unique per (feed, identity), a
+delivery per (subject, channel), so overlapping polls and double dispatcher ticks are harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (no tz) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict: JSON}
+
+
+class Feed(Base):
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    final_url: Mapped[str | None] = mapped_column(Text)  # where redirects led last time
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    polls: Mapped[int] = mapped_column(default=0)  # successful polls; 0 means "first poll ahead"
+    last_polled_at: Mapped[datetime | None]
+    last_ok_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# What a post's planning state means: 'send' plans deliveries; 'hold' plans them held for a
+# human (a flood); 'ignore' records it only (seen at the first poll, or a moved duplicate).
+POST_PLANS = ("send", "hold", "ignore")
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = (
+        UniqueConstraint("feed_id", "identity", name="uq_posts_feed_identity"),
+        Index("ix_posts_feed_fingerprint", "feed_id", "fingerprint"),
+        Index("ix_posts_url", "url"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id"))
+    identity: Mapped[str] = mapped_column(String(700))
+    fingerprint: Mapped[str] = mapped_column(String(700))
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text, default="")
+    content_hash: Mapped[str] = mapped_column(String(80), default="")
+    data: Mapped[dict] = mapped_column(JSON)  # the normalized PostData, as last seen
+    plan: Mapped[str] = mapped_column(String(10), default="send")
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+    published_at: Mapped[datetime | None]
+    first_seen_at: Mapped[datetime]
+    edited_at: Mapped[datetime | None]  # set when the same identity came back with new content
+    planned_at: Mapped[datetime | None]  # deliveries created (None: the planner has not run yet)
+
+
+# planned -> claimed -> sending -> sent | failed | unknown; also held, skipped, cancelled.
+STATES = ("planned", "held", "claimed", "sending", "sent", "failed", "unknown", "skipped", "cancelled")
+FINAL_STATES = ("sent", "failed", "skipped", "cancelled")
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subject", "channel", name="uq_deliveries_subject_channel"),
+        Index("ix_deliveries_state_due", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # idempotency key sent to providers
+    subject: Mapped[str] = mapped_column(String(200))  # "post:<id>" or "digest:<edition>"
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+    channel: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    provider: Mapped[str] = mapped_column(String(50))
+    state: Mapped[str] = mapped_column(String(12))
+    due_at: Mapped[datetime]
+    payload: Mapped[dict] = mapped_column(JSON)  # rendered once: what was previewed is what is sent
+    post_url: Mapped[str | None] = mapped_column(Text)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]  # a claim or send still in this state after it is reaped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_ref: Mapped[str | None] = mapped_column(Text)
+    provider_url: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_class: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    """The audit trail: every state change and human action, who and when."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_delivery", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))  # "dispatcher", "worker:<host>", "cli:<user>"
+    action: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(12))
+    to_state: Mapped[str | None] = mapped_column(String(12))
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,28 @@
+"""Provider adapters: one module per outside service, one shared base, one error vocabulary.
+
+``get(name)`` finds the adapter class for a channel's ``provider`` setting.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from syndicate.providers.base import Provider
+
+# provider name -> "module:Class"; modules are imported only when a channel uses them.
+REGISTRY: dict[str, str] = {
+    "outbox": "syndicate.providers.outbox:OutboxProvider",
+}
+
+
+class UnknownProvider(KeyError):
+    pass
+
+
+def get(name: str) -> type[Provider]:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        raise UnknownProvider(f"unknown provider {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
+    module, _, cls = target.partition(":")
+    return getattr(import_module(module), cls)

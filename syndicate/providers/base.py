@@ -1,0 +1,101 @@
+"""The shared base of every provider adapter, and the one error vocabulary they all speak.
+
+An adapter turns a stored payload into one outside call and reports the outcome as either a
+SendResult or one of the ProviderError classes below. The engine decides what each class means
+(retry with backoff, wait for a reset, ask a human, give up); adapters only classify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from syndicate.settings import Channel, Settings
+
+
+@dataclass(frozen=True)
+class Job:
+    """One delivery as a provider sees it."""
+
+    delivery_id: int
+    key: str  # stable per delivery: an idempotency key where the provider supports one
+    channel: str
+    kind: str
+    payload: dict[str, Any]
+    post_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ref: str | None  # the provider's id for what it created
+    url: str | None = None  # a link to it, where there is one
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """Base of the error vocabulary. ``str()`` must never contain a secret."""
+
+    error_class: ClassVar[str] = "permanent"
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class Retryable(ProviderError):
+    """A passing fault (5xx, connection refused before sending): try again after a backoff."""
+
+    error_class = "retryable"
+
+
+class RateLimited(Retryable):
+    """The provider asked us to wait; ``reset_at`` is when it said we may try again."""
+
+    error_class = "rate_limited"
+
+    def __init__(self, message: str, *, reset_at: datetime | None = None, status: int | None = 429):
+        super().__init__(message, status=status)
+        self.reset_at = reset_at
+
+
+class AuthExpired(ProviderError):
+    """Credentials are missing, wrong or expired: a human must fix them; retrying won't help."""
+
+    error_class = "auth"
+
+
+class Permanent(ProviderError):
+    """The provider refused this payload (400, duplicate content): never retried."""
+
+    error_class = "permanent"
+
+
+class OutcomeUnknown(ProviderError):
+    """The request may have reached the provider (a timeout after sending): never resent blindly."""
+
+    error_class = "unknown"
+
+
+class Provider:
+    """Subclass per outside service. Keep network calls inside ``send`` and ``check``."""
+
+    name: ClassVar[str] = "base"
+    # True where the provider drops a repeated request with the same idempotency key, so an
+    # outcome-unknown delivery may be retried safely (Mastodon's Idempotency-Key).
+    deduplicates: ClassVar[bool] = False
+
+    def __init__(self, settings: Settings, channel_name: str, channel: Channel):
+        self.settings = settings
+        self.channel_name = channel_name
+        self.channel = channel
+
+    def send(self, job: Job) -> SendResult:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        """A harmless read call proving the credentials work; returns a one-line description."""
+        return "no credentials needed"
+
+    def close(self) -> None:
+        """Release connections held across a batch."""

@@ -1,0 +1,59 @@
+"""The outbox provider: writes what would be sent to files instead of calling a service.
+
+It is the default, so a newcomer sees real output with no account: each delivery becomes
+``<outbox>/<channel>/<delivery id>.json`` holding the exact request body the real service
+would receive, and each email also ``<delivery id>.eml``, the whole MIME message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from syndicate.providers.base import Job, Permanent, Provider, SendResult
+from syndicate.payloads import email_messages
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    # Write then rename, so a crash never leaves half a file that looks sent.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class OutboxProvider(Provider):
+    name = "outbox"
+    deduplicates = True  # writing the same file twice leaves one file
+
+    @property
+    def folder(self) -> Path:
+        return self.settings.outbox_dir / self.channel_name
+
+    def send(self, job: Job) -> SendResult:
+        record = {"channel": job.channel, "kind": job.kind, "post_url": job.post_url,
+                  "delivery_id": job.delivery_id, "request": job.payload}
+        base = self.folder / str(job.delivery_id)
+        try:
+            if job.kind == "email":
+                for i, message in enumerate(email_messages(job.payload)):
+                    suffix = "" if i == 0 else f"-{i + 1}"
+                    _atomic_write(base.with_name(f"{job.delivery_id}{suffix}.eml"), bytes(message))
+            _atomic_write(base.with_suffix(".json"),
+                          json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8"))
+        except OSError as exc:
+            raise Permanent(f"outbox {self.folder}: cannot write: {exc.strerror}") from None
+        return SendResult(ref=str(base.with_suffix(".json")), url=None)
+
+    def check(self) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.folder, os.W_OK):
+            raise Permanent(f"outbox {self.folder} is not writable")
+        return f"writes to {self.folder}"
