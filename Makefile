@@ -1,0 +1,34 @@
+# The two set-up commands (README): `make demo` and `make test`. Both create .venv if needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install services lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/syndicate --config settings.toml run --once
+
+# Redis and PostgreSQL for the tests: used where running, started or installed where not.
+services:
+	bash scripts/services.sh
+
+test: $(STAMP) services
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP) services
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf outbox syndicate.db syndicate.db-wal syndicate.db-shm preview

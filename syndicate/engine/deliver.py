@@ -1,0 +1,121 @@
+"""Delivering one claimed delivery: the only place an outside call is made.
+
+Order matters (DESIGN.md rule 3): ``sending`` is committed *before* the provider call, and
+the provider's id is stored after it. A crash in between leaves ``sending``, which the reaper
+turns into ``unknown`` rather than resending.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from syndicate import providers
+from syndicate.engine.retry import MAX_ATTEMPTS, retry_due
+from syndicate.engine.states import transition
+from syndicate.ledger.db import transaction
+from syndicate.ledger.models import Delivery, utcnow
+from syndicate.providers.base import Job, OutcomeUnknown, ProviderError, RateLimited, Retryable
+from syndicate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    delivery_id: int
+    state: str  # the state the delivery ended in, or "skipped" if this call did nothing
+    detail: str = ""
+
+
+def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str, *,
+            actor: str = "worker", now: datetime | None = None, ttl: timedelta | None = None,
+            provider_cache: dict | None = None) -> Outcome:
+    """Send one claimed delivery. Safe to call twice with the same claim: the second is a no-op."""
+    now = now or utcnow()
+    ttl = ttl or settings.run.claim_ttl
+    job = _start(factory, delivery_id, token, actor, now, ttl)
+    if job is None:
+        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
+    try:
+        provider = _provider(settings, job, provider_cache)
+        result = provider.send(job)
+    except ProviderError as exc:
+        return _failed(factory, settings, job, token, exc, actor)
+    except Exception as exc:  # a bug in an adapter: we cannot know whether the call went out
+        log.exception("provider crashed on delivery %s", delivery_id)
+        return _failed(factory, settings, job, token, OutcomeUnknown(f"adapter error: {type(exc).__name__}: {exc}"),
+                       actor)
+    with transaction(factory) as s:
+        ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="sent", actor=actor,
+                        provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
+                        lease_until=None, last_error=None, error_class=None, detail=result.ref)
+    if not ok:
+        # The lease ran out and the reaper marked it unknown while we were sending; record the
+        # truth we now know, still fenced by our token.
+        with transaction(factory) as s:
+            transition(s, delivery_id, from_states=("unknown",), token=token, to_state="sent", actor=actor,
+                       provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
+                       detail="provider confirmed after the lease had expired")
+    return Outcome(delivery_id, "sent", result.ref or "")
+
+
+def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta) -> Job | None:
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None or row.state != "claimed" or row.claim_token != token:
+            return None
+        if not transition(s, delivery_id, from_states=("claimed",), token=token, to_state="sending", actor=actor,
+                          now=now, attempts=row.attempts + 1, lease_until=now + ttl):
+            return None
+        return Job(delivery_id=row.id, key=row.key, channel=row.channel, kind=row.kind,
+                   payload=row.payload, post_url=row.post_url)
+
+
+def _provider(settings: Settings, job: Job, cache: dict | None) -> providers.Provider:
+    channel = settings.channels.get(job.channel)
+    if channel is None:
+        raise providers.base.Permanent(f"channel {job.channel!r} is no longer in the settings")
+    if cache is not None and job.channel in cache:
+        return cache[job.channel]
+    try:
+        provider = providers.get(channel.provider)(settings, job.channel, channel)
+    except providers.UnknownProvider as exc:
+        raise providers.base.Permanent(str(exc)) from None
+    if cache is not None:
+        cache[job.channel] = provider
+    return provider
+
+
+def _failed(factory, settings: Settings, job: Job, token: str, exc: ProviderError, actor: str) -> Outcome:
+    now = utcnow()
+    message = f"{exc.error_class}: {exc}"
+    with transaction(factory) as s:
+        attempts = s.get(Delivery, job.delivery_id).attempts
+        state, values = _after_error(exc, attempts, now, settings, job)
+        transition(s, job.delivery_id, from_states=("sending",), token=token, to_state=state, actor=actor,
+                   now=now, last_error=str(exc), error_class=exc.error_class, lease_until=None,
+                   detail=message, **values)
+    log.warning("delivery %s (%s): %s -> %s", job.delivery_id, job.channel, message, state)
+    return Outcome(job.delivery_id, state, message)
+
+
+def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Settings, job: Job):
+    provider_dedupes = _dedupes(settings, job)
+    if isinstance(exc, OutcomeUnknown) and not provider_dedupes:
+        return "unknown", {}
+    if isinstance(exc, Retryable | OutcomeUnknown) and attempts < MAX_ATTEMPTS:
+        reset = exc.reset_at if isinstance(exc, RateLimited) else None
+        return "planned", {"due_at": retry_due(now, attempts, reset), "claim_token": None}
+    return "failed", {}
+
+
+def _dedupes(settings: Settings, job: Job) -> bool:
+    channel = settings.channels.get(job.channel)
+    try:
+        return bool(channel) and providers.get(channel.provider).deduplicates
+    except providers.UnknownProvider:
+        return False

@@ -1,0 +1,82 @@
+"""The dispatcher: claims due deliveries, and the reaper, which frees expired claims.
+
+Both only ask the database, so a tick that runs twice, late, or on two hosts at once is
+harmless: a claim is a compare-and-set from ``planned`` with a fresh token, and a row can be
+claimed by one dispatcher only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from syndicate.engine.states import new_token, transition
+from syndicate.ledger.db import transaction
+from syndicate.ledger.models import Delivery
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    token: str
+
+
+def claim_due(factory: sessionmaker[Session], now: datetime, *, limit: int, ttl: timedelta,
+              actor: str = "dispatcher") -> list[Claim]:
+    """Claim up to LIMIT deliveries due at NOW; each claim expires after TTL unless sent."""
+    claims = []
+    with transaction(factory) as s:
+        # SKIP LOCKED lets two dispatchers on PostgreSQL take different rows instead of
+        # waiting on each other; the compare-and-set below is what makes it correct anywhere.
+        ids = s.scalars(
+            select(Delivery.id).where(Delivery.state == "planned", Delivery.due_at <= now)
+            .order_by(Delivery.due_at, Delivery.id).limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        for delivery_id in ids:
+            token = new_token()
+            if transition(s, delivery_id, from_states=("planned",), to_state="claimed", actor=actor, now=now,
+                          claim_token=token, lease_until=now + ttl):
+                claims.append(Claim(delivery_id, token))
+    return claims
+
+
+def claim_one(factory: sessionmaker[Session], delivery_id: int, now: datetime, *, ttl: timedelta,
+              actor: str) -> Claim | None:
+    """Claim one planned delivery whatever its due time (a person asked to send it now)."""
+    token = new_token()
+    with transaction(factory) as s:
+        ok = transition(s, delivery_id, from_states=("planned",), to_state="claimed", actor=actor, now=now,
+                        claim_token=token, lease_until=now + ttl)
+    return Claim(delivery_id, token) if ok else None
+
+
+@dataclass
+class ReapResult:
+    reclaimed: int = 0  # claimed but never started: back to planned (no outside call happened)
+    unknown: int = 0  # sending when the lease ran out: the provider may have it
+
+
+def reap_expired(factory: sessionmaker[Session], now: datetime, actor: str = "reaper") -> ReapResult:
+    result = ReapResult()
+    with transaction(factory) as s:
+        expired = s.execute(
+            select(Delivery.id, Delivery.state, Delivery.claim_token)
+            .where(Delivery.state.in_(("claimed", "sending")), Delivery.lease_until < now)
+        ).all()
+        for delivery_id, state, token in expired:
+            if state == "claimed":
+                ok = transition(s, delivery_id, from_states=("claimed",), token=token, to_state="planned",
+                                actor=actor, now=now, claim_token=None, lease_until=None,
+                                detail="claim expired before sending; planned again")
+                result.reclaimed += ok
+            else:
+                ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="unknown",
+                                actor=actor, now=now, lease_until=None,
+                                last_error="worker stopped mid-send: the provider may or may not have it",
+                                error_class="unknown",
+                                detail="send lease expired; outcome unknown, needs a human or a safe retry")
+                result.unknown += ok
+    return result

@@ -1,0 +1,56 @@
+"""Rendering without sending: what each channel would receive for one post."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from syndicate.ledger.db import open_ledger, transaction
+from syndicate.ledger.models import Delivery, Post
+from syndicate.model import PostData
+from syndicate.payloads import build_payload, email_messages
+from syndicate.render import NotApplicable
+from syndicate.settings import Settings
+
+
+def preview_payloads(settings: Settings, post: Post, channels: list[str]) -> dict[str, dict]:
+    """The payload per channel: the stored one where a delivery exists (what will be sent),
+    else freshly rendered."""
+    stored = _stored_payloads(settings, post)
+    data = PostData.from_dict(post.data)
+    result = {}
+    for name in channels:
+        if name in stored:
+            result[name] = stored[name]
+            continue
+        try:
+            result[name] = build_payload(data, settings, name)
+        except NotApplicable as exc:
+            result[name] = {"not_applicable": str(exc)}
+    return result
+
+
+def _stored_payloads(settings: Settings, post: Post) -> dict[str, dict]:
+    with transaction(open_ledger(settings.store_url)) as s:
+        rows = s.scalars(select(Delivery).where(Delivery.subject == f"post:{post.id}"))
+        return {r.channel: r.payload for r in rows if r.payload}
+
+
+def write_preview(settings: Settings, post: Post, channels: list[str], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, payload in preview_payloads(settings, post, channels).items():
+        if settings.channels[name].kind == "email" and "html" in payload:
+            written += _write(out / f"{name}.html", payload["html"].encode())
+            written += _write(out / f"{name}.txt", payload["text"].encode())
+            written += _write(out / f"{name}.eml", bytes(email_messages(payload)[0]))
+        else:
+            written += _write(out / f"{name}.json", json.dumps(payload, indent=2, ensure_ascii=False).encode())
+    return written
+
+
+def _write(path: Path, data: bytes) -> list[Path]:
+    path.write_bytes(data)
+    return [path]

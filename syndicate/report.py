@@ -1,0 +1,81 @@
+"""What the CLI prints: run summaries and the delivery status table."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from syndicate.engine.runner import RunSummary
+from syndicate.ledger.db import open_ledger, transaction
+from syndicate.ledger.models import Delivery, Post
+from syndicate.settings import Settings
+
+STATE_STYLE = {"sent": "green", "failed": "red", "unknown": "bold red", "held": "yellow", "planned": "cyan",
+               "claimed": "blue", "sending": "blue", "skipped": "dim", "cancelled": "dim"}
+
+
+def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> None:
+    for poll in summary.polls:
+        if poll.status == "error":
+            out.print(f"[red]feed {poll.feed}: {poll.error}[/]")
+        else:
+            parts = [f"{poll.new} new"] + [f"{n} {what}" for n, what in (
+                (poll.held, "held (flood)"), (poll.recorded, "recorded without sending"),
+                (poll.edited, "edited")) if n]
+            out.print(f"feed {poll.feed}: {poll.status}, " + ", ".join(parts))
+    plan = summary.plan
+    if plan.planned or plan.held or plan.skipped or plan.failed:
+        out.print(f"planned {plan.planned} deliveries, held {plan.held} for approval, "
+                  f"skipped {plan.skipped}, failed to render {plan.failed}")
+    if summary.reaped.reclaimed or summary.reaped.unknown:
+        out.print(f"reaper: {summary.reaped.reclaimed} expired claims planned again, "
+                  f"{summary.reaped.unknown} interrupted sends marked unknown")
+    counts = Counter(o.state for o in summary.outcomes)
+    out.print(f"delivered: {counts.get('sent', 0)} sent" + "".join(
+        f", {n} {state}" for state, n in sorted(counts.items()) if state != "sent"))
+    if counts.get("sent") and any(ch.provider == "outbox" for ch in settings.enabled_channels().values()):
+        out.print(f"outbox: {settings.outbox_dir}")
+    for o in summary.outcomes:
+        if o.state not in ("sent", "skipped"):
+            out.print(f"[red]delivery {o.delivery_id}: {o.state}: {o.detail}[/]")
+
+
+def status_rows(settings: Settings) -> list[dict]:
+    with transaction(open_ledger(settings.store_url)) as s:
+        rows = s.execute(select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
+                         .order_by(Delivery.due_at, Delivery.id)).all()
+        return [_row(d, title, settings) for d, title in rows]
+
+
+def _row(d: Delivery, title: str | None, settings: Settings) -> dict:
+    local = d.due_at.astimezone(settings.site.tz)
+    return {"id": d.id, "channel": d.channel, "kind": d.kind, "provider": d.provider, "state": d.state,
+            "subject": d.subject, "post_title": title, "post_url": d.post_url,
+            "due_at": d.due_at.isoformat(), "due_local": local.isoformat(), "attempts": d.attempts,
+            "provider_ref": d.provider_ref, "provider_url": d.provider_url, "hold_reason": d.hold_reason,
+            "last_error": d.last_error, "error_class": d.error_class,
+            "sent_at": d.sent_at.isoformat() if d.sent_at else None}
+
+
+def print_status(out: Console, settings: Settings, rows: list[dict]) -> None:
+    if not rows:
+        out.print("no deliveries yet: run `syndicate run --once`")
+        return
+    table = Table(title=f"Deliveries (times in {settings.site.timezone})")
+    for col in ("id", "channel", "post", "state", "due", "tries", "reference / note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        style = STATE_STYLE.get(r["state"], "")
+        note = r["last_error"] or r["hold_reason"] or r["provider_ref"] or ""
+        table.add_row(str(r["id"]), r["channel"], r["post_url"] or r["subject"], f"[{style}]{r['state']}[/]",
+                      r["due_local"][:16].replace("T", " "), str(r["attempts"]), note)
+    out.print(table)
+    counts = Counter(r["state"] for r in rows)
+    out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    attention = counts.get("held", 0) + counts.get("unknown", 0) + counts.get("failed", 0)
+    if attention:
+        out.print("[yellow]needs a person:[/] `syndicate approve ID` releases a held delivery; "
+                  "`syndicate resolve ID --sent|--retry|--cancel` settles an unknown or failed one")
