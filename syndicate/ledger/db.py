@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -51,14 +51,29 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-@lru_cache(maxsize=8)
+_factories: dict[str, sessionmaker[Session]] = {}
+_lock = threading.Lock()
+
+
 def open_ledger(url: str) -> sessionmaker[Session]:
-    """A session factory for the ledger at URL, migrated to the newest schema."""
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
-    migrate(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    """A session factory for the ledger at URL, migrated to the newest schema (once per process)."""
+    with _lock:
+        if url not in _factories:
+            if url.startswith("sqlite:///") and ":memory:" not in url:
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = make_engine(url)
+            migrate(engine)
+            _factories[url] = sessionmaker(engine, expire_on_commit=False)
+        return _factories[url]
+
+
+def close_ledger(url: str | None = None) -> None:
+    """Dispose the engine for URL (all when None): before dropping a database, or after a fork."""
+    with _lock:
+        for key in [url] if url else list(_factories):
+            factory = _factories.pop(key, None)
+            if factory is not None:
+                factory.kw["bind"].dispose()
 
 
 @contextmanager

@@ -12,8 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from syndicate.providers.base import Job, Permanent, Provider, SendResult
 from syndicate.payloads import email_messages
+from syndicate.providers.base import Job, Permanent, Provider, SendResult
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
