@@ -1,0 +1,287 @@
+"""How a feed is fetched: over HTTP(S) with a conditional GET, or read from a local file.
+
+Every fetch is bounded: one ``timeout`` budget for the whole fetch (connect, redirects and the
+body), and ``max_bytes`` for the body after decompression (so a gzip bomb is cut off too).
+Redirects are followed by hand so each hop is recorded and capped; a caller can then update a
+feed that moved permanently. Anything that goes wrong becomes a one-line ``FeedError``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import requests
+
+from syndicate.feeds.errors import FeedError, display_location
+
+MAX_REDIRECTS = 10
+_CHUNK = 64 * 1024
+_REDIRECT_CODES = {301, 302, 303, 307, 308}
+_PERMANENT_CODES = {301, 308}
+_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
+_URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+@dataclass
+class FetchResult:
+    status: int  # 200 (or another 2xx) with a body; 304 when the conditional GET says "unchanged"
+    body: bytes | None
+    etag: str | None = None  # validators to send next time
+    last_modified: str | None = None
+    final_url: str = ""  # where the document really came from (after redirects); the path for files
+    redirects: list[str] = field(default_factory=list)  # the URL each redirect led to, in order
+    content_type: str | None = None
+    # True when every redirect was permanent (301/308): the caller may store final_url instead.
+    moved_permanently: bool = False
+
+
+def fetch(
+    location: str,
+    *,
+    etag: str | None = None,
+    last_modified: str | datetime | None = None,
+    timeout: float | timedelta = 20.0,
+    max_bytes: int = 10 * 1024 * 1024,
+    user_agent: str = "Syndicate/0.1",
+    session: requests.Session | None = None,
+) -> FetchResult:
+    """Fetch a feed from an http(s) URL, a ``file://`` URL or a plain file path.
+
+    ``etag`` and ``last_modified`` are the validators of the previous fetch (sent as
+    If-None-Match / If-Modified-Since). Pass a ``requests.Session`` to reuse connections across
+    many feeds; without one a short-lived session is used.
+    """
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    match = _URL_SCHEME.match(location)
+    scheme = match.group(1).lower() if match else ""
+    if scheme in ("http", "https"):
+        validators = {"etag": etag, "last_modified": last_modified}
+        if session is not None:
+            return _fetch_http(session, location, validators, seconds, max_bytes, user_agent)
+        with requests.Session() as own:
+            return _fetch_http(own, location, validators, seconds, max_bytes, user_agent)
+    if scheme == "file":
+        return _read_file(location, _file_url_path(location), max_bytes)
+    if scheme:
+        raise FeedError(location, f"unsupported URL scheme {scheme!r} (use http, https or a file path)",
+                        kind="config")
+    return _read_file(location, Path(location).expanduser(), max_bytes)
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def _fetch_http(session: requests.Session, location: str, validators: dict, timeout: float,
+                max_bytes: int, user_agent: str) -> FetchResult:
+    headers = _request_headers(validators, user_agent)
+    deadline = time.monotonic() + timeout
+    url, redirects, permanent = location, [], True
+    while True:
+        response = _send(session, location, url, headers, deadline, timeout)
+        with response:
+            if response.status_code not in _REDIRECT_CODES:
+                return _finish(location, url, response, validators, deadline, timeout, max_bytes,
+                               redirects, permanent and bool(redirects))
+            url = _next_hop(location, url, response, len(redirects))
+            permanent = permanent and response.status_code in _PERMANENT_CODES
+            redirects.append(url)
+
+
+def _request_headers(validators: dict, user_agent: str) -> dict[str, str]:
+    headers = {"User-Agent": user_agent, "Accept": _ACCEPT}
+    if validators["etag"]:
+        headers["If-None-Match"] = validators["etag"]
+    modified = validators["last_modified"]
+    if isinstance(modified, datetime):
+        modified = format_datetime(modified, usegmt=True) if modified.tzinfo else None
+    if modified:
+        headers["If-Modified-Since"] = modified
+    return headers
+
+
+def _send(session, location: str, url: str, headers: dict, deadline: float, timeout: float):
+    remaining = _remaining(location, deadline, timeout)
+    try:
+        # The connect timeout is capped separately so a dead host fails fast even with a
+        # generous overall budget; the read timeout bounds each wait for the server.
+        return session.get(url, headers=headers, stream=True, allow_redirects=False,
+                           timeout=(min(remaining, 10.0), remaining))
+    except requests.RequestException as exc:
+        raise _request_error(location, url, exc, timeout) from None
+
+
+def _next_hop(location: str, url: str, response: requests.Response, hops: int) -> str:
+    target = response.headers.get("Location", "").strip()
+    if not target:
+        raise FeedError(location, f"HTTP {response.status_code} redirect without a Location header",
+                        kind="http", status=response.status_code)
+    target = urljoin(url, target)
+    if urlsplit(target).scheme not in ("http", "https"):
+        raise FeedError(location, f"redirected to a non-HTTP address ({display_location(target)})", kind="http")
+    if hops + 1 > MAX_REDIRECTS:
+        raise FeedError(location, f"too many redirects (more than {MAX_REDIRECTS})", kind="http")
+    return target
+
+
+def _finish(location: str, url: str, response: requests.Response, validators: dict, deadline: float,
+            timeout: float, max_bytes: int, redirects: list[str], permanent: bool) -> FetchResult:
+    status = response.status_code
+    if status == 304:
+        if not (validators["etag"] or validators["last_modified"]):
+            raise FeedError(location, "HTTP 304 Not Modified to a request that was not conditional",
+                            kind="http", status=304)
+        body = None
+    elif 200 <= status < 300:
+        body = _read_body(location, url, response, deadline, timeout, max_bytes)
+    else:
+        raise FeedError(location, _status_text(status, response.reason) + _via(location, url),
+                        kind="http", status=status)
+    # A 304 may omit the validators; the ones we sent are still the current ones then.
+    return FetchResult(
+        status=status,
+        body=body,
+        etag=response.headers.get("ETag") or (validators["etag"] if status == 304 else None),
+        last_modified=response.headers.get("Last-Modified")
+        or (_as_header(validators["last_modified"]) if status == 304 else None),
+        final_url=url,
+        redirects=redirects,
+        content_type=response.headers.get("Content-Type"),
+        moved_permanently=permanent,
+    )
+
+
+def _read_body(location: str, url: str, response: requests.Response, deadline: float, timeout: float,
+               max_bytes: int) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(location, max_bytes)
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(location, max_bytes)
+            chunks.append(chunk)
+            # The read timeout only bounds one wait; a server dripping bytes is stopped here.
+            _remaining(location, deadline, timeout)
+    except requests.RequestException as exc:
+        raise _request_error(location, url, exc, timeout) from None
+    return b"".join(chunks)
+
+
+def _remaining(location: str, deadline: float, timeout: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise FeedError(location, f"timed out after {timeout:g}s", kind="timeout")
+    return remaining
+
+
+def _status_text(status: int, reason: str | None) -> str:
+    if not reason:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+    return f"HTTP {status} {reason}".rstrip()
+
+
+def _via(location: str, url: str) -> str:
+    return "" if url == location else f" (after redirect to {display_location(url)})"
+
+
+def _as_header(value: str | datetime | None) -> str | None:
+    if isinstance(value, datetime):
+        return format_datetime(value, usegmt=True) if value.tzinfo else None
+    return value
+
+
+def _too_large(location: str, max_bytes: int) -> FeedError:
+    return FeedError(location, f"larger than {_size(max_bytes)} cap", kind="too_large")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}" if n % scale == 0 else f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _request_error(location: str, url: str, exc: requests.RequestException, timeout: float) -> FeedError:
+    """Turn a requests/urllib3 exception (whose text is a nested repr) into one plain reason."""
+    chain = list(_causes(exc))
+    names = {type(e).__name__ for e in chain}
+    text = " ".join(str(e) for e in chain)
+    if isinstance(exc, requests.Timeout) or names & {"ReadTimeoutError", "ConnectTimeoutError", "TimeoutError"}:
+        reason, kind = f"timed out after {timeout:g}s", "timeout"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else "handshake failed"
+        reason, kind = f"TLS error: {detail}", "connection"
+    elif any(isinstance(e, ConnectionRefusedError) for e in chain):
+        reason, kind = "connection refused", "connection"
+    elif "NameResolutionError" in names or "gaierror" in names:
+        reason, kind = f"host not found ({urlsplit(url).hostname})", "connection"
+    elif isinstance(exc, requests.exceptions.ContentDecodingError):
+        reason, kind = "response body could not be decompressed", "connection"
+    elif isinstance(exc, requests.exceptions.ChunkedEncodingError) or "ProtocolError" in names:
+        reason, kind = "connection broken while reading the response", "connection"
+    elif isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
+        reason, kind = "not a valid URL", "config"
+    elif isinstance(exc, requests.ConnectionError):
+        reason, kind = "connection failed", "connection"
+    else:
+        reason, kind = f"request failed ({type(exc).__name__})", "connection"
+    return FeedError(location, reason + _via(location, url), kind=kind)
+
+
+def _causes(exc: BaseException):
+    """The exception and everything it wraps (requests nests urllib3 errors in args/reason)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        stack.extend(e for e in nested if isinstance(e, BaseException))
+
+
+# --- Local files ----------------------------------------------------------------------------
+
+
+def _file_url_path(location: str) -> Path:
+    parts = urlsplit(location)
+    if parts.netloc not in ("", "localhost"):
+        raise FeedError(location, "file:// URLs must name a local file (no host)", kind="config")
+    return Path(unquote(parts.path))
+
+
+def _read_file(location: str, path: Path, max_bytes: int) -> FetchResult:
+    try:
+        with path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_size > max_bytes:
+                raise _too_large(location, max_bytes)
+            body = handle.read(max_bytes + 1)  # a growing file or /dev/stdin: stat is not enough
+    except FileNotFoundError:
+        raise FeedError(location, "file not found", kind="config") from None
+    except IsADirectoryError:
+        raise FeedError(location, "is a directory, not a feed file", kind="config") from None
+    except PermissionError:
+        raise FeedError(location, "permission denied", kind="config") from None
+    except OSError as exc:
+        raise FeedError(location, f"cannot read file: {exc.strerror or type(exc).__name__}", kind="config") from None
+    if len(body) > max_bytes:
+        raise _too_large(location, max_bytes)
+    return FetchResult(status=200, body=body, final_url=location)
