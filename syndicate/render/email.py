@@ -1,0 +1,213 @@
+"""One post as a newsletter email: MJML + Jinja2 templates compiled to HTML, plus plain text.
+
+Privacy by default (health care): no tracking pixels, no click redirects, no third-party
+fonts or icons, UTM tags only when the channel asks for them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from urllib.parse import urlsplit
+
+import mjml
+from markupsafe import Markup
+
+from syndicate.model import PostData
+from syndicate.render import sanitize
+from syndicate.render.errors import RenderError
+from syndicate.render.links import absolute, is_http, with_utm
+from syndicate.render.templating import first_existing, render
+from syndicate.render.textlength import truncate_to
+from syndicate.safety import is_sensitive
+from syndicate.settings import Channel, Settings
+
+# Gmail clips a message body past ~102 KB and hides what follows, footer and unsubscribe
+# link included. Stay clearly below.
+MAX_HTML_BYTES = 100_000
+PREHEADER_LENGTH = 150  # about what inboxes show next to the subject
+DEFAULT_TEMPLATE = "email/post.mjml"
+DEFAULT_TEXT_TEMPLATE = "email/post.txt.j2"
+SUBJECT_TEMPLATE = "email/subject.txt.j2"
+_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20}")
+
+
+@dataclass(frozen=True)
+class EmailContent:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    sensitive: bool
+
+
+def render_post_email(post: PostData, settings: Settings, channel: str) -> EmailContent:
+    """Render ``post`` for the email channel named ``channel`` (HTML under 100 KB)."""
+    ch = _email_channel(settings, channel)
+    sensitive = is_sensitive(post, settings.safety)
+    link = with_utm(post.url, ch.utm)
+    content = _content_html(post, settings, ch)
+    context = _context(post, settings, ch, link=link, sensitive=sensitive)
+    context["subject"] = _one_line(render(settings, SUBJECT_TEMPLATE, context)) or post.title
+    html_template, text_template = _template_names(settings, ch)
+    html, body, truncated = _fit_html(settings, html_template, context, content)
+    text = render(settings, text_template, {**context, "content": Markup(body), "truncated": truncated,
+                                             "text": sanitize.to_text(body)})
+    return EmailContent(subject=context["subject"], preheader=context["preheader"], html=html,
+                        text=_tidy_text(text), sensitive=sensitive)
+
+
+def _email_channel(settings: Settings, channel: str) -> Channel:
+    ch = settings.channels.get(channel)
+    if ch is None:
+        raise RenderError(f"no channel named {channel!r} in the settings")
+    if ch.kind != "email":
+        raise RenderError(f"channel {channel!r} is a {ch.kind} channel, not email")
+    return ch
+
+
+def _content_html(post: PostData, settings: Settings, ch: Channel) -> str:
+    site_host = _host(settings.site.url)
+
+    def tag_own_links(url: str) -> str:
+        # Links back to the practice's own site carry the channel's UTM tags; others don't.
+        return with_utm(url, ch.utm) if _host(url) == site_host else url
+
+    html = sanitize.sanitize(post.content_html, post.url, fallback_alt=post.title, rewrite_link=tag_own_links)
+    if not html and post.summary:
+        html = f"<p>{Markup.escape(post.summary)}</p>"
+    return html
+
+
+def _context(post: PostData, settings: Settings, ch: Channel, *, link: str, sensitive: bool) -> dict:
+    site, brand, safety = settings.site, settings.site.brand, settings.safety
+    image = absolute(post.image_url, post.url)
+    text = sanitize.to_text(post.content_html) if not post.summary else ""
+    return {
+        "site": {"name": site.name, "url": site.url, "language": site.language,
+                 "address_lines": [line.strip() for line in site.address.splitlines() if line.strip()]},
+        "brand": {
+            "logo_url": absolute(brand.logo_url, site.url + "/") if brand.logo_url else None,
+            "primary_color": _color(brand.primary_color, "#2f6f6a"),
+            "accent_color": _color(brand.accent_color, "#f4efe6"),
+            "text_color": _color(brand.text_color, "#1f2a30"),
+        },
+        "post": {
+            "title": post.title, "url": link, "author": post.author,
+            "date": _long_date(post.published, settings),
+            # The featured image is skipped when the content already starts with it.
+            "image_url": image if is_http(image) and not _content_has_image(post, image) else None,
+            "image_alt": post.image_alt or post.title,
+        },
+        "preheader": truncate_to(_one_line(post.summary or text), PREHEADER_LENGTH, len),
+        "contact": {"text": site.contact_text, "url": absolute(site.contact_url, site.url + "/")
+                    if site.contact_url else None},
+        "sensitive": sensitive,
+        "safety": {"enabled": safety.enabled, "crisis_line": safety.crisis_line, "inbox_note": safety.inbox_note},
+        "unsubscribe_url": ch.unsubscribe_url or f"{site.url}/unsubscribe",
+    }
+
+
+def _content_has_image(post: PostData, image: str | None) -> bool:
+    return bool(image) and image in (absolute(m, post.url) for m in re.findall(
+        r"<img\b[^>]*?\bsrc=[\"']([^\"']+)", post.content_html or "", flags=re.I))
+
+
+def _template_names(settings: Settings, ch: Channel) -> tuple[str, str]:
+    """The channel's MJML template and its plain-text twin (``x.mjml`` -> ``x.txt.j2``)."""
+    html_name = first_existing(settings, [ch.template or DEFAULT_TEMPLATE])
+    text_name = first_existing(settings, [re.sub(r"\.mjml$", "", html_name) + ".txt.j2", DEFAULT_TEXT_TEMPLATE])
+    return html_name, text_name
+
+
+def _fit_html(settings: Settings, template: str, context: dict, content: str) -> tuple[str, str, bool]:
+    """(compiled HTML, content used, was cut): long content is cut to whole paragraphs so
+    the compiled email stays under MAX_HTML_BYTES."""
+    html = _compile_with(settings, template, context, content, truncated=False)
+    if len(html.encode()) < MAX_HTML_BYTES:
+        return html, content, False
+    frame = len(_compile_with(settings, template, context, "", truncated=True).encode())
+    budget = MAX_HTML_BYTES - frame - 1024  # the content itself is copied through by MJML
+    while True:
+        body, _ = sanitize.excerpt(content, max(budget, 0))
+        html = _compile_with(settings, template, context, body, truncated=True)
+        overshoot = len(html.encode()) - MAX_HTML_BYTES
+        if overshoot < 0 or budget <= 0:
+            return html, body, True
+        budget -= overshoot + 1024
+
+
+def _compile_with(settings: Settings, template: str, context: dict, content: str, truncated: bool) -> str:
+    source = render(settings, template, {**context, "content": Markup(content), "truncated": truncated})
+    try:
+        # fonts={} : MRML would otherwise add Google Fonts <link>s for some font names.
+        return mjml.mjml2html(source, disable_comments=True, fonts={})
+    except ValueError as exc:
+        raise RenderError(f"{template}: MJML could not compile the email: {exc}") from None
+
+
+def _color(value: str, default: str) -> str:
+    # Colours land inside style attributes; anything but a hex code or a colour name is
+    # refused rather than trusted.
+    return value if _COLOR.fullmatch(value or "") else default
+
+
+def _long_date(when: datetime | None, settings: Settings) -> str:
+    if when is None:
+        return ""
+    local = when.astimezone(settings.site.tz) if when.tzinfo else when
+    return f"{local:%B} {local.day}, {local.year}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join((text or "").split())
+
+
+def _tidy_text(text: str) -> str:
+    lines = [line.rstrip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower().removeprefix("www.")
+
+
+# -- the MIME message ---------------------------------------------------------------------
+
+def build_message(content: EmailContent, *, from_addr: str, to_addr: str, reply_to: str | None = None,
+                  unsubscribe_https: str | None, unsubscribe_mailto: str | None, message_id_domain: str,
+                  message_id: str | None = None, date: datetime | None = None) -> EmailMessage:
+    """A multipart/alternative message (text, then HTML) with RFC 8058 one-click unsubscribe.
+
+    ``message_id`` may be given (derived from the delivery id) so a resend is recognisable.
+    """
+    msg = EmailMessage()
+    msg["Subject"] = content.subject
+    msg["From"] = from_addr
+    msg["To"] = to_addr
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Date"] = format_datetime(date or datetime.now(UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain=message_id_domain)
+    _unsubscribe_headers(msg, unsubscribe_https, unsubscribe_mailto)
+    msg.set_content(content.text, subtype="plain", charset="utf-8")
+    msg.add_alternative(content.html, subtype="html", charset="utf-8")
+    return msg
+
+
+def _unsubscribe_headers(msg: EmailMessage, https: str | None, mailto: str | None) -> None:
+    targets = []
+    if https:
+        if not https.lower().startswith("https://"):
+            raise ValueError(f"RFC 8058 one-click unsubscribe needs an https URL, got {https!r}")
+        targets.append(f"<{https}>")
+    if mailto:
+        targets.append(f"<{mailto if mailto.lower().startswith('mailto:') else 'mailto:' + mailto}>")
+    if targets:
+        msg["List-Unsubscribe"] = ", ".join(targets)
+    if https:
+        # One click (RFC 8058): the mailbox provider POSTs this body to the https URL.
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
