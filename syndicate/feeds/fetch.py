@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from syndicate.feeds.errors import FeedError, display_location
 
@@ -168,14 +169,15 @@ def _read_body(location: str, url: str, response: requests.Response, deadline: f
         raise _too_large(location, max_bytes)
     chunks, size = [], 0
     try:
-        for chunk in response.iter_content(_CHUNK):
+        # read1 returns whatever arrived (decompressed), so the deadline is checked after every
+        # network read: iter_content would block until a whole chunk came from a dripping server.
+        while chunk := response.raw.read1(_CHUNK, decode_content=True):
             size += len(chunk)
             if size > max_bytes:
                 raise _too_large(location, max_bytes)
             chunks.append(chunk)
-            # The read timeout only bounds one wait; a server dripping bytes is stopped here.
             _remaining(location, deadline, timeout)
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise _request_error(location, url, exc, timeout) from None
     return b"".join(chunks)
 
@@ -217,21 +219,21 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _request_error(location: str, url: str, exc: requests.RequestException, timeout: float) -> FeedError:
+def _request_error(location: str, url: str, exc: Exception, timeout: float) -> FeedError:
     """Turn a requests/urllib3 exception (whose text is a nested repr) into one plain reason."""
     chain = list(_causes(exc))
     names = {type(e).__name__ for e in chain}
     text = " ".join(str(e) for e in chain)
     if isinstance(exc, requests.Timeout) or names & {"ReadTimeoutError", "ConnectTimeoutError", "TimeoutError"}:
         reason, kind = f"timed out after {timeout:g}s", "timeout"
-    elif isinstance(exc, requests.exceptions.SSLError):
+    elif isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
         detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else "handshake failed"
         reason, kind = f"TLS error: {detail}", "connection"
     elif any(isinstance(e, ConnectionRefusedError) for e in chain):
         reason, kind = "connection refused", "connection"
     elif "NameResolutionError" in names or "gaierror" in names:
         reason, kind = f"host not found ({urlsplit(url).hostname})", "connection"
-    elif isinstance(exc, requests.exceptions.ContentDecodingError):
+    elif isinstance(exc, requests.exceptions.ContentDecodingError) or "DecodeError" in names:
         reason, kind = "response body could not be decompressed", "connection"
     elif isinstance(exc, requests.exceptions.ChunkedEncodingError) or "ProtocolError" in names:
         reason, kind = "connection broken while reading the response", "connection"

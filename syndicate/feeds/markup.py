@@ -39,20 +39,24 @@ class Image:
 class Scan:
     html: str  # the input with relative URLs made absolute
     text: str  # plain text, whitespace collapsed
-    first_image: Image | None
+    images: list[Image]  # the content's pictures in order (tracking pixels and data: URIs left out)
+
+    @property
+    def first_image(self) -> Image | None:
+        return self.images[0] if self.images else None
 
 
 def scan(html: str, base: str | None) -> Scan:
     """Resolve relative URLs against ``base`` (when absolute), and read text and first image."""
     if not html:
-        return Scan("", "", None)
+        return Scan("", "", [])
     parser = _Scanner(html, base if is_absolute_http(base) else None)
     try:
         parser.feed(html)
         parser.close()
     except (AssertionError, ValueError):  # the stdlib parser gives up on some broken markup
-        return Scan(html, collapse(_strip_tags(html)), None)
-    return Scan(parser.rewritten(), collapse("".join(parser.text)), parser.first_image)
+        return Scan(html, collapse(_strip_tags(html)), [])
+    return Scan(parser.rewritten(), collapse("".join(parser.text)), parser.images)
 
 
 def to_text(html: str) -> str:
@@ -67,7 +71,9 @@ def collapse(text: str) -> str:
 
 def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
     """Cut ``text`` to at most ``limit`` characters at a word boundary, ending with "…"."""
-    text = re.sub(r"\s*\[(?:…|\.\.\.)\]\s*$", "…", text)  # WordPress's excerpt marker "[…]"
+    # WordPress ends excerpts with "[…]": an ellipsis mid-sentence, nothing after a full stop.
+    text = re.sub(r"(?<=[.!?])\s*\[(?:…|\.\.\.)\]\s*$", "", text)
+    text = re.sub(r"\s*\[(?:…|\.\.\.)\]\s*$", "…", text)
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
@@ -108,7 +114,7 @@ class _Scanner(HTMLParser):
         self.source = html
         self.base = base
         self.text: list[str] = []
-        self.first_image: Image | None = None
+        self.images: list[Image] = []
         self.edits: list[tuple[int, int, str]] = []  # (start, end, replacement) in the source
         self._skip_depth = 0
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", html)]
@@ -135,7 +141,7 @@ class _Scanner(HTMLParser):
         if tag in _BLOCKS:
             self.text.append(" ")
         values = dict(attrs)
-        if tag == "img" and self.first_image is None:
+        if tag == "img":
             self._consider_image(values)
         if self.base and any(name in _URL_ATTRS for name, _ in attrs):
             self._absolutize_tag()
@@ -146,7 +152,7 @@ class _Scanner(HTMLParser):
             return
         url = resolve(self.base, src)
         if is_absolute_http(url):
-            self.first_image = Image(url, collapse(attrs.get("alt") or ""))
+            self.images.append(Image(url, collapse(attrs.get("alt") or "")))
 
     def _absolutize_tag(self):
         raw = self.get_starttag_text()

@@ -17,6 +17,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from syndicate.feeds import markup
 from syndicate.model import PostData
 
+_WP_SIZE = re.compile(r"-\d+x\d+(?=\.\w+$)|-scaled(?=\.\w+$)")
+# The line Yoast and other WordPress plugins append to every feed excerpt.
+_WP_FOOTER = re.compile(r"\s*The post .{1,400}? appeared first on .{1,200}?\.?\s*$")
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg)$", re.I)
 # Query parameters that only say where a click came from; they must not make a post "new".
 _TRACKING = re.compile(r"^(?:utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hsenc|_hsmi|igshid)$", re.I)
@@ -101,7 +104,7 @@ def _post(item: RawItem, context: FeedContext) -> PostData:
         content_html=content.html,
         author=markup.collapse(item.author) or context.author,
         categories=_categories(item.categories),
-        **_image(item, url or context.link_base, content.first_image),
+        **_image(item, url or context.link_base, content.images),
         published=item.published or item.updated,  # Atom's <updated> is its only required date
         updated=item.updated,
         content_hash=content_hash,
@@ -139,7 +142,7 @@ def _content_hash(title: str, text: str) -> str:
 
 def _summary(item: RawItem, content_text: str) -> str:
     text = markup.to_text(item.summary) if item.summary_is_html else markup.collapse(item.summary)
-    return markup.shorten(text or content_text)
+    return markup.shorten(_WP_FOOTER.sub("", text or content_text))
 
 
 def _categories(raw: list[str]) -> list[str]:
@@ -152,14 +155,27 @@ def _categories(raw: list[str]) -> list[str]:
     return out
 
 
-def _image(item: RawItem, base: str | None, first_in_content: markup.Image | None) -> dict:
+def _image(item: RawItem, base: str | None, in_content: list[markup.Image]) -> dict:
+    """The feed's own choice of picture first, else the content's first; with alt text."""
     for url, alt in item.images:
         url = markup.resolve(base, url)
         if markup.is_absolute_http(url):
-            return {"image_url": url, "image_alt": markup.collapse(alt or "")}
-    if first_in_content:
-        return {"image_url": first_in_content.url, "image_alt": first_in_content.alt}
+            return {"image_url": url, "image_alt": markup.collapse(alt or "") or _alt_in_content(url, in_content)}
+    if in_content:
+        return {"image_url": in_content[0].url, "image_alt": in_content[0].alt}
     return {"image_url": None, "image_alt": ""}
+
+
+def _alt_in_content(url: str, in_content: list[markup.Image]) -> str:
+    """media:content carries no alt text; the same picture inside the post often does
+    (WordPress shows a "-1024x683" size of the featured "-1200x800" file)."""
+    key = _image_key(url)
+    return next((img.alt for img in in_content if img.alt and _image_key(img.url) == key), "")
+
+
+def _image_key(url: str) -> str:
+    path = urlsplit(url).path
+    return _WP_SIZE.sub("", path.rsplit("/", 1)[-1]).lower()
 
 
 def looks_like_image(url: str, mime: str | None = None, medium: str | None = None) -> bool:
