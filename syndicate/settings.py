@@ -11,12 +11,20 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 KINDS = ("email", "x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads")
 SOCIAL_KINDS = KINDS[1:]
@@ -140,6 +148,112 @@ class Safety(_Strict):
     hold_social: bool = True  # sensitive posts wait for a human before any social channel
 
 
+# --- Scheduling: send windows, quiet hours, digests (read by engine/schedule.py) -------------
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # position = date.weekday()
+_CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
+_DAY_MINUTES, _WEEK_MINUTES = 1440, 10080
+
+
+def parse_clock(value: Any, *, allow_24: bool = False) -> time:
+    """``"08:00"`` (24-hour HH:MM) or a TOML local time; ``"24:00"`` (midnight) when ALLOW_24."""
+    if isinstance(value, time) and not (value.second or value.microsecond or value.tzinfo):
+        return value
+    if isinstance(value, str) and (m := _CLOCK.match(value.strip())):
+        hour, minute = int(m.group(1)), int(m.group(2))
+        if allow_24 and (hour, minute) == (24, 0):
+            return time(0, 0)  # the end of the day: a span ending at 00:00 runs up to midnight
+        if hour < 24 and minute < 60:
+            return time(hour, minute)
+    hint = "HH:MM, 24-hour, '24:00' allowed as an end" if allow_24 else "HH:MM, 24-hour"
+    raise ValueError(f"expected a time like '08:00' ({hint}), got {value!r}")
+
+
+def _parse_clock_end(value: Any) -> time:
+    return parse_clock(value, allow_24=True)
+
+
+def parse_day(value: Any) -> str:
+    """One day of the week as ``"mon"`` .. ``"sun"`` (any case)."""
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name not in DAYS:
+        raise ValueError(f"unknown day {value!r} (use {', '.join(DAYS)})")
+    return name
+
+
+def parse_days(value: Any) -> list[str]:
+    """A list of days, returned in week order without repeats; one day alone is accepted too."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"expected a non-empty list of days like ['mon', 'tue'], got {value!r}")
+    names = {parse_day(item) for item in value}
+    return [day for day in DAYS if day in names]
+
+
+Clock = Annotated[time, BeforeValidator(parse_clock)]
+ClockEnd = Annotated[time, BeforeValidator(_parse_clock_end)]
+Day = Annotated[str, BeforeValidator(parse_day)]
+Days = Annotated[list[str], BeforeValidator(parse_days)]
+
+
+def _minute(t: time) -> int:
+    return t.hour * 60 + t.minute
+
+
+def span_minutes(start: time, end: time) -> int:
+    """Length of the daily span START..END in wall minutes: wraps midnight, and END == START is 24 h."""
+    return (_minute(end) - _minute(start)) % _DAY_MINUTES or _DAY_MINUTES
+
+
+def _week_minutes(weekdays: list[int], start: time, end: time) -> set[int]:
+    """Minutes of the week (wall clock, ignoring DST) covered by spans opening on WEEKDAYS."""
+    opens, length = _minute(start), span_minutes(start, end)
+    return {(day * _DAY_MINUTES + opens + k) % _WEEK_MINUTES for day in weekdays for k in range(length)}
+
+
+class Window(_Strict):
+    """Sends may go out on DAYS from START until END; END <= START wraps past midnight, so
+    ``days = ["fri"], start = "20:00", end = "02:00"`` is Friday 20:00 to Saturday 02:00."""
+
+    days: Days = list(DAYS)
+    start: Clock = time(0, 0)
+    end: ClockEnd = time(0, 0)  # equal to start (the default): the whole day
+
+    @property
+    def weekdays(self) -> list[int]:
+        return [DAYS.index(day) for day in self.days]
+
+
+class QuietHours(_Strict):
+    """No sends from START until END, every day; END < START wraps past midnight."""
+
+    start: Clock
+    end: ClockEnd
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet_hours start and end are equal; remove quiet_hours to have none")
+        return self
+
+
+class Digest(_Strict):
+    """Digest editions, in the site's time zone: every day at AT, or every week on DAY at AT."""
+
+    every: Literal["day", "week"]
+    day: Day | None = None
+    at: Clock = time(9, 0)
+
+    @model_validator(mode="after")
+    def _day_matches_every(self) -> Digest:
+        if self.every == "week" and self.day is None:
+            raise ValueError("a weekly digest needs day = 'mon' .. 'sun'")
+        if self.every == "day" and self.day is not None:
+            raise ValueError("day only applies to every = 'week'")
+        return self
+
+
 class Channel(_Strict):
     kind: Literal["email", "x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads"]
     provider: str = "outbox"
@@ -147,6 +261,12 @@ class Channel(_Strict):
     template: str | None = None  # template name override (file under templates/)
     delay: Duration = timedelta(0)  # wait after a post is first seen
     hold: bool = False  # every delivery waits for approval
+    # Scheduling, in the site's time zone (engine/schedule.py). Unset: send as soon as due.
+    mode: Literal["per_post", "digest"] = "per_post"
+    send_window: Window | None = None  # days and hours when sends may go out
+    quiet_hours: QuietHours | None = None  # never send in these hours (may wrap midnight)
+    stagger: Duration = timedelta(0)  # the Nth channel waits N x stagger: networks don't fire at once
+    digest: Digest | None = None  # mode = "digest": when editions go out
     # Email
     from_address: str | None = None
     from_name: str | None = None
@@ -171,6 +291,36 @@ class Channel(_Strict):
                     f"({key}_env = \"MY_VAR\")"
                 )
         return v
+
+    @field_validator("stagger")
+    @classmethod
+    def _stagger_not_negative(cls, v: timedelta) -> timedelta:
+        if v < timedelta(0):
+            raise ValueError(f"must not be negative, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule_consistent(self) -> Channel:
+        if self.mode == "digest":
+            if self.digest is None:
+                raise ValueError('mode = "digest" needs a digest table, e.g. {every = "week", day = "tue"}')
+            if self.send_window or self.quiet_hours:
+                # An edition's time is its schedule; a window could silently move or drop it.
+                raise ValueError("send_window and quiet_hours do not apply to digests; set digest.at instead")
+        elif self.digest is not None:
+            raise ValueError('digest is set but mode is "per_post"; add mode = "digest"')
+        if not self._has_send_time():
+            raise ValueError("send_window and quiet_hours leave no time in the week to send")
+        return self
+
+    def _has_send_time(self) -> bool:
+        """Some minute of the week is inside the window and outside quiet hours (so that
+        scheduling always finds a time; DST can remove at most one night's slice)."""
+        window = self.send_window or Window()
+        allowed = _week_minutes(window.weekdays, window.start, window.end)
+        if self.quiet_hours:
+            allowed -= _week_minutes(list(range(7)), self.quiet_hours.start, self.quiet_hours.end)
+        return bool(allowed)
 
 
 class Settings(_Strict):
