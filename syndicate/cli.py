@@ -223,7 +223,7 @@ def _extensions():
     """Commands that live with their own module (workers, scheduling, operator actions)."""
     from syndicate import cli_ops
 
-    return [cli_ops.register]
+    return [cli_ops.register, cli_ops.register_celery]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,10 @@ class Run(_Strict):
     interval: Duration = timedelta(minutes=15)  # how often `syndicate run` polls and dispatches
     claim_ttl: Duration = timedelta(minutes=5)  # a claim or send older than this is reaped
     batch_size: int = Field(default=50, ge=1)  # deliveries claimed per dispatcher tick
+    tick: Duration = timedelta(seconds=15)  # how often beat asks the ledger what is due (workers)
+    retry_base: Duration = timedelta(seconds=30)  # first backoff after a retryable error; doubles
+    retry_max: Duration = timedelta(hours=6)  # the longest backoff
+    max_attempts: int = Field(default=8, ge=1)  # then the delivery fails for a person to look at
 
 
 class Fetch(_Strict):

@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
-from syndicate.engine.retry import MAX_ATTEMPTS, retry_due
+from syndicate.engine.dispatch import Claim, release
+from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
+from syndicate.engine.retry import retry_due
 from syndicate.engine.states import transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, utcnow
@@ -33,10 +35,22 @@ class Outcome:
 
 def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str, *,
             actor: str = "worker", now: datetime | None = None, ttl: timedelta | None = None,
-            provider_cache: dict | None = None) -> Outcome:
-    """Send one claimed delivery. Safe to call twice with the same claim: the second is a no-op."""
+            provider_cache: dict | None = None, limiter=None) -> Outcome:
+    """Send one claimed delivery. Safe to call twice with the same claim: the second is a no-op.
+
+    LIMITER (engine.ratelimit) paces sends per provider account; a delivery over the limit is
+    handed back with a later due time instead of waiting in the worker.
+    """
     now = now or utcnow()
     ttl = ttl or settings.run.claim_ttl
+    limiter = limiter or limiter_for(settings, shared=False)
+    wait = _rate_wait(factory, settings, delivery_id, token, limiter)
+    if wait is None:
+        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
+    if wait > 0:
+        release(factory, Claim(delivery_id, token), actor, due=now + timedelta(seconds=wait),
+                detail=f"rate limit: waits {wait:.0f}s")
+        return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s")
     job = _start(factory, delivery_id, token, actor, now, ttl)
     if job is None:
         return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
@@ -44,6 +58,8 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         provider = _provider(settings, job, provider_cache)
         result = provider.send(job)
     except ProviderError as exc:
+        if isinstance(exc, RateLimited) and exc.reset_at is not None:
+            limiter.block(_account(settings, job.channel), exc.reset_at)  # every worker waits
         return _failed(factory, settings, job, token, exc, actor)
     except Exception as exc:  # a bug in an adapter: we cannot know whether the call went out
         log.exception("provider crashed on delivery %s", delivery_id)
@@ -61,6 +77,28 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
                        provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
                        detail="provider confirmed after the lease had expired")
     return Outcome(delivery_id, "sent", result.ref or "")
+
+
+def _account(settings: Settings, channel_name: str) -> str:
+    channel = settings.channels.get(channel_name)
+    return account_key(channel_name, channel) if channel else f"unknown:{channel_name}"
+
+
+def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limiter) -> float | None:
+    """None if this claim is not ours any more; else seconds to wait for the account's limit."""
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None or row.state != "claimed" or row.claim_token != token:
+            return None
+        channel_name = row.channel
+    channel = settings.channels.get(channel_name)
+    if channel is None:
+        return 0.0
+    try:
+        return limiter.acquire(account_key(channel_name, channel), rate_for(channel))
+    except Exception as exc:  # the limiter's Redis is down: pace conservatively, don't stop
+        log.warning("rate limiter unavailable (%s); deferring delivery %s", exc, delivery_id)
+        return 30.0
 
 
 def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta) -> Job | None:
@@ -107,9 +145,9 @@ def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Set
     provider_dedupes = _dedupes(settings, job)
     if isinstance(exc, OutcomeUnknown) and not provider_dedupes:
         return "unknown", {}
-    if isinstance(exc, Retryable | OutcomeUnknown) and attempts < MAX_ATTEMPTS:
+    if isinstance(exc, Retryable | OutcomeUnknown) and attempts < settings.run.max_attempts:
         reset = exc.reset_at if isinstance(exc, RateLimited) else None
-        return "planned", {"due_at": retry_due(now, attempts, reset), "claim_token": None}
+        return "planned", {"due_at": retry_due(now, attempts, settings.run, reset), "claim_token": None}
     return "failed", {}
 
 

@@ -53,6 +53,15 @@ def claim_one(factory: sessionmaker[Session], delivery_id: int, now: datetime, *
     return Claim(delivery_id, token) if ok else None
 
 
+def release(factory: sessionmaker[Session], claim: Claim, actor: str, due: datetime | None = None,
+            detail: str = "released: could not be handed to a worker") -> bool:
+    """Give a claim back (planned again) when it cannot be worked on now."""
+    values = {"due_at": due} if due is not None else {}
+    with transaction(factory) as s:
+        return transition(s, claim.delivery_id, from_states=("claimed",), token=claim.token, to_state="planned",
+                          actor=actor, claim_token=None, lease_until=None, detail=detail, **values)
+
+
 @dataclass
 class ReapResult:
     reclaimed: int = 0  # claimed but never started: back to planned (no outside call happened)

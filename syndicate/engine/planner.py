@@ -58,13 +58,13 @@ def plan_post(s: Session, settings: Settings, post: Post, now: datetime,
     data = PostData.from_dict(post.data)
     sensitive = is_sensitive(data, settings.safety)
     states = []
-    for name, channel in settings.enabled_channels().items():
+    for index, (name, channel) in enumerate(settings.enabled_channels().items()):
         if channels is not None and name not in channels:
             continue
         state, reason, payload, error = _render(data, settings, name, post, sensitive)
         row = {"key": uuid.uuid4().hex, "subject": f"post:{post.id}", "post_id": post.id, "channel": name,
                "kind": channel.kind, "provider": channel.provider, "state": state,
-               "due_at": max(now, due_at(channel, settings, post.first_seen_at)), "payload": payload,
+               "due_at": max(now, due_at(channel, settings, post.first_seen_at, index=index)), "payload": payload,
                "post_url": post.url, "hold_reason": reason, "last_error": error,
                "error_class": "render" if error else None, "created_at": now, "updated_at": now}
         if insert_ignore(s, Delivery, row, ["subject", "channel"]):

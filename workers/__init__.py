@@ -1,0 +1,1 @@
+"""The Celery side of Syndicate: a thin layer of tasks over the library (see workers/app.py)."""

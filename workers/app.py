@@ -1,0 +1,60 @@
+"""The Celery app: broker from settings, the delivery engine's Celery rules, the beat schedule.
+
+Start with `syndicate worker` / `syndicate beat`, or plainly:
+    SYNDICATE_CONFIG=settings.toml celery -A workers.app worker
+    SYNDICATE_CONFIG=settings.toml celery -A workers.app beat
+
+The broker only carries "do this now" messages. Nothing is scheduled as a far-future ETA:
+beat ticks the dispatcher, which asks the database what is due (DESIGN.md rule 1).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from syndicate import settings as settings_mod
+
+def _settings() -> settings_mod.Settings:
+    return settings_mod.load()
+
+
+def make_app(settings: settings_mod.Settings | None = None) -> Celery:
+    settings = settings or _settings()
+    app = Celery("syndicate", broker=settings.broker.url, include=["workers.tasks"])
+    app.conf.update(
+        # Exactly-once rules (DESIGN.md rule 5): a task is acknowledged only after it ran, a
+        # task whose worker died is requeued, and a worker holds one message at a time.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_time_limit=300,
+        task_soft_time_limit=240,
+        enable_utc=True,
+        timezone="UTC",
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        # No ETA tasks exist, so the visibility timeout only bounds how long an unacked
+        # message of a dead worker waits before redelivery (the ledger fences the redelivery).
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "dispatch": {"task": "syndicate.dispatch", "schedule": settings.run.tick.total_seconds()},
+            "poll": {"task": "syndicate.poll_all", "schedule": settings.run.interval.total_seconds()},
+        },
+    )
+    app.conf.syndicate_settings = settings
+    return app
+
+
+@worker_process_init.connect
+def _fresh_connections(**_kwargs):
+    # A forked pool child must not share the parent's database sockets.
+    from syndicate.ledger.db import close_ledger
+
+    close_ledger()
+
+
+app = make_app()
