@@ -49,10 +49,10 @@ def mentions_topic(text: str, safety: Safety) -> bool:
 
 
 def _searchable_text(post: PostData) -> str:
-    # Categories are joined with a separator that is not a word character, so a topic can
-    # never match across two categories ("self" + "harm").
+    # The separator is neither a word character nor a joiner, so a topic never matches
+    # across two fields (categories "self" and "harm" are not "self harm").
     parts: Iterable[str] = (*post.categories, post.title, post.summary, _html_text(post.content_html))
-    return _normalize("\n".join(parts))
+    return _normalize(" | ".join(parts))
 
 
 def _html_text(html: str) -> str:
@@ -77,6 +77,7 @@ def _patterns(topics: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...
         if not words:
             continue
         body = _JOINER.join(re.escape(w) for w in words)
-        # Whole words: no letter or digit may touch the topic on either side.
-        compiled.append((topic, re.compile(rf"(?<!\w){body}(?!\w)")))
+        # Whole words (no letter or digit may touch the topic), plurals included: a post
+        # about "suicides" must not slip through a list that says "suicide".
+        compiled.append((topic, re.compile(rf"(?<!\w){body}(?:e?s)?(?!\w)")))
     return tuple(compiled)

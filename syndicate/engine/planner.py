@@ -59,8 +59,8 @@ def plan_post(s: Session, settings: Settings, post: Post, now: datetime,
     sensitive = is_sensitive(data, settings.safety)
     states = []
     for index, (name, channel) in enumerate(settings.enabled_channels().items()):
-        if channels is not None and name not in channels:
-            continue
+        if (channels is not None and name not in channels) or channel.mode == "digest":
+            continue  # digest channels are planned per edition, not per post
         state, reason, payload, error = _render(data, settings, name, post, sensitive)
         row = {"key": uuid.uuid4().hex, "subject": f"post:{post.id}", "post_id": post.id, "channel": name,
                "kind": channel.kind, "provider": channel.provider, "state": state,

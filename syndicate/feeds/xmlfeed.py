@@ -87,7 +87,9 @@ def _item(entry: dict) -> RawItem:
         categories=[tag.get("term") or tag.get("label") or "" for tag in entry.get("tags") or []],
         images=_images(entry),
         published=dates.from_feedparser(entry.get("published"), entry.get("published_parsed")),
-        updated=dates.from_feedparser(entry.get("updated"), entry.get("updated_parsed")),
+        # dict.get: feedparser's own get() maps a missing "updated" to "published" (with a
+        # DeprecationWarning); an item that was never updated has no update date.
+        updated=dates.from_feedparser(dict.get(entry, "updated"), dict.get(entry, "updated_parsed")),
     )
 
 

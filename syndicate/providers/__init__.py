@@ -12,6 +12,13 @@ from syndicate.providers.base import Provider
 # provider name -> "module:Class"; modules are imported only when a channel uses them.
 REGISTRY: dict[str, str] = {
     "outbox": "syndicate.providers.outbox:OutboxProvider",
+    "x": "syndicate.providers.x:XProvider",
+    "facebook": "syndicate.providers.facebook:FacebookProvider",
+    "linkedin": "syndicate.providers.linkedin:LinkedInProvider",
+    "pinterest": "syndicate.providers.pinterest:PinterestProvider",
+    "mastodon": "syndicate.providers.mastodon:MastodonProvider",
+    "bluesky": "syndicate.providers.bluesky:BlueskyProvider",
+    "threads": "syndicate.providers.threads:ThreadsProvider",
 }
 
 

@@ -324,30 +324,31 @@ class _TextWriter(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.newlines = 0  # how many line breaks the output ends with (spaces aside)
         self.links: list[tuple[str | None, int]] = []  # (href, index in parts where the link began)
-        self.lists: list[str] = []
+        self.lists = 0
         self.skip = 0
         self.pre = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = {name: value or "" for name, value in reversed(attrs)}
         if tag in self._SKIP:
             self.skip += 1
         elif tag in {"ul", "ol"}:
-            self.lists.append(tag)
-            self._break(2 if len(self.lists) == 1 else 1)
+            self.lists += 1
+            self._break(2 if self.lists == 1 else 1)
         elif tag == "li":
             self._break(1)
-            self.parts.append("  " * (len(self.lists) - 1) + "- ")
+            self._emit("  " * (self.lists - 1) + "- ")
         elif tag == "br":
-            self.parts.append("\n")
+            self._emit("\n")
         elif tag == "a":
-            self.links.append((attr.get("href"), len(self.parts)))
+            href = next((value for name, value in attrs if name == "href"), None)
+            self.links.append((href, len(self.parts)))
         elif tag == "blockquote":
             self._break(2)
-            self.parts.append("> ")
+            self._emit("> ")
         elif tag in {"td", "th"}:
-            self.parts.append(" ")
+            self._emit(" ")
         elif tag in _BLOCK:
             self.pre += tag == "pre"
             self._break(2)
@@ -361,8 +362,8 @@ class _TextWriter(HTMLParser):
         if tag in self._SKIP:
             self.skip = max(self.skip - 1, 0)
         elif tag in {"ul", "ol"} and self.lists:
-            self.lists.pop()
-            self._break(2 if not self.lists else 1)
+            self.lists -= 1
+            self._break(1 if self.lists else 2)
         elif tag == "a" and self.links:
             self._close_link(*self.links.pop())
         elif tag in _BLOCK and tag != "li":
@@ -370,27 +371,31 @@ class _TextWriter(HTMLParser):
             self._break(2)
 
     def handle_data(self, data: str) -> None:
-        if self.skip:
-            return
-        self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+        if not self.skip:
+            self._emit(data if self.pre else re.sub(r"\s+", " ", data))
 
     def _close_link(self, href: str | None, start: int) -> None:
         label = "".join(self.parts[start:]).strip()
         if not href or href.startswith("#"):
             return
-        shown = href.removeprefix("mailto:")
-        if label and label != shown and label != href:
-            self.parts.append(f" ({href})")
-        elif not label:
-            self.parts.append(href)
+        if not label:
+            self._emit(href)
+        elif label not in {href, href.removeprefix("mailto:")}:
+            self._emit(f" ({href})")
+
+    def _emit(self, chunk: str) -> None:
+        self.parts.append(chunk)
+        visible = chunk.rstrip(" ")
+        if visible:
+            trailing = len(visible) - len(visible.rstrip("\n"))
+            self.newlines = self.newlines + trailing if trailing == len(visible) else trailing
 
     def _break(self, newlines: int) -> None:
-        self.parts.append("\n" * newlines)
+        if newlines > self.newlines:
+            self._emit("\n" * (newlines - self.newlines))
 
     def text(self) -> str:
         raw = "".join(self.parts).replace("\xa0", " ")
-        lines = [line.rstrip() for line in raw.split("\n")]
-        # Whitespace a paragraph started with is noise ("<p> Hello" -> "Hello"), but keep
-        # list indentation, which the writer added itself.
-        lines = [line if re.match(r"^\s*- |^> ", line) else line.strip() if not self.pre else line for line in lines]
+        # Spaces around lines are markup noise ("<p> Hello"), except list and quote prefixes.
+        lines = [line.rstrip() if re.match(r"^\s*- |^> ", line) else line.strip() for line in raw.split("\n")]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
