@@ -50,7 +50,7 @@ def looks_like_json(body: bytes, content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media.endswith("json"):
         return True
-    return body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+    return body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"["))
 
 
 def _load(body: bytes, url: str) -> dict:

@@ -22,7 +22,7 @@ _WP_SIZE = re.compile(r"-\d+x\d+(?=\.\w+$)|-scaled(?=\.\w+$)")
 _WP_FOOTER = re.compile(r"\s*The post .{1,400}? appeared first on .{1,200}?\.?\s*$")
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg)$", re.I)
 # Query parameters that only say where a click came from; they must not make a post "new".
-_TRACKING = re.compile(r"^(?:utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hsenc|_hsmi|igshid)$", re.I)
+_TRACKING = re.compile(r"^(?:utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|_hsenc|_hsmi|igshid|wt_mc|wt_zmc)$", re.I)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
