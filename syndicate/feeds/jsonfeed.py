@@ -8,7 +8,6 @@ object next to 1.1's ``authors`` list, and dates without a time zone (read as UT
 from __future__ import annotations
 
 import json
-from html import escape
 from typing import Any
 
 from syndicate.feeds import dates, markup
@@ -34,7 +33,8 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
     if not isinstance(raw_items, list):
         warnings.insert(0, "JSON Feed without an 'items' list")
     elif skipped := len(raw_items) - len(items):
-        warnings.insert(0, f"{skipped} JSON Feed item(s) that are not objects ignored")
+        warnings.insert(0, f"{skipped} JSON Feed {'item that is' if skipped == 1 else 'items that are'} "
+                           "not an object ignored")
     return ParsedFeed(
         title=markup.collapse(_text(doc.get("title"))),
         link=context.home or "",
@@ -47,10 +47,12 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
 def looks_like_json(body: bytes, content_type: str | None) -> bool:
     """A JSON document: by its media type, or by its first character when the server says nothing
     useful (feeds are often served as text/plain or application/octet-stream)."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media.endswith("json"):
+    first = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first in (b"{", b"["):
         return True
-    return body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"["))
+    # A JSON media type is believed unless the body is plainly markup (a mislabeled RSS file).
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media.endswith("json") and first != b"<"
 
 
 def _load(body: bytes, url: str) -> dict:
@@ -79,7 +81,7 @@ def _format(doc: dict) -> str:
 def _item(entry: dict) -> RawItem:
     content_html = _text(entry.get("content_html"))
     if not content_html and (plain := _text(entry.get("content_text"))):
-        content_html = _plain_to_html(plain)
+        content_html = markup.plain_to_html(plain)
     images = [(_text(entry.get(key)), "") for key in ("image", "banner_image")]
     images += [(_text(a.get("url")), _text(a.get("title")))
                for a in _dicts(entry.get("attachments"))
@@ -103,11 +105,6 @@ def _authors(obj: dict) -> str:
     people = _dicts(obj.get("authors")) or _dicts(obj.get("author"))
     names = [_text(p.get("name")) for p in people]
     return ", ".join(n.strip() for n in names if n.strip())
-
-
-def _plain_to_html(text: str) -> str:
-    paragraphs = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
-    return "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
 def _text(value: Any) -> str:

@@ -64,6 +64,12 @@ def to_text(html: str) -> str:
     return scan(html, None).text if html else ""
 
 
+def plain_to_html(text: str) -> str:
+    """Plain text as HTML paragraphs (blank lines split them, single newlines become <br>)."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+    return "".join(f"<p>{escape(p, quote=False).replace(chr(10), '<br>')}</p>" for p in paragraphs)
+
+
 def collapse(text: str) -> str:
     text = _DOUBLE_ESCAPED.sub(lambda m: unescape(m.group(0)), text)
     return re.sub(r"\s+", " ", text).strip()
@@ -170,8 +176,9 @@ class _Scanner(HTMLParser):
         if name not in _URL_ATTRS:
             return match.group(0)
         value = match.group("value")
-        quote = value[0] if value[0] in "\"'" else '"'
-        raw = unescape(value.strip("\"'") if value[0] in "\"'" else value)
+        quoted = value[0] in "\"'"
+        quote = value[0] if quoted else '"'
+        raw = unescape(value[1:-1] if quoted else value)
         new = _resolve_srcset(self.base, raw) if name == "srcset" else _resolve_attr(self.base, raw)
         if new == raw:
             return match.group(0)

@@ -90,9 +90,7 @@ def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostDa
 
 def _post(item: RawItem, context: FeedContext) -> PostData:
     url = _post_url(item, context)
-    content_base = markup.resolve(url if markup.is_absolute_http(url) else context.link_base,
-                                  item.content_base) if item.content_base else url
-    content = markup.scan(item.content_html, content_base or context.link_base)
+    content = markup.scan(item.content_html, _content_base(item, url, context))
     title = markup.collapse(item.title)
     content_hash = _content_hash(title, content.text)
     return PostData(
@@ -118,6 +116,13 @@ def _post_url(item: RawItem, context: FeedContext) -> str:
     if markup.is_absolute_http(link):
         return link
     return markup.resolve(context.link_base, link)
+
+
+def _content_base(item: RawItem, url: str, context: FeedContext) -> str | None:
+    """What the content's relative URLs are relative to: the post itself, or the xml:base the
+    feed declared around the content (which may itself be relative, e.g. Jekyll's)."""
+    post_base = url if markup.is_absolute_http(url) else context.link_base
+    return markup.resolve(post_base, item.content_base) if item.content_base else post_base
 
 
 def _usable_link(link: str) -> str:

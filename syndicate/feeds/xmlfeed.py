@@ -29,12 +29,7 @@ _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
 
 def parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFeed:
-    doc = feedparser.parse(
-        io.BytesIO(body),  # never the bytes themselves: feedparser would try them as a file name
-        sanitize_html=False,
-        resolve_relative_uris=False,
-        response_headers=_charset_header(body, content_type),
-    )
+    doc = _feedparser(body, url, content_type)
     if not doc.get("version") and not doc.entries:
         raise FeedError(url, f"not a feed ({_what_it_is(body, doc)})", kind="not_a_feed")
     context = _context(doc.feed, url)
@@ -51,6 +46,21 @@ def parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFee
         posts=posts,
         warnings=warnings,
     )
+
+
+def _feedparser(body: bytes, url: str, content_type: str | None):
+    try:
+        return feedparser.parse(
+            io.BytesIO(body),  # never the bytes themselves: feedparser would try them as a file name
+            sanitize_html=False,
+            resolve_relative_uris=False,
+            response_headers=_charset_header(body, content_type),
+        )
+    except Exception as exc:
+        # feedparser reports bad XML as "bozo" rather than raising; anything it does raise on
+        # hostile input must still be this feed's one-line error, not a crash of the whole poll.
+        raise FeedError(url, f"could not be read ({type(exc).__name__} in the XML parser)",
+                        kind="not_a_feed") from exc
 
 
 def _charset_header(body: bytes, content_type: str | None) -> dict[str, str] | None:
@@ -74,13 +84,14 @@ def _context(feed: dict, url: str) -> FeedContext:
 
 
 def _item(entry: dict) -> RawItem:
-    content, summary = _content(entry), entry.get("summary_detail") or {}
+    content_html, content_base = _content(entry)
+    summary = entry.get("summary_detail") or {}
     return RawItem(
         guid=entry.get("id") or "",
         link=_link(entry),
         title=_title(entry),
-        content_html=content[0],
-        content_base=content[1],
+        content_html=content_html,
+        content_base=content_base,
         summary=entry.get("summary") or "",
         summary_is_html=summary.get("type", "text/html") in _HTML_TYPES,
         author=_author(entry),
@@ -127,14 +138,7 @@ def _content(entry: dict) -> tuple[str, str]:
 
 def _as_html(detail: dict) -> str:
     value = detail.get("value") or ""
-    if detail.get("type", "text/html") in _HTML_TYPES:
-        return value
-    paragraphs = [p.strip() for p in value.replace("\r\n", "\n").split("\n\n") if p.strip()]
-    return "".join(f"<p>{_escape(p)}</p>" for p in paragraphs)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
+    return value if detail.get("type", "text/html") in _HTML_TYPES else markup.plain_to_html(value)
 
 
 def _title(node: dict) -> str:
@@ -182,7 +186,7 @@ def _what_it_is(body: bytes, doc: dict) -> str:
     head = body[:2048]
     text = head.decode("latin-1")
     text = re.sub(r"^(\ufeff|\xef\xbb\xbf|\s|<\?.*?\?>|<!--.*?-->)+", "", text, flags=re.S)
-    if re.match(r"<!doctype\s+html|<(html|head|body)\b", text, re.I):
+    if re.match(r"<!doctype\s+html|<(html|head|body|meta|title|script|div|p|h1|table)\b", text, re.I):
         return "an HTML page"
     if b"\x00" in head and not head.startswith(_BOMS):
         return "binary data"
