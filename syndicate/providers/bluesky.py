@@ -1,0 +1,200 @@
+"""Bluesky (AT Protocol): one ``app.bsky.feed.post`` record per delivery.
+
+Payload: the post record ``{"$type", "text", "createdAt", "langs", "facets", "embed"}`` with an
+``app.bsky.embed.external`` link card built by the renderer (Bluesky does not fetch cards
+itself). Here the adapter adds what only it can:
+
+* a session: ``com.atproto.server.createSession`` with the handle and an *app password*, kept
+  per account for the whole process (createSession is limited to 30 per 5 minutes) and renewed
+  with ``com.atproto.server.refreshSession`` when the access JWT expires (``ExpiredToken``), or
+  created anew when the refresh JWT has expired too;
+* the card's ``thumb``: the ``_thumbnail_url`` hint's image, fetched only from the site's own
+  host(s), at most 1,000,000 bytes (Bluesky's blob limit for thumbnails), uploaded with
+  ``com.atproto.repo.uploadBlob``; otherwise the card goes without a thumbnail;
+* ``createdAt`` set to the moment of sending (a stale one, from planning time, would sort the
+  post back in time on the timeline).
+
+The record is created with ``com.atproto.repo.createRecord``; the public URL is
+https://bsky.app/profile/<handle>/post/<rkey>.
+
+Options: ``identifier`` (handle, DID or e-mail; or ``identifier_env``), ``app_password_env``
+(Settings -> Privacy and security -> App passwords), ``api_base`` (the PDS or entryway,
+default https://bsky.social), ``timeout``, ``image_hosts``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from syndicate.providers.base import (
+    AuthExpired,
+    Job,
+    OutcomeUnknown,
+    Permanent,
+    RateLimited,
+    Retryable,
+    SendResult,
+)
+from syndicate.providers.http import THUMBNAIL_HINT, ErrorInfo, HttpProvider, body_of
+
+log = logging.getLogger(__name__)
+
+_AUTH_ERRORS = frozenset({"ExpiredToken", "InvalidToken", "AuthenticationRequired", "AuthMissing",
+                          "AccountTakedown", "AccountDeactivated"})
+
+
+@dataclass
+class _Session:
+    access: str
+    refresh: str
+    did: str
+    handle: str
+
+
+# One session per (api_base, identifier) for the whole process.
+_SESSIONS: dict[tuple[str, str], _Session] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def clear_sessions() -> None:
+    """Forget every cached session (tests)."""
+    with _SESSIONS_LOCK:
+        _SESSIONS.clear()
+
+
+class BlueskyProvider(HttpProvider):
+    name = "bluesky"
+    service = "Bluesky"
+    default_api_base = "https://bsky.social"
+    deduplicates = False
+    default_rate = "1600/1h"  # 5000 points/hour per account; a created record costs 3
+    auth_codes = _AUTH_ERRORS
+    image_max_bytes = 1_000_000
+
+    # -- session ------------------------------------------------------------------------------
+
+    @property
+    def identifier(self) -> str:
+        if self.options.get("identifier_env"):
+            return str(self.secret("identifier_env", "identifier"))
+        return str(self.option("identifier")).lstrip("@")
+
+    @property
+    def _key(self) -> tuple[str, str]:
+        return (self.api_base, self.identifier)
+
+    def session_info(self) -> _Session:
+        with _SESSIONS_LOCK:
+            current = _SESSIONS.get(self._key)
+        if current is None:
+            current = self._create_session()
+        self._remember(current.access)
+        self._remember(current.refresh)
+        return current
+
+    def _create_session(self) -> _Session:
+        password = self.secret("app_password_env", "app password")
+        resp = self.request("POST", "/xrpc/com.atproto.server.createSession", signed=False, idempotent=True,
+                            json={"identifier": self.identifier, "password": password},
+                            what="signing in")
+        return self._store(self.json_of(resp))
+
+    def _refresh_session(self, stale: _Session) -> _Session:
+        try:
+            resp = self.request("POST", "/xrpc/com.atproto.server.refreshSession", signed=False, idempotent=True,
+                                headers={"Authorization": f"Bearer {stale.refresh}"},
+                                what="refreshing the session")
+        except AuthExpired:  # the refresh JWT has expired too (or was revoked): sign in again
+            return self._create_session()
+        return self._store(self.json_of(resp))
+
+    def _store(self, data: dict[str, Any]) -> _Session:
+        if not data.get("accessJwt") or not data.get("did"):
+            raise AuthExpired("Bluesky: the session answer had no accessJwt/did")
+        session = _Session(access=data["accessJwt"], refresh=data.get("refreshJwt", ""), did=data["did"],
+                           handle=data.get("handle") or self.identifier)
+        self._remember(session.access)
+        self._remember(session.refresh)
+        with _SESSIONS_LOCK:
+            _SESSIONS[self._key] = session
+        return session
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.session_info().access}"}
+
+    def call(self, method: str, nsid: str, **kwargs: Any) -> requests.Response:
+        """An authenticated XRPC call; an expired session is renewed and the call made once more.
+        A refused call created nothing, so repeating it is safe."""
+        session = self.session_info()
+        try:
+            return self.request(method, f"/xrpc/{nsid}", **kwargs)
+        except AuthExpired:
+            with _SESSIONS_LOCK:
+                current = _SESSIONS.get(self._key)
+            if current is None or current.access == session.access:  # else another instance renewed it
+                self._refresh_session(session)
+        return self.request(method, f"/xrpc/{nsid}", **kwargs)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def parse_error(self, resp: requests.Response) -> ErrorInfo:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return ErrorInfo(message=str(data.get("message") or data["error"]), code=data["error"])
+        return super().parse_error(resp)
+
+    def is_rate_limited(self, resp: requests.Response, info: ErrorInfo) -> bool:
+        return resp.status_code == 429 or info.code == "RateLimitExceeded"
+
+    # -- the post -----------------------------------------------------------------------------
+
+    def send(self, job: Job) -> SendResult:
+        record = copy.deepcopy(body_of(job.payload))
+        record.setdefault("$type", "app.bsky.feed.post")
+        record["createdAt"] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        embed = record.get("embed")
+        if isinstance(embed, dict) and embed.get("$type") == "app.bsky.embed.external":
+            external = embed.get("external")
+            if isinstance(external, dict) and not external.get("thumb"):
+                blob = self.upload_thumbnail(job.payload.get(THUMBNAIL_HINT))
+                if blob:
+                    external["thumb"] = blob
+        session = self.session_info()
+        resp = self.call("POST", "com.atproto.repo.createRecord", what="creating the post",
+                         json={"repo": session.did, "collection": "app.bsky.feed.post", "record": record})
+        answer = self.json_of(resp)
+        uri = answer.get("uri")
+        rkey = uri.rsplit("/", 1)[-1] if isinstance(uri, str) and uri.startswith("at://") else None
+        handle = self.session_info().handle
+        return SendResult(ref=uri, url=f"https://bsky.app/profile/{handle}/post/{rkey}" if rkey else None,
+                          details={"cid": answer.get("cid")})
+
+    def upload_thumbnail(self, url: str | None) -> dict[str, Any] | None:
+        image = self.fetch_site_image(url, self.image_max_bytes)
+        if image is None:
+            return None
+        data, content_type = image
+        try:
+            resp = self.call("POST", "com.atproto.repo.uploadBlob", data=data, idempotent=True,
+                             headers={"Content-Type": content_type}, what="uploading the thumbnail")
+        except (RateLimited, AuthExpired):
+            raise
+        except (Permanent, Retryable, OutcomeUnknown) as exc:
+            log.warning("Bluesky channel %s: thumbnail skipped: %s", self.channel_name, exc)
+            return None
+        blob = self.json_of(resp).get("blob")
+        return blob if isinstance(blob, dict) else None
+
+    def check(self) -> str:
+        info = self.json_of(self.call("GET", "com.atproto.server.getSession", what="reading the session"))
+        return f"Bluesky @{info.get('handle', '?')} ({info.get('did', '?')}) on {self.api_base}"

@@ -1,0 +1,102 @@
+"""Facebook Pages via the Graph API: ``POST /{version}/{page_id}/feed`` with message + link.
+
+Payload: ``{"message": ..., "link": ...}`` (Facebook builds the link card from the page's
+Open Graph tags). Sent form-encoded, as the Graph API documents.
+
+Options: ``page_id`` (required), ``page_token_env`` (the variable holding a long-lived *Page*
+access token with ``pages_manage_posts`` and ``pages_read_engagement``), ``version`` (Graph API
+version, default v21.0), ``api_base`` (default https://graph.facebook.com), ``timeout``.
+
+The Graph API error shape ``{"error": {"message", "type", "code", "error_subcode",
+"is_transient"}}`` is classified here once, for Facebook and for Threads (which speaks it too):
+code 190/102 (token expired or invalid) and 10/200-299 (permission missing) -> AuthExpired;
+4/17/32/613 and 80000-80014 (application, user, page and business-use-case limits) ->
+RateLimited, reset from ``X-Business-Use-Case-Usage``' ``estimated_time_to_regain_access``
+when given; 506 (duplicate status) -> Permanent "duplicate"; 368 (blocked as abusive) ->
+Permanent; ``is_transient`` or codes 1/2 -> Retryable.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+from urllib.parse import quote
+
+import requests
+
+from syndicate.providers.base import Job, SendResult
+from syndicate.providers.http import ErrorInfo, HttpProvider, body_of, reset_from_headers
+
+GRAPH_AUTH_CODES = frozenset({"190", "102", "10", *(str(c) for c in range(200, 300))})
+GRAPH_RATE_CODES = frozenset({"4", "17", "32", "613", *(str(c) for c in range(80000, 80015))})
+GRAPH_TRANSIENT_CODES = frozenset({"1", "2"})
+
+
+class GraphApiProvider(HttpProvider):
+    """What Facebook and Threads share: Bearer page/user token, Graph error codes."""
+
+    auth_codes = GRAPH_AUTH_CODES
+    rate_limit_codes = GRAPH_RATE_CODES
+    token_option: ClassVar[str] = "page_token_env"
+    token_what: ClassVar[str] = "access token"
+
+    def auth_headers(self) -> dict[str, str]:
+        # The token goes in a header, never in the URL (URLs end up in logs and exception texts).
+        return {"Authorization": f"Bearer {self.secret(self.token_option, self.token_what)}"}
+
+    def parse_error(self, resp: requests.Response) -> ErrorInfo:
+        info = super().parse_error(resp)
+        if info.code in GRAPH_TRANSIENT_CODES:
+            return ErrorInfo(info.message, info.code, info.subcode, transient=True)
+        return info
+
+    def is_duplicate(self, resp: requests.Response, info: ErrorInfo) -> bool:
+        return info.code == "506" or super().is_duplicate(resp, info)
+
+    def rate_limit_reset(self, resp: requests.Response, info: ErrorInfo) -> datetime | None:
+        minutes = []
+        for header in ("X-Business-Use-Case-Usage", "X-Ad-Account-Usage"):
+            try:
+                usage = json.loads(resp.headers.get(header) or "{}")
+            except ValueError:
+                continue
+            entries = [e for v in usage.values() for e in (v if isinstance(v, list) else [v])] \
+                if isinstance(usage, dict) else []
+            for entry in entries:
+                if isinstance(entry, dict) and isinstance(entry.get("estimated_time_to_regain_access"), int | float):
+                    minutes.append(entry["estimated_time_to_regain_access"])
+        if minutes and max(minutes) > 0:
+            return datetime.now(UTC) + timedelta(minutes=max(minutes))
+        return reset_from_headers(resp.headers)
+
+
+class FacebookProvider(GraphApiProvider):
+    name = "facebook"
+    service = "Facebook"
+    default_api_base = "https://graph.facebook.com"
+    deduplicates = False
+    token_option = "page_token_env"
+    token_what = "Page access token"
+
+    @property
+    def version(self) -> str:
+        return str(self.options.get("version") or "v21.0")
+
+    @property
+    def page_id(self) -> str:
+        return str(self.option("page_id"))
+
+    def send(self, job: Job) -> SendResult:
+        body = {k: v for k, v in body_of(job.payload).items() if v is not None}
+        resp = self.request("POST", f"/{self.version}/{quote(self.page_id, safe='')}/feed", data=body,
+                            what="publishing to the page")
+        post_id = self.json_of(resp).get("id")
+        post_id = str(post_id) if post_id else None
+        return SendResult(ref=post_id, url=f"https://www.facebook.com/{post_id}" if post_id else None)
+
+    def check(self) -> str:
+        resp = self.request("GET", f"/{self.version}/{quote(self.page_id, safe='')}",
+                            params={"fields": "id,name"}, what="reading the page")
+        page = self.json_of(resp)
+        return f"Facebook page {page.get('name', '?')} ({page.get('id', self.page_id)}), Graph {self.version}"

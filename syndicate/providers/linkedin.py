@@ -1,0 +1,137 @@
+"""LinkedIn Posts API (versioned REST): ``POST /rest/posts``.
+
+Payload: the Posts API body (``author``, ``commentary``, ``visibility``, ``distribution``,
+``content.article{source,title,description}``, ``lifecycleState``, ``isReshareDisabledByAuthor``).
+If the payload carries the ``_thumbnail_url`` hint (see ``http.py``) and the image is on the
+site, it is uploaded first (``POST /rest/images?action=initializeUpload``, then ``PUT`` to the
+returned ``uploadUrl``) and its URN set as ``content.article.thumbnail``. A thumbnail that
+cannot be had never stops the post.
+
+The created post's URN comes back in the ``x-restli-id`` header; its public URL is
+https://www.linkedin.com/feed/update/<urn>/.
+
+Options: ``token_env`` (a 3-legged OAuth 2.0 access token with ``w_member_social`` for a member
+or ``w_organization_social`` for a page; LinkedIn tokens last 60 days), ``linkedin_version``
+(``LinkedIn-Version`` header, YYYYMM, default 202411; LinkedIn retires versions after about a
+year and then answers 426), ``api_base`` (default https://api.linkedin.com), ``timeout``,
+``image_hosts``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from syndicate.providers.base import Job, OutcomeUnknown, Permanent, RateLimited, Retryable, SendResult
+from syndicate.providers.http import THUMBNAIL_HINT, ErrorInfo, HttpProvider, body_of
+
+log = logging.getLogger(__name__)
+
+# LinkedIn's codes for a token that is expired, revoked or not a token at all.
+_AUTH_CODES = frozenset({"EXPIRED_ACCESS_TOKEN", "REVOKED_ACCESS_TOKEN", "INVALID_ACCESS_TOKEN",
+                         "65600", "65601", "65602"})
+
+
+class LinkedInProvider(HttpProvider):
+    name = "linkedin"
+    service = "LinkedIn"
+    default_api_base = "https://api.linkedin.com"
+    deduplicates = False
+    default_rate = "150/24h"  # posts per member per day
+    auth_codes = _AUTH_CODES
+    duplicate_markers = ("duplicate",)  # 422 "Content is a duplicate of urn:li:share:..."
+    image_max_bytes = 5_000_000
+
+    @property
+    def version(self) -> str:
+        return str(self.options.get("linkedin_version") or "202411")
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret('token_env', 'access token')}",
+                "LinkedIn-Version": self.version, "X-Restli-Protocol-Version": "2.0.0"}
+
+    def parse_error(self, resp: requests.Response) -> ErrorInfo:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("message"):
+            code = data.get("code") if isinstance(data.get("code"), str) else data.get("serviceErrorCode")
+            message = str(data["message"])
+            if resp.status_code == 426:  # the LinkedIn-Version we send has been retired
+                message += f" (set channel option linkedin_version to a current YYYYMM; sent {self.version})"
+            return ErrorInfo(message=message, code=None if code is None else str(code))
+        return super().parse_error(resp)
+
+    # -- the post -----------------------------------------------------------------------------
+
+    def send(self, job: Job) -> SendResult:
+        body = copy.deepcopy(body_of(job.payload))
+        article = (body.get("content") or {}).get("article")
+        if isinstance(article, dict) and not article.get("thumbnail"):
+            image = self.upload_thumbnail(job.payload.get(THUMBNAIL_HINT), owner=body.get("author"))
+            if image:
+                article["thumbnail"] = image
+        resp = self.request("POST", "/rest/posts", json=body, what="creating the post")
+        urn = resp.headers.get("x-restli-id") or resp.headers.get("x-linkedin-id")
+        return SendResult(ref=urn, url=f"https://www.linkedin.com/feed/update/{urn}/" if urn else None)
+
+    def upload_thumbnail(self, url: str | None, owner: Any) -> str | None:
+        """The URN of the uploaded thumbnail, or None. Nothing has been posted yet, so a lost
+        upload is harmless; only rate limits and bad credentials stop the send."""
+        if not url or not owner:
+            return None
+        image = self.fetch_site_image(url)
+        if image is None:
+            return None
+        data, content_type = image
+        try:
+            resp = self.request("POST", "/rest/images", params={"action": "initializeUpload"},
+                                json={"initializeUploadRequest": {"owner": owner}},
+                                what="initializing the thumbnail upload")
+            value = self.json_of(resp).get("value") or {}
+            upload_url, urn = value.get("uploadUrl"), value.get("image")
+            if not upload_url or not urn:
+                return None
+            # Our token goes only to LinkedIn's own hosts, whatever uploadUrl says.
+            self.request("PUT", upload_url, data=data, headers={"Content-Type": content_type},
+                         signed=self._trusted_upload_host(upload_url), idempotent=True,
+                         what="uploading the thumbnail")
+            return str(urn)
+        except RateLimited:
+            raise
+        except (Permanent, Retryable, OutcomeUnknown) as exc:
+            log.warning("LinkedIn channel %s: thumbnail skipped: %s", self.channel_name, exc)
+            return None
+
+    def _trusted_upload_host(self, upload_url: str) -> bool:
+        host = (urlsplit(upload_url).hostname or "").lower()
+        return host == (urlsplit(self.api_base).hostname or "").lower() or host.endswith(".linkedin.com")
+
+    # -- check --------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        try:
+            info = self.json_of(self.request("GET", "/v2/userinfo", what="reading the member"))
+            who = info.get("name") or info.get("sub") or "?"
+            return f"LinkedIn member {who}, LinkedIn-Version {self.version}{self._author_note()}"
+        except Permanent as exc:
+            if exc.status != 403:
+                raise
+        try:
+            me = self.json_of(self.request("GET", "/rest/me", what="reading the member"))
+            who = " ".join(str(me.get(k, "")) for k in ("localizedFirstName", "localizedLastName")).strip()
+            return f"LinkedIn member {who or me.get('id', '?')}, LinkedIn-Version {self.version}{self._author_note()}"
+        except Permanent as exc:
+            if exc.status != 403:
+                raise
+        return (f"LinkedIn token accepted (it may not read profiles: no openid/profile scope), "
+                f"LinkedIn-Version {self.version}{self._author_note()}")
+
+    def _author_note(self) -> str:
+        author = self.options.get("author") or self.options.get("organization")
+        return f"; posting as {quote(str(author), safe=':')}" if author else ""

@@ -1,0 +1,110 @@
+"""Threads (Meta): a text post in two steps, as the Threads API requires.
+
+1. ``POST /v1.0/{user_id}/threads`` with ``media_type=TEXT`` and ``text`` creates a media
+   container (and ``link_attachment``: the post's URL, for the link preview, unless the payload
+   has one or option ``link_attachment = false``);
+2. ``GET /v1.0/{container_id}?fields=status,error_message`` until ``FINISHED``, for at most
+   ``publish_wait`` seconds (default 30): ``ERROR``/``EXPIRED`` -> Permanent with Meta's
+   message; still ``IN_PROGRESS`` at the bound -> Retryable (nothing is public yet);
+3. ``POST /v1.0/{user_id}/threads_publish?creation_id=<container>`` publishes it and answers the
+   post's id. Only this step can leave the outcome unknown; a lost answer before it just
+   leaves an unused container behind, so it is Retryable.
+
+The public URL is read afterwards (``GET /{id}?fields=permalink``), best-effort.
+
+Options: ``token_env`` (a long-lived Threads user access token with ``threads_basic`` and
+``threads_content_publish``; 60 days, refreshable with ``th_refresh_token``), ``user_id``
+(default ``me``), ``version`` (default v1.0), ``publish_wait``, ``poll_interval`` (default 1 s),
+``link_attachment``, ``api_base`` (default https://graph.threads.net), ``timeout``.
+Errors use the Graph API shape and codes (see ``facebook.py``). Text limit: 500 characters.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+from syndicate.providers.base import Job, OutcomeUnknown, Permanent, ProviderError, Retryable, SendResult
+from syndicate.providers.facebook import GraphApiProvider
+from syndicate.providers.http import body_of
+
+
+class ThreadsProvider(GraphApiProvider):
+    name = "threads"
+    service = "Threads"
+    default_api_base = "https://graph.threads.net"
+    deduplicates = False
+    default_rate = "250/24h"  # published posts per profile per 24 hours
+    token_option = "token_env"
+    token_what = "Threads access token"
+
+    @property
+    def version(self) -> str:
+        return str(self.options.get("version") or "v1.0")
+
+    @property
+    def user_id(self) -> str:
+        return quote(str(self.options.get("user_id") or "me"), safe="")
+
+    def _path(self, *parts: str) -> str:
+        return "/" + "/".join([self.version, *parts])
+
+    def send(self, job: Job) -> SendResult:
+        body = {k: v for k, v in body_of(job.payload).items() if v is not None}
+        body.setdefault("media_type", "TEXT")
+        if (body["media_type"] == "TEXT" and "link_attachment" not in body and job.post_url
+                and self.options.get("link_attachment", True)):
+            body["link_attachment"] = job.post_url
+        container = self._create_container(body)
+        self._wait_until_finished(container)
+        resp = self.request("POST", self._path(self.user_id, "threads_publish"), params={"creation_id": container},
+                            what="publishing the post")
+        media_id = self.json_of(resp).get("id")
+        media_id = str(media_id) if media_id else None
+        return SendResult(ref=media_id, url=self._permalink(media_id), details={"container": container})
+
+    def _create_container(self, body: dict) -> str:
+        try:
+            resp = self.request("POST", self._path(self.user_id, "threads"), data=body,
+                                what="creating the media container")
+        except OutcomeUnknown as exc:  # a container is not a post: nothing public happened
+            raise Retryable(str(exc), status=exc.status) from None
+        container = self.json_of(resp).get("id")
+        if not container:
+            raise Retryable("Threads: the media container was created without an id")
+        return str(container)
+
+    def _wait_until_finished(self, container: str) -> None:
+        wait = float(self.options.get("publish_wait", 30))
+        interval = max(0.05, float(self.options.get("poll_interval", 1)))
+        deadline = time.monotonic() + wait
+        while True:
+            resp = self.request("GET", self._path(quote(container, safe="")),
+                                params={"fields": "status,error_message"}, what="reading the container status")
+            info = self.json_of(resp)
+            status = str(info.get("status") or "").upper()
+            if status in ("FINISHED", "PUBLISHED"):
+                return
+            if status in ("ERROR", "EXPIRED"):
+                reason = info.get("error_message") or status.lower()
+                raise Permanent(self._message(f"the media container failed: {reason}"))
+            if time.monotonic() + interval > deadline:
+                raise Retryable(self._message(f"the media container is still {status or 'unknown'} "
+                                              f"after {wait:g} s; nothing was published"))
+            time.sleep(interval)
+
+    def _permalink(self, media_id: str | None) -> str | None:
+        if not media_id:
+            return None
+        try:
+            resp = self.request("GET", self._path(quote(media_id, safe="")), params={"fields": "permalink"},
+                                what="reading the permalink")
+        except ProviderError:
+            return None
+        link = self.json_of(resp).get("permalink")
+        return str(link) if link else None
+
+    def check(self) -> str:
+        me = self.json_of(self.request("GET", self._path(self.user_id), params={"fields": "id,username"},
+                                       what="reading the profile"))
+        return f"Threads @{me.get('username', '?')} ({me.get('id', '?')}), API {self.version}"

@@ -1,0 +1,209 @@
+"""X (Twitter) API v2: one post per delivery via ``POST /2/tweets``.
+
+Payload: ``{"text": ...}`` (the CreatePostsRequest body; X counts every URL as 23 characters).
+
+Auth, one of:
+
+* OAuth 2.0 user context (PKCE app, scopes ``tweet.read tweet.write users.read offline.access``):
+  ``token_env`` names the variable holding the access token; optionally ``refresh_token_env``
+  and ``client_id_env`` (+ ``client_secret_env`` for a confidential client) let the adapter
+  refresh it via ``POST /2/oauth2/token`` on a 401 (once) or when it is about to expire.
+  X rotates refresh tokens: the new pair is kept in memory for this process (shared by every
+  channel instance using the same credentials); after a restart the variable's refresh token
+  must still be valid, so store a fresh one there if X has rotated it.
+* OAuth 1.0a user context: ``consumer_key_env``, ``consumer_secret_env``, ``access_token_env``,
+  ``access_token_secret_env`` (signed by oauthlib, not by hand).
+
+Other options: ``username`` (for the public URL; else https://x.com/i/web/status/<id>),
+``api_base`` (default https://api.x.com), ``timeout``.
+
+X does not deduplicate by key (it rejects identical text with 403 "duplicate content", which
+is a Permanent error here), so ``deduplicates`` is False.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+from requests_oauthlib import OAuth1
+
+from syndicate.providers.base import AuthExpired, Job, Permanent, SendResult
+from syndicate.providers.http import ErrorInfo, HttpProvider, body_of, generic_error_info, reset_from_headers
+
+# X problem types / reasons meaning "these credentials can't do this": a human must fix them.
+_AUTH_PROBLEMS = ("unsupported-authentication", "client-forbidden", "client-not-enrolled",
+                  "oauth1-permissions", "not-authorized-for-resource")
+
+
+@dataclass
+class _Tokens:
+    access: str | None
+    refresh: str | None
+    expires_at: float | None = None  # time.time() when the access token expires
+
+
+# Rotated OAuth 2.0 tokens, per (api_base, client id, original refresh token): X invalidates a
+# refresh token once used, so every instance in this process must see the newest pair.
+_TOKENS: dict[tuple[str, str, str], _Tokens] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
+class XProvider(HttpProvider):
+    name = "x"
+    service = "X"
+    default_api_base = "https://api.x.com"
+    deduplicates = False
+    default_rate = "100/15m"  # POST /2/tweets per user; the 24-hour cap comes back as a 429 reset
+
+    def __init__(self, settings, channel_name, channel):
+        super().__init__(settings, channel_name, channel)
+        self._oauth1: OAuth1 | None = None
+        self._store_key: tuple[str, str, str] | None = None
+        self._tokens: _Tokens | None = None
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    @property
+    def uses_oauth1(self) -> bool:
+        return bool(self.options.get("consumer_key_env"))
+
+    def _auth(self) -> OAuth1 | None:
+        if not self.uses_oauth1:
+            return None
+        if self._oauth1 is None:
+            self._oauth1 = OAuth1(
+                self.secret("consumer_key_env", "API key"),
+                client_secret=self.secret("consumer_secret_env", "API key secret"),
+                resource_owner_key=self.secret("access_token_env", "access token"),
+                resource_owner_secret=self.secret("access_token_secret_env", "access token secret"),
+                signature_type="auth_header",
+            )
+        return self._oauth1
+
+    def _can_refresh(self) -> bool:
+        return bool(self.options.get("refresh_token_env") and self.options.get("client_id_env"))
+
+    def _oauth2_tokens(self) -> _Tokens:
+        if self._tokens is not None:
+            return self._tokens
+        access = self.secret("token_env", "OAuth 2.0 user access token", required=not self._can_refresh())
+        tokens = _Tokens(access=access, refresh=None)
+        if self._can_refresh():
+            refresh = self.secret("refresh_token_env", "OAuth 2.0 refresh token")
+            client_id = self.secret("client_id_env", "OAuth 2.0 client id")
+            fingerprint = hashlib.sha256(refresh.encode()).hexdigest()
+            self._store_key = (self.api_base, client_id, fingerprint)
+            with _TOKENS_LOCK:
+                stored = _TOKENS.setdefault(self._store_key, _Tokens(access=access, refresh=refresh))
+            tokens = stored
+            self._remember(tokens.access)
+            self._remember(tokens.refresh)
+        self._tokens = tokens
+        return tokens
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.uses_oauth1:
+            return {}
+        tokens = self._oauth2_tokens()
+        if not tokens.access or (tokens.expires_at and tokens.expires_at < time.time() + 60
+                                 and self._can_refresh()):
+            self._refresh()
+        return {"Authorization": f"Bearer {tokens.access}"}
+
+    def _refresh(self) -> None:
+        tokens = self._oauth2_tokens()
+        client_id = self.secret("client_id_env", "OAuth 2.0 client id")
+        client_secret = self.secret("client_secret_env", "OAuth 2.0 client secret", required=False)
+        with _TOKENS_LOCK:
+            data = {"grant_type": "refresh_token", "refresh_token": tokens.refresh, "client_id": client_id}
+            try:
+                resp = self.request("POST", "/2/oauth2/token", data=data, signed=False, idempotent=True,
+                                    what="refreshing the access token",
+                                    **({"auth": (client_id, client_secret)} if client_secret else {}))
+            except Permanent as exc:  # invalid_grant & co: the refresh token is no good any more
+                raise AuthExpired(f"{exc} (refresh token rejected: authorize the app again and store "
+                                  f"the new refresh token in ${self.options.get('refresh_token_env')})",
+                                  status=exc.status) from None
+            answer = self.json_of(resp)
+            if not answer.get("access_token"):
+                raise AuthExpired("X: token refresh answered without an access_token")
+            tokens.access = answer["access_token"]
+            tokens.refresh = answer.get("refresh_token") or tokens.refresh
+            expires_in = answer.get("expires_in")
+            tokens.expires_at = time.time() + float(expires_in) if expires_in else None
+            self._remember(tokens.access)
+            self._remember(tokens.refresh)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A request with this channel's auth; an OAuth 2.0 401 is refreshed and retried once."""
+        auth = self._auth()
+        if auth is not None:
+            kwargs["auth"] = auth
+        try:
+            return self.request(method, path, **kwargs)
+        except AuthExpired as exc:
+            # A 401 means the request was refused, so nothing was created: safe to repeat once.
+            if auth is not None or exc.status != 401 or not self._can_refresh():
+                raise
+        self._refresh()
+        return self.request(method, path, **kwargs)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def parse_error(self, resp: requests.Response) -> ErrorInfo:
+        data = self._safe_json(resp)
+        info = generic_error_info(data)
+        if isinstance(data, dict) and info is not None:
+            reason = data.get("reason") or str(data.get("type") or "").rsplit("/", 1)[-1] or info.code
+            return ErrorInfo(message=info.message, code=reason, subcode=info.subcode)
+        return info or super().parse_error(resp)
+
+    @staticmethod
+    def _safe_json(resp: requests.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            return None
+
+    def is_auth_error(self, resp: requests.Response, info: ErrorInfo) -> bool:
+        if resp.status_code == 401:
+            return True
+        return resp.status_code == 403 and bool(info.code) and any(p in info.code for p in _AUTH_PROBLEMS)
+
+    def rate_limit_reset(self, resp: requests.Response, info: ErrorInfo) -> datetime | None:
+        # Hitting the 24-hour posting cap: the per-15-minute reset would be far too early.
+        resets = [reset_from_headers(resp.headers, [f"x-{who}-limit-24hour-reset"])
+                  for who in ("user", "app") if resp.headers.get(f"x-{who}-limit-24hour-remaining") == "0"]
+        resets = [r for r in resets if r is not None]
+        if resets:
+            return max(resets)
+        return reset_from_headers(resp.headers)
+
+    # -- the calls ----------------------------------------------------------------------------
+
+    def send(self, job: Job) -> SendResult:
+        resp = self.call("POST", "/2/tweets", json=body_of(job.payload), what="creating the post")
+        data = self.json_of(resp).get("data") or {}
+        post_id = str(data["id"]) if data.get("id") else None
+        return SendResult(ref=post_id, url=self.public_url(post_id), details={"text": data.get("text")})
+
+    def public_url(self, post_id: str | None) -> str | None:
+        if not post_id:
+            return None
+        username = self.options.get("username")
+        if username:
+            return f"https://x.com/{str(username).lstrip('@')}/status/{post_id}"
+        return f"https://x.com/i/web/status/{post_id}"
+
+    def check(self) -> str:
+        resp = self.call("GET", "/2/users/me", what="reading the account")
+        user = self.json_of(resp).get("data") or {}
+        mode = "OAuth 1.0a user context" if self.uses_oauth1 else "OAuth 2.0 user token"
+        refresh = " (refreshable)" if not self.uses_oauth1 and self._can_refresh() else ""
+        return f"X @{user.get('username', '?')} ({user.get('name', '?')}), {mode}{refresh}"

@@ -1,0 +1,99 @@
+"""Fake Facebook Graph API (Pages): POST /{version}/{page_id}/feed, GET /{version}/{page_id}.
+
+Errors use the Graph shape ``{"error": {"message", "type", "code", "error_subcode",
+"fbtrace_id"}}``: a bad or expired token is code 190 (HTTP 400), a repeated message code 506,
+a rate limit code 32 with an ``X-Business-Use-Case-Usage`` header giving
+``estimated_time_to_regain_access`` in minutes (the Graph API does not answer 429).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .server import FakeAPI, Fault, Reply, Request, reply, route
+
+
+class GraphFake(FakeAPI):
+    """What the Facebook and Threads fakes share: Bearer token check and the Graph error shape."""
+
+    TOKEN = "graph-fake-token"
+    token_env = "SYN_FAKE_GRAPH_TOKEN"
+
+    def reset_state(self) -> None:
+        self.tokens = {self.TOKEN}
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def env(self) -> dict[str, str]:
+        return {self.token_env: self.TOKEN}
+
+    def error(self, status: int, message: str, code: Any = None, subcode: Any = None,
+              type_: str = "OAuthException") -> Reply:
+        body: dict[str, Any] = {"message": message, "type": type_, "code": code if code is not None else 1,
+                                "fbtrace_id": "AbCdEfGhIjK"}
+        if subcode is not None:
+            body["error_subcode"] = subcode
+        return reply(status, {"error": body})
+
+    def authorize(self, req: Request) -> Reply | None:
+        if req.bearer() in self.tokens or req.params().get("access_token") in self.tokens:
+            return None
+        return self.error(400, "Error validating access token: Session has expired.", 190, 463)
+
+    def rate_limited(self, retry_after: int) -> Reply:
+        answer = self.error(400, "(#32) Page request limit reached", 32)
+        usage = {"104000000000001": [{"type": "pages", "call_count": 100, "total_cputime": 12, "total_time": 14,
+                                      "estimated_time_to_regain_access": max(1, math.ceil(retry_after / 60))}]}
+        answer.headers["X-Business-Use-Case-Usage"] = json.dumps(usage)
+        return answer
+
+    def fault_reply(self, status: int, fault: Fault) -> Reply:
+        if status == 401:
+            return self.error(400, "Error validating access token: The session has been invalidated.", 190, 460)
+        if status == 400:
+            return self.error(400, "(#100) Invalid parameter", 100, type_="OAuthException")
+        if status >= 500:
+            return self.error(status, "An unexpected error has occurred. Please retry your request later.", 2,
+                              type_="OAuthException")
+        return super().fault_reply(status, fault)
+
+
+class FacebookFake(GraphFake):
+    name = "facebook"
+    TOKEN = "fb-fake-page-token"
+    token_env = "SYN_FAKE_FB_PAGE_TOKEN"
+    PAGE_ID = "104000000000001"
+    PAGE_NAME = "Harbor Wellness Counseling"
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.posts: dict[str, dict[str, Any]] = {}
+
+    def options(self) -> dict[str, Any]:
+        return {"api_base": self.base_url, "page_id": self.PAGE_ID, "page_token_env": self.token_env}
+
+    @route("POST", r"/(?P<version>v\d+\.\d+)/(?P<page>[^/]+)/feed")
+    def feed(self, req: Request, version: str, page: str) -> Reply:
+        if page != self.PAGE_ID:
+            return self.error(400, "(#100) Unsupported post request. Object with ID does not exist.", 100, 33,
+                              type_="GraphMethodException")
+        params = req.params()
+        message, link = params.get("message"), params.get("link")
+        if not message and not link:
+            return self.error(400, "(#100) Missing message or attachment", 100)
+        with self.lock:
+            if message and any(p.get("message") == message for p in self.posts.values()):
+                return self.error(400, "(#506) Duplicate status message", 506)
+            post_id = f"{page}_{900000000000 + self.next_id()}"
+            self.posts[post_id] = {"message": message, "link": link, "version": version}
+        return reply(200, {"id": post_id})
+
+    @route("GET", r"/(?P<version>v\d+\.\d+)/(?P<page>[^/]+)")
+    def page(self, req: Request, version: str, page: str) -> Reply:
+        if page != self.PAGE_ID:
+            return self.error(400, "(#803) Some of the aliases you requested do not exist", 803)
+        return reply(200, {"name": self.PAGE_NAME, "id": self.PAGE_ID})

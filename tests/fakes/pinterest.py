@@ -1,0 +1,79 @@
+"""Fake Pinterest API v5: POST /v5/pins, GET /v5/user_account, GET /v5/boards/{id}.
+
+Bearer token; errors ``{"code", "message"}`` (401 code 2 "Authentication failed."); a pin needs
+a known board and an ``image_url`` media source; answers 201 with a Pin object.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .server import FakeAPI, Fault, Reply, Request, reply, route
+
+
+class PinterestFake(FakeAPI):
+    name = "pinterest"
+    TOKEN = "pina_fake_token"
+    BOARD_ID = "549755885175"
+    BOARD_NAME = "Wellness Blog"
+
+    def reset_state(self) -> None:
+        self.tokens = {self.TOKEN}
+        self.pins: dict[str, dict[str, Any]] = {}
+
+    def options(self) -> dict[str, Any]:
+        return {"api_base": self.base_url, "token_env": "SYN_FAKE_PIN_TOKEN", "board_id": self.BOARD_ID}
+
+    def env(self) -> dict[str, str]:
+        return {"SYN_FAKE_PIN_TOKEN": self.TOKEN}
+
+    def error(self, status: int, message: str, code: Any = None) -> Reply:
+        return reply(status, {"code": code if isinstance(code, int) else 1, "message": message})
+
+    def fault_reply(self, status: int, fault: Fault) -> Reply:
+        if status == 401:
+            return self.error(401, "Authentication failed.", 2)
+        if status == 400:
+            return self.error(400, "Invalid parameters: media_source.url is not a valid image", 1)
+        return super().fault_reply(status, fault)
+
+    def rate_limited(self, retry_after: int) -> Reply:
+        answer = self.error(429, "You have exceeded your rate limit. Try again later.", 8)
+        answer.headers["Retry-After"] = str(retry_after)
+        return answer
+
+    def authorize(self, req: Request) -> Reply | None:
+        return None if req.bearer() in self.tokens else self.error(401, "Authentication failed.", 2)
+
+    @route("POST", r"/v5/pins")
+    def create_pin(self, req: Request) -> Reply:
+        body = req.json
+        if not isinstance(body, dict):
+            return self.error(400, "Request body must be a JSON object", 1)
+        if body.get("board_id") != self.BOARD_ID:
+            return self.error(404, "Board not found.", 3)
+        media = body.get("media_source") or {}
+        if media.get("source_type") != "image_url" or not str(media.get("url", "")).startswith(("http://", "https://")):
+            return self.error(400, "Invalid media_source: an image_url source with a url is required", 1)
+        with self.lock:
+            pin_id = str(813744226420795000 + self.next_id())
+            pin = {"id": pin_id, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                   "link": body.get("link"), "title": body.get("title"), "description": body.get("description"),
+                   "alt_text": body.get("alt_text"), "board_id": self.BOARD_ID, "board_section_id": None,
+                   "board_owner": {"username": "harborwellness"}, "is_owner": True,
+                   "media": {"media_type": "image"}, "parent_pin_id": None, "is_standard": True,
+                   "has_been_promoted": False, "note": "", "pin_metrics": None}
+            self.pins[pin_id] = {"request": body, "pin": pin}
+        return reply(201, pin)
+
+    @route("GET", r"/v5/user_account")
+    def user_account(self, req: Request) -> Reply:
+        return reply(200, {"account_type": "BUSINESS", "username": "harborwellness", "website_url": None,
+                           "profile_image": None, "business_name": "Harbor Wellness Counseling"})
+
+    @route("GET", r"/v5/boards/(?P<board>[^/]+)")
+    def board(self, req: Request, board: str) -> Reply:
+        if board != self.BOARD_ID:
+            return self.error(404, "Board not found.", 3)
+        return reply(200, {"id": self.BOARD_ID, "name": self.BOARD_NAME, "privacy": "PUBLIC"})

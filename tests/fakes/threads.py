@@ -1,0 +1,94 @@
+"""Fake Threads API (graph.threads.net): containers, their status, publishing, permalinks.
+
+``POST /v1.0/{user}/threads`` creates a container; ``GET /v1.0/{id}?fields=status`` answers
+IN_PROGRESS for ``fake.in_progress_polls`` reads, then ``fake.container_outcome`` (FINISHED,
+ERROR or EXPIRED; "IN_PROGRESS" keeps it there forever); ``POST /v1.0/{user}/threads_publish
+?creation_id=`` publishes it once (a second publish is refused). Graph error shape and codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .facebook import GraphFake
+from .server import Reply, Request, reply, route
+
+
+class ThreadsFake(GraphFake):
+    name = "threads"
+    TOKEN = "threads-fake-token"
+    token_env = "SYN_FAKE_THREADS_TOKEN"
+    USER_ID = "17841400000000001"
+    USERNAME = "harborwellness"
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.posts: dict[str, dict[str, Any]] = {}
+        self.in_progress_polls = 1
+        self.container_outcome = "FINISHED"
+        self.error_message = "Media processing failed"
+
+    def options(self) -> dict[str, Any]:
+        return {"api_base": self.base_url, "token_env": self.token_env, "poll_interval": 0.05, "publish_wait": 2}
+
+    def _user_ok(self, user: str) -> bool:
+        return user in ("me", self.USER_ID)
+
+    @route("POST", r"/(?P<version>v\d+\.\d+)/(?P<user>[^/]+)/threads")
+    def create_container(self, req: Request, version: str, user: str) -> Reply:
+        if not self._user_ok(user):
+            return self.error(400, "Invalid user id", 100)
+        params = req.params()
+        if params.get("media_type") != "TEXT":
+            return self.error(400, "Param media_type must be one of {TEXT, IMAGE, VIDEO, CAROUSEL}", 100)
+        text = params.get("text") or ""
+        if not text or len(text) > 500:
+            return self.error(400, "Param text must be 1 to 500 characters", 100)
+        with self.lock:
+            cid = str(18000000000000000 + self.next_id())
+            self.containers[cid] = {"params": params, "polls": 0, "published": None}
+        return reply(200, {"id": cid})
+
+    @route("POST", r"/(?P<version>v\d+\.\d+)/(?P<user>[^/]+)/threads_publish")
+    def publish(self, req: Request, version: str, user: str) -> Reply:
+        cid = req.params().get("creation_id")
+        with self.lock:
+            container = self.containers.get(cid or "")
+            if container is None:
+                return self.error(400, "The media container was not found", 24, 4279009)
+            if container["published"]:
+                return self.error(400, "The media container has already been published", 24, 4279021)
+            if self._status(container, peek=True) != "FINISHED":
+                return self.error(400, "The media is not ready for publishing, please wait for a moment", 9007,
+                                  2207027)
+            media_id = str(17900000000000000 + self.next_id())
+            container["published"] = media_id
+            self.posts[media_id] = {"container": cid, **container["params"]}
+        return reply(200, {"id": media_id})
+
+    def _status(self, container: dict[str, Any], peek: bool = False) -> str:
+        if container["published"]:
+            return "PUBLISHED"
+        if container["polls"] < self.in_progress_polls:
+            if not peek:
+                container["polls"] += 1
+            return "IN_PROGRESS"
+        return self.container_outcome
+
+    @route("GET", r"/(?P<version>v\d+\.\d+)/(?P<node>[^/]+)")
+    def node(self, req: Request, version: str, node: str) -> Reply:
+        with self.lock:
+            if self._user_ok(node):
+                return reply(200, {"id": self.USER_ID, "username": self.USERNAME})
+            if node in self.containers:
+                status = self._status(self.containers[node])
+                body = {"id": node, "status": status}
+                if status == "ERROR":
+                    body["error_message"] = self.error_message
+                return reply(200, body)
+            if node in self.posts:
+                return reply(200, {"id": node,
+                                   "permalink": f"https://www.threads.net/@{self.USERNAME}/post/C{node[-8:]}"})
+        return self.error(400, f"Unsupported get request. Object with ID '{node}' does not exist", 100, 33,
+                          type_="THApiException")

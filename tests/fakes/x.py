@@ -1,0 +1,148 @@
+"""Fake X API v2: POST /2/tweets, GET /2/users/me, POST /2/oauth2/token.
+
+Auth: an OAuth 2.0 user Bearer token (issued ones, rotated by the refresh endpoint) or an
+OAuth 1.0a header whose HMAC-SHA1 signature is verified with oauthlib against the consumer and
+token secrets. Errors are RFC 7807 problems like X's; identical text twice answers 403
+"duplicate content"; a 429 carries x-rate-limit-limit/-remaining/-reset (epoch seconds).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from oauthlib.oauth1.rfc5849 import signature, utils
+
+from .server import FakeAPI, Fault, Reply, Request, reply, route
+
+
+class XFake(FakeAPI):
+    name = "x"
+    ACCESS_TOKEN = "x-fake-access-token-1"
+    REFRESH_TOKEN = "x-fake-refresh-token-1"
+    CLIENT_ID = "x-fake-client-id"
+    CONSUMER_KEY = "x-fake-consumer-key"
+    CONSUMER_SECRET = "x-fake-consumer-secret"
+    OAUTH1_TOKEN = "1500000000000000000-x-fake-token"
+    OAUTH1_TOKEN_SECRET = "x-fake-token-secret"
+    USER = {"id": "1500000000000000000", "name": "Harbor Wellness", "username": "harborwellness"}
+
+    def reset_state(self) -> None:
+        self.access_tokens = {self.ACCESS_TOKEN}
+        self.refresh_token = self.REFRESH_TOKEN
+        self.posts: dict[str, dict[str, Any]] = {}
+        self.refreshes = 0
+
+    # -- test controls ------------------------------------------------------------------------
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far now answers 401 (a refresh gets a new one)."""
+        with self.lock:
+            self.access_tokens.clear()
+
+    def options(self) -> dict[str, Any]:
+        return {"api_base": self.base_url, "token_env": "SYN_FAKE_X_TOKEN"}
+
+    def env(self) -> dict[str, str]:
+        return {"SYN_FAKE_X_TOKEN": self.ACCESS_TOKEN, "SYN_FAKE_X_REFRESH": self.REFRESH_TOKEN,
+                "SYN_FAKE_X_CLIENT_ID": self.CLIENT_ID, "SYN_FAKE_X_CK": self.CONSUMER_KEY,
+                "SYN_FAKE_X_CS": self.CONSUMER_SECRET, "SYN_FAKE_X_AT": self.OAUTH1_TOKEN,
+                "SYN_FAKE_X_ATS": self.OAUTH1_TOKEN_SECRET}
+
+    def oauth1_options(self) -> dict[str, Any]:
+        return {"api_base": self.base_url, "consumer_key_env": "SYN_FAKE_X_CK", "consumer_secret_env": "SYN_FAKE_X_CS",
+                "access_token_env": "SYN_FAKE_X_AT", "access_token_secret_env": "SYN_FAKE_X_ATS"}
+
+    def refresh_options(self) -> dict[str, Any]:
+        return {"api_base": self.base_url, "token_env": "SYN_FAKE_X_TOKEN", "refresh_token_env": "SYN_FAKE_X_REFRESH",
+                "client_id_env": "SYN_FAKE_X_CLIENT_ID"}
+
+    # -- shapes -------------------------------------------------------------------------------
+
+    def error(self, status: int, message: str, code: Any = None) -> Reply:
+        titles = {400: "Invalid Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+                  429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+        if status == 400:
+            return reply(400, {"errors": [{"parameters": {}, "message": message}], "title": "Invalid Request",
+                               "detail": "One or more parameters to your request was invalid.",
+                               "type": "https://api.twitter.com/2/problems/invalid-request"})
+        return reply(status, {"title": titles.get(status, "Error"), "detail": message, "type": "about:blank",
+                              "status": status}, **{"Content-Type": "application/problem+json"})
+
+    def rate_limited(self, retry_after: int) -> Reply:
+        answer = self.error(429, "Too Many Requests")
+        answer.headers.update({"x-rate-limit-limit": "100", "x-rate-limit-remaining": "0",
+                               "x-rate-limit-reset": str(int(time.time()) + retry_after)})
+        return answer
+
+    def fault_reply(self, status: int, fault: Fault) -> Reply:
+        if status == 401:
+            return self.error(401, "Unauthorized")
+        return super().fault_reply(status, fault)
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    def authorize(self, req: Request) -> Reply | None:
+        token = req.bearer()
+        if token is not None:
+            return None if token in self.access_tokens else self.error(401, "Unauthorized")
+        auth = req.header("authorization") or ""
+        if auth.startswith("OAuth ") and self._oauth1_valid(req, auth):
+            return None
+        return self.error(401, "Unauthorized")
+
+    def _oauth1_valid(self, req: Request, auth: str) -> bool:
+        fields = dict(utils.parse_authorization_header(auth))
+        if fields.get("oauth_consumer_key") != self.CONSUMER_KEY or fields.get("oauth_token") != self.OAUTH1_TOKEN:
+            return False
+        if fields.get("oauth_signature_method") != "HMAC-SHA1":
+            return False
+        ctype = (req.header("content-type") or "").split(";")[0].strip()
+        body = req.body.decode() if ctype == "application/x-www-form-urlencoded" else None
+        query = urlencode(req.query)
+        params = signature.collect_parameters(uri_query=query, body=body, headers={"Authorization": auth},
+                                              exclude_oauth_signature=True)
+        base = signature.signature_base_string(
+            req.method, signature.base_string_uri(f"http://{req.header('host')}{req.path}"),
+            signature.normalize_parameters(params))
+        expected = signature.sign_hmac_sha1(base, self.CONSUMER_SECRET, self.OAUTH1_TOKEN_SECRET)
+        return signature.safe_string_equals(expected, fields.get("oauth_signature", ""))
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    @route("POST", r"/2/tweets")
+    def create_post(self, req: Request) -> Reply:
+        body = req.json
+        if not isinstance(body, dict):
+            return self.error(400, "The request body must be a JSON object")
+        text = body.get("text")
+        if not isinstance(text, str) or not (text or body.get("media")):
+            return self.error(400, "The `text` field is required")
+        with self.lock:
+            if any(p["text"] == text for p in self.posts.values()):
+                return self.error(403, "You are not allowed to create a Tweet with duplicate content.")
+            post_id = str(1_800_000_000_000_000_000 + self.next_id())
+            self.posts[post_id] = {"id": post_id, "text": text, "body": body}
+        return reply(201, {"data": {"id": post_id, "text": text, "edit_history_tweet_ids": [post_id]}})
+
+    @route("GET", r"/2/users/me")
+    def users_me(self, req: Request) -> Reply:
+        return reply(200, {"data": dict(self.USER)})
+
+    @route("POST", r"/2/oauth2/token", auth=False)
+    def token(self, req: Request) -> Reply:
+        form = req.form or {}
+        invalid = reply(400, {"error": "invalid_request", "error_description": "Value passed for the token was invalid."})
+        if form.get("grant_type") != "refresh_token" or form.get("client_id") != self.CLIENT_ID:
+            return invalid
+        with self.lock:
+            if form.get("refresh_token") != self.refresh_token:
+                return invalid
+            self.refreshes += 1
+            access = f"x-fake-access-token-r{self.refreshes}"
+            self.refresh_token = f"x-fake-refresh-token-r{self.refreshes}"  # rotated: the old one is spent
+            self.access_tokens.add(access)
+        return reply(200, {"token_type": "bearer", "expires_in": 7200, "access_token": access,
+                           "scope": "tweet.write users.read tweet.read offline.access",
+                           "refresh_token": self.refresh_token})
