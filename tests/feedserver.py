@@ -38,6 +38,7 @@ class Route:
     delay: float = 0.0  # seconds before the status line
     drip: float = 0.0  # seconds between body chunks of 1 KiB
     send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
+    declared_length: int | None = None  # a Content-Length that lies (a body cut short)
     gzip: bool = False  # compress when the client accepts gzip
 
 
@@ -127,7 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = route.body
         if route.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
             body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
-        return self._send(route.status, body, headers, send_length=route.send_length, drip=route.drip)
+        if route.declared_length is not None:
+            headers["Content-Length"] = str(route.declared_length)
+        send_length = route.send_length and route.declared_length is None
+        return self._send(route.status, body, headers, send_length=send_length, drip=route.drip)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str], send_length: bool = True,
               drip: float = 0.0) -> None:

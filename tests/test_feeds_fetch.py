@@ -226,6 +226,34 @@ def test_connection_refused_is_one_line():
     assert info.value.kind == "connection"
 
 
+def test_unknown_host_is_one_line():
+    # .invalid never resolves (RFC 6761), so the resolver answers at once without the network.
+    with pytest.raises(FeedError) as info:
+        fetch("http://no-such-feed-host.invalid/feed", timeout=5)
+    assert str(info.value) == "http://no-such-feed-host.invalid/feed: host not found (no-such-feed-host.invalid)"
+
+
+def test_tls_to_a_plain_http_server_is_a_tls_error(feed_server):
+    feed_server.route("/feed", FEED)
+    with pytest.raises(FeedError) as info:
+        fetch(feed_server.url("/feed").replace("http://", "https://"), timeout=5)
+    assert_one_line(info.value, "TLS error: handshake failed")
+
+
+def test_body_cut_short_is_a_broken_connection(feed_server):
+    feed_server.route("/short", FEED, declared_length=len(FEED) + 500)
+    with pytest.raises(FeedError) as info:
+        fetch(feed_server.url("/short"), timeout=5)
+    assert_one_line(info.value, "connection broken while reading the response")
+
+
+def test_corrupt_gzip_is_reported(feed_server):
+    feed_server.route("/bad-gzip", b"this is not gzip at all", headers={"Content-Encoding": "gzip"})
+    with pytest.raises(FeedError) as info:
+        fetch(feed_server.url("/bad-gzip"))
+    assert_one_line(info.value, "response body could not be decompressed")
+
+
 def test_credentials_never_appear_in_errors(feed_server):
     url = feed_server.url("/private?token=s3cr3t&page=2").replace("http://", "http://alice:hunter2@")
     with pytest.raises(FeedError) as info:

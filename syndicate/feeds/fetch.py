@@ -63,15 +63,15 @@ def fetch(
     If-None-Match / If-Modified-Since). Pass a ``requests.Session`` to reuse connections across
     many feeds; without one a short-lived session is used.
     """
-    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
     match = _URL_SCHEME.match(location)
     scheme = match.group(1).lower() if match else ""
     if scheme in ("http", "https"):
-        validators = {"etag": etag, "last_modified": last_modified}
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        attempt = _HttpFetch(location, etag, _as_header(last_modified), seconds, max_bytes, user_agent)
         if session is not None:
-            return _fetch_http(session, location, validators, seconds, max_bytes, user_agent)
+            return attempt.run(session)
         with requests.Session() as own:
-            return _fetch_http(own, location, validators, seconds, max_bytes, user_agent)
+            return attempt.run(own)
     if scheme == "file":
         return _read_file(location, _file_url_path(location), max_bytes)
     if scheme:
@@ -83,110 +83,117 @@ def fetch(
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-def _fetch_http(session: requests.Session, location: str, validators: dict, timeout: float,
-                max_bytes: int, user_agent: str) -> FetchResult:
-    headers = _request_headers(validators, user_agent)
-    deadline = time.monotonic() + timeout
-    url, redirects, permanent = location, [], True
-    while True:
-        response = _send(session, location, url, headers, deadline, timeout)
-        with response:
-            if response.status_code not in _REDIRECT_CODES:
-                return _finish(location, url, response, validators, deadline, timeout, max_bytes,
-                               redirects, permanent and bool(redirects))
-            url = _next_hop(location, url, response, len(redirects))
-            permanent = permanent and response.status_code in _PERMANENT_CODES
-            redirects.append(url)
+@dataclass
+class _HttpFetch:
+    """One fetch of one feed URL: its validators, its deadline, and the hops taken so far."""
 
+    location: str  # the URL asked for: every error names it
+    etag: str | None
+    last_modified: str | None
+    timeout: float
+    max_bytes: int
+    user_agent: str
+    url: str = ""  # the URL being requested now (after redirects)
+    redirects: list[str] = field(default_factory=list)
+    permanent: bool = True  # every hop so far was a 301/308
+    deadline: float = 0.0
 
-def _request_headers(validators: dict, user_agent: str) -> dict[str, str]:
-    headers = {"User-Agent": user_agent, "Accept": _ACCEPT}
-    if validators["etag"]:
-        headers["If-None-Match"] = validators["etag"]
-    modified = validators["last_modified"]
-    if isinstance(modified, datetime):
-        modified = format_datetime(modified, usegmt=True) if modified.tzinfo else None
-    if modified:
-        headers["If-Modified-Since"] = modified
-    return headers
+    def run(self, session: requests.Session) -> FetchResult:
+        self.url, self.deadline = self.location, time.monotonic() + self.timeout
+        while True:
+            with self._send(session) as response:
+                if response.status_code not in _REDIRECT_CODES:
+                    return self._finish(response)
+                self._follow(response)
 
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": self.user_agent, "Accept": _ACCEPT}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
 
-def _send(session, location: str, url: str, headers: dict, deadline: float, timeout: float):
-    remaining = _remaining(location, deadline, timeout)
-    try:
-        # The connect timeout is capped separately so a dead host fails fast even with a
-        # generous overall budget; the read timeout bounds each wait for the server.
-        return session.get(url, headers=headers, stream=True, allow_redirects=False,
-                           timeout=(min(remaining, 10.0), remaining))
-    except requests.RequestException as exc:
-        raise _request_error(location, url, exc, timeout) from None
+    def _send(self, session: requests.Session) -> requests.Response:
+        remaining = self._remaining()
+        try:
+            # The connect timeout is capped separately so a dead host fails fast even with a
+            # generous overall budget; the read timeout bounds each wait for the server.
+            return session.get(self.url, headers=self._headers(), stream=True, allow_redirects=False,
+                               timeout=(min(remaining, 10.0), remaining))
+        except requests.RequestException as exc:
+            raise self._error(exc) from None
 
+    def _follow(self, response: requests.Response) -> None:
+        target = response.headers.get("Location", "").strip()
+        if not target:
+            raise FeedError(self.location, f"HTTP {response.status_code} redirect without a Location header",
+                            kind="http", status=response.status_code)
+        try:
+            target = urljoin(self.url, target)
+            scheme = urlsplit(target).scheme
+        except ValueError:
+            raise FeedError(self.location, "redirected to an invalid address", kind="http") from None
+        if scheme not in ("http", "https"):
+            raise FeedError(self.location, f"redirected to a non-HTTP address ({display_location(target)})",
+                            kind="http")
+        if len(self.redirects) >= MAX_REDIRECTS:
+            raise FeedError(self.location, f"too many redirects (more than {MAX_REDIRECTS})", kind="http")
+        self.permanent = self.permanent and response.status_code in _PERMANENT_CODES
+        self.redirects.append(target)
+        self.url = target
 
-def _next_hop(location: str, url: str, response: requests.Response, hops: int) -> str:
-    target = response.headers.get("Location", "").strip()
-    if not target:
-        raise FeedError(location, f"HTTP {response.status_code} redirect without a Location header",
-                        kind="http", status=response.status_code)
-    target = urljoin(url, target)
-    if urlsplit(target).scheme not in ("http", "https"):
-        raise FeedError(location, f"redirected to a non-HTTP address ({display_location(target)})", kind="http")
-    if hops + 1 > MAX_REDIRECTS:
-        raise FeedError(location, f"too many redirects (more than {MAX_REDIRECTS})", kind="http")
-    return target
-
-
-def _finish(location: str, url: str, response: requests.Response, validators: dict, deadline: float,
-            timeout: float, max_bytes: int, redirects: list[str], permanent: bool) -> FetchResult:
-    status = response.status_code
-    if status == 304:
-        if not (validators["etag"] or validators["last_modified"]):
-            raise FeedError(location, "HTTP 304 Not Modified to a request that was not conditional",
+    def _finish(self, response: requests.Response) -> FetchResult:
+        status = response.status_code
+        if status == 304 and not (self.etag or self.last_modified):
+            raise FeedError(self.location, "HTTP 304 Not Modified to a request that was not conditional",
                             kind="http", status=304)
-        body = None
-    elif 200 <= status < 300:
-        body = _read_body(location, url, response, deadline, timeout, max_bytes)
-    else:
-        raise FeedError(location, _status_text(status, response.reason) + _via(location, url),
-                        kind="http", status=status)
-    # A 304 may omit the validators; the ones we sent are still the current ones then.
-    return FetchResult(
-        status=status,
-        body=body,
-        etag=response.headers.get("ETag") or (validators["etag"] if status == 304 else None),
-        last_modified=response.headers.get("Last-Modified")
-        or (_as_header(validators["last_modified"]) if status == 304 else None),
-        final_url=url,
-        redirects=redirects,
-        content_type=response.headers.get("Content-Type"),
-        moved_permanently=permanent,
-    )
+        if status != 304 and not 200 <= status < 300:
+            raise FeedError(self.location, _status_text(status, response.reason) + self._via(),
+                            kind="http", status=status)
+        unchanged = status == 304
+        return FetchResult(
+            status=status,
+            body=None if unchanged else self._read_body(response),
+            # A 304 may omit the validators; the ones we sent are still the current ones then.
+            etag=response.headers.get("ETag") or (self.etag if unchanged else None),
+            last_modified=response.headers.get("Last-Modified") or (self.last_modified if unchanged else None),
+            final_url=self.url,
+            redirects=self.redirects,
+            content_type=response.headers.get("Content-Type"),
+            moved_permanently=self.permanent and bool(self.redirects),
+        )
 
+    def _read_body(self, response: requests.Response) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise _too_large(self.location, self.max_bytes)
+        chunks, size = [], 0
+        try:
+            # read1 returns whatever arrived (decompressed), so the deadline is checked after
+            # every network read: iter_content would wait for a whole chunk from a dripping server.
+            while chunk := response.raw.read1(_CHUNK, decode_content=True):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise _too_large(self.location, self.max_bytes)
+                chunks.append(chunk)
+                self._remaining()
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise self._error(exc) from None
+        return b"".join(chunks)
 
-def _read_body(location: str, url: str, response: requests.Response, deadline: float, timeout: float,
-               max_bytes: int) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(location, max_bytes)
-    chunks, size = [], 0
-    try:
-        # read1 returns whatever arrived (decompressed), so the deadline is checked after every
-        # network read: iter_content would block until a whole chunk came from a dripping server.
-        while chunk := response.raw.read1(_CHUNK, decode_content=True):
-            size += len(chunk)
-            if size > max_bytes:
-                raise _too_large(location, max_bytes)
-            chunks.append(chunk)
-            _remaining(location, deadline, timeout)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise _request_error(location, url, exc, timeout) from None
-    return b"".join(chunks)
+    def _remaining(self) -> float:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise FeedError(self.location, f"timed out after {self.timeout:g}s", kind="timeout")
+        return remaining
 
+    def _via(self) -> str:
+        return "" if self.url == self.location else f" (after redirect to {display_location(self.url)})"
 
-def _remaining(location: str, deadline: float, timeout: float) -> float:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise FeedError(location, f"timed out after {timeout:g}s", kind="timeout")
-    return remaining
+    def _error(self, exc: Exception) -> FeedError:
+        reason, kind = _describe(exc, self.url, self.timeout)
+        return FeedError(self.location, reason + self._via(), kind=kind)
 
 
 def _status_text(status: int, reason: str | None) -> str:
@@ -196,10 +203,6 @@ def _status_text(status: int, reason: str | None) -> str:
         except ValueError:
             reason = ""
     return f"HTTP {status} {reason}".rstrip()
-
-
-def _via(location: str, url: str) -> str:
-    return "" if url == location else f" (after redirect to {display_location(url)})"
 
 
 def _as_header(value: str | datetime | None) -> str | None:
@@ -219,31 +222,28 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _request_error(location: str, url: str, exc: Exception, timeout: float) -> FeedError:
-    """Turn a requests/urllib3 exception (whose text is a nested repr) into one plain reason."""
+def _describe(exc: Exception, url: str, timeout: float) -> tuple[str, str]:
+    """A requests/urllib3 exception (whose text is a nested repr) as (one plain reason, kind)."""
     chain = list(_causes(exc))
     names = {type(e).__name__ for e in chain}
-    text = " ".join(str(e) for e in chain)
     if isinstance(exc, requests.Timeout) or names & {"ReadTimeoutError", "ConnectTimeoutError", "TimeoutError"}:
-        reason, kind = f"timed out after {timeout:g}s", "timeout"
-    elif isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
-        detail = "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in text else "handshake failed"
-        reason, kind = f"TLS error: {detail}", "connection"
-    elif any(isinstance(e, ConnectionRefusedError) for e in chain):
-        reason, kind = "connection refused", "connection"
-    elif "NameResolutionError" in names or "gaierror" in names:
-        reason, kind = f"host not found ({urlsplit(url).hostname})", "connection"
-    elif isinstance(exc, requests.exceptions.ContentDecodingError) or "DecodeError" in names:
-        reason, kind = "response body could not be decompressed", "connection"
-    elif isinstance(exc, requests.exceptions.ChunkedEncodingError) or "ProtocolError" in names:
-        reason, kind = "connection broken while reading the response", "connection"
-    elif isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
-        reason, kind = "not a valid URL", "config"
-    elif isinstance(exc, requests.ConnectionError):
-        reason, kind = "connection failed", "connection"
-    else:
-        reason, kind = f"request failed ({type(exc).__name__})", "connection"
-    return FeedError(location, reason + _via(location, url), kind=kind)
+        return f"timed out after {timeout:g}s", "timeout"
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+        verify = any("CERTIFICATE_VERIFY_FAILED" in str(e) for e in chain)
+        return f"TLS error: {'certificate verify failed' if verify else 'handshake failed'}", "connection"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused", "connection"
+    if names & {"NameResolutionError", "gaierror"}:
+        return f"host not found ({urlsplit(url).hostname})", "connection"
+    if isinstance(exc, requests.exceptions.ContentDecodingError) or "DecodeError" in names:
+        return "response body could not be decompressed", "connection"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "ProtocolError" in names:
+        return "connection broken while reading the response", "connection"
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
+        return "not a valid URL", "config"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed", "connection"
+    return f"request failed ({type(exc).__name__})", "connection"
 
 
 def _causes(exc: BaseException):
