@@ -324,9 +324,10 @@ class _TextWriter(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self.newlines = 0  # how many line breaks the output ends with (spaces aside)
+        self.newlines = 2  # line breaks the output ends with (spaces aside); the start counts as a break
         self.links: list[tuple[str | None, int]] = []  # (href, index in parts where the link began)
         self.lists = 0
+        self.quotes: list[int] = []  # where each open blockquote began in parts
         self.skip = 0
         self.pre = 0
 
@@ -346,7 +347,7 @@ class _TextWriter(HTMLParser):
             self.links.append((href, len(self.parts)))
         elif tag == "blockquote":
             self._break(2)
-            self._emit("> ")
+            self.quotes.append(len(self.parts))
         elif tag in {"td", "th"}:
             self._emit(" ")
         elif tag in _BLOCK:
@@ -366,13 +367,20 @@ class _TextWriter(HTMLParser):
             self._break(1 if self.lists else 2)
         elif tag == "a" and self.links:
             self._close_link(*self.links.pop())
+        elif tag == "blockquote" and self.quotes:
+            self._close_quote(self.quotes.pop())
         elif tag in _BLOCK and tag != "li":
             self.pre -= tag == "pre" and self.pre > 0
             self._break(2)
 
     def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self._emit(data if self.pre else re.sub(r"\s+", " ", data))
+        if self.skip:
+            return
+        if not self.pre:
+            data = re.sub(r"\s+", " ", data)
+            data = data.lstrip() if self.newlines else data  # no stray space opening a line
+        if data:
+            self._emit(data)
 
     def _close_link(self, href: str | None, start: int) -> None:
         label = "".join(self.parts[start:]).strip()
@@ -381,7 +389,14 @@ class _TextWriter(HTMLParser):
         if not label:
             self._emit(href)
         elif label not in {href, href.removeprefix("mailto:")}:
-            self._emit(f" ({href})")
+            self._emit(f" ({href.removeprefix('mailto:')})")
+
+    def _close_quote(self, start: int) -> None:
+        inner = "".join(self.parts[start:]).strip()
+        del self.parts[start:]
+        self.links = [(href, min(begin, start)) for href, begin in self.links]
+        self._emit("\n".join(f"> {line}".rstrip() for line in inner.split("\n")))
+        self._break(2)
 
     def _emit(self, chunk: str) -> None:
         self.parts.append(chunk)

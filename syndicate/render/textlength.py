@@ -23,7 +23,7 @@ _X_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
 
 # A link as the networks detect it: balanced parentheses stay inside, trailing punctuation
 # ("see https://a.example/x.") stays outside.
-_URL = regex.compile(r"https?://(?:\([^\s()<>]*\)|[^\s()<>\"'`])+(?<![.,;:!?'\"»”’])", regex.I)
+_URL = regex.compile(r"https?://(?:\([^\s()<>]*\)|[^\s()<>\"'`])+(?<![.,;:!?'\"»”’…])", regex.I)
 # A link the networks shorten to 23: an ASCII host with a real-looking top-level domain.
 _SHORTENED_URL = regex.compile(r"https?://(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?::\d+)?(?:[/?#]\S*)?", regex.I)
 # X also links bare domains ("example.com"); text that looks like one counts as at least 23.
@@ -143,8 +143,9 @@ def _words_and_spaces(chunk: str) -> list[tuple[str, str]]:
 
 def _with_ellipsis(atoms: list[tuple[str, str]]) -> str:
     # A dangling separator before the ellipsis reads badly: "word, …" becomes "word…".
-    head = "".join(value for _, value in atoms)
-    return regex.sub(r"[\s,;:\-–—(\[{/]+$", "", head) + ELLIPSIS
+    head = regex.sub(r"[\s,;:\-–—(\[{/]+$", "", "".join(value for _, value in atoms))
+    # "…" glued to a link would look like part of it (and some networks would take it so).
+    return head + (" " if find_links(head) and find_links(head)[-1][1] == len(head) else "") + ELLIPSIS
 
 
 def _last_fitting(cuts: list[int], build: Callable[[int], str], limit: int, measure: Measure) -> int | None:
