@@ -105,11 +105,10 @@ def test_truncated_copy_never_crashes(path: Path):
     # A download cut short (or a server dying mid-response) must still give a result or a
     # FeedError, never a stray exception from deep inside a parser.
     body = path.read_bytes()
-    for cut in (len(body) // 2, len(body) // 7):
-        try:
-            parse(body[:cut], url=str(path))
-        except FeedError as err:
-            assert "\n" not in str(err)
+    try:
+        parse(body[: len(body) // 2], url=str(path))
+    except FeedError as err:
+        assert "\n" not in str(err)
 
 
 def _check_feed(feed, number: str) -> None:

@@ -61,7 +61,9 @@ def scan(html: str, base: str | None) -> Scan:
 
 def to_text(html: str) -> str:
     """Plain text of an HTML fragment: tags dropped, entities decoded, whitespace collapsed."""
-    return scan(html, None).text if html else ""
+    if "<" not in html and "&" not in html:  # most titles: nothing to parse
+        return collapse(html)
+    return scan(html, None).text
 
 
 def plain_to_html(text: str) -> str:
