@@ -46,6 +46,16 @@ def test_identity_falls_back_to_the_absolute_link():
     assert feed.posts[0].identity == "link:https://blog.example.org/2026/11/a/"
 
 
+def test_a_guid_that_is_not_a_web_address_is_not_a_link():
+    feed = parse(rss("<item><title>A</title><guid>post-123</guid></item>"
+                     "<item><title>B</title><guid>https://blog.example.org/b/</guid></item>"),
+                 url="https://blog.example.org/feed/")
+    assert [(p.identity, p.url) for p in feed.posts] == [
+        ("guid:post-123", "https://blog.example.org/"),
+        ("guid:https://blog.example.org/b/", "https://blog.example.org/b/"),
+    ]
+
+
 def test_identity_falls_back_to_a_content_hash():
     feed = parse(rss("<item><title>A note</title><description>Just text.</description></item>"),
                  url="https://blog.example.org/feed/")

@@ -108,10 +108,11 @@ def _link(entry: dict) -> str:
     # FeedBurner rewrites links to its (now dead) redirector; origLink is the post itself.
     if entry.get("feedburner_origlink"):
         return entry["feedburner_origlink"]
-    # feedparser falls back to the Atom id ("tag:...", "urn:uuid:...") when no link is HTML;
-    # a post whose only alternate is a PDF should still link to that PDF.
+    # feedparser falls back to the guid or Atom id when there is no HTML link; that is only a
+    # link when it is a web address ("abc123", "tag:...", "urn:uuid:..." are not), and a post
+    # whose only alternate is a PDF should still link to that PDF.
     link = entry.get("link") or ""
-    if link and not (entry.get("guidislink") and _NON_HTTP_SCHEME.match(link)):
+    if link and (not entry.get("guidislink") or markup.is_absolute_http(link)):
         return link
     alternates = [x.get("href") or "" for x in entry.get("links") or [] if x.get("rel", "alternate") == "alternate"]
     return next((href for href in alternates if not _NON_HTTP_SCHEME.match(href)), "")
