@@ -221,8 +221,11 @@ def test_mailto_only_has_no_one_click_header(demo_email):
 
 
 def test_one_click_needs_https(demo_email):
-    with pytest.raises(ValueError, match="https"):
-        _message(demo_email, unsubscribe_https="http://wellness.example/u/abc")
+    msg = _message(demo_email, unsubscribe_https="http://wellness.example/u/abc", unsubscribe_mailto=None)
+    assert msg["List-Unsubscribe"] == "<http://wellness.example/u/abc>"  # RFC 2369 still allows it
+    assert msg["List-Unsubscribe-Post"] is None
+    with pytest.raises(ValueError, match="http"):
+        _message(demo_email, unsubscribe_https="javascript:alert(1)")
 
 
 def test_given_message_id_and_date_are_used(demo_email):

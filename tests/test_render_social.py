@@ -268,3 +268,11 @@ def test_invalid_bodies_are_caught_by_the_schemas():
     assert list(x.iter_errors({"text": "hi", "status": "not a field"}))
     pins = _validator("pinterest-v5-openapi.yaml", "/pins")
     assert list(pins.iter_errors({"board_id": "abc", "media_source": {"source_type": "image_url"}}))
+
+
+def test_lead_falls_back_to_the_first_paragraph_and_drops_wordpress_noise():
+    body = render("x", demo_post(summary="", categories=["Uncategorized"]))
+    assert "Walking into a first therapy session can feel like a lot." in body["text"]
+    assert "#Uncategorized" not in body["text"]
+    body = render("x", demo_post(summary="Small steps help [&hellip;]"))
+    assert "Small steps help…" in body["text"]

@@ -98,7 +98,7 @@ def _context(post: PostData, settings: Settings, ch: Channel, *, link: str, sens
         "post": {
             "title": post.title, "url": link, "author": post.author,
             "date": _long_date(post.published, settings),
-            # The featured image is skipped when the content already starts with it.
+            # The featured image is shown above the post unless the content has it already.
             "image_url": image if is_http(image) and not _content_has_image(post, image) else None,
             "image_alt": post.image_alt or post.title,
         },
@@ -198,16 +198,20 @@ def build_message(content: EmailContent, *, from_addr: str, to_addr: str, reply_
     return msg
 
 
-def _unsubscribe_headers(msg: EmailMessage, https: str | None, mailto: str | None) -> None:
-    targets = []
-    if https:
-        if not https.lower().startswith("https://"):
-            raise ValueError(f"RFC 8058 one-click unsubscribe needs an https URL, got {https!r}")
-        targets.append(f"<{https}>")
+def _unsubscribe_headers(msg: EmailMessage, web: str | None, mailto: str | None) -> None:
+    """RFC 2369 List-Unsubscribe, plus RFC 8058 one-click when the web URL is https.
+
+    A plain-http URL (a demo site) still goes into List-Unsubscribe, but one-click is only
+    offered over https, as RFC 8058 requires.
+    """
+    scheme = web.split(":", 1)[0].lower() if web else None
+    if scheme not in {None, "http", "https"}:
+        raise ValueError(f"the unsubscribe URL must be http(s), got {web!r}")
+    targets = [f"<{web}>"] if web else []
     if mailto:
         targets.append(f"<{mailto if mailto.lower().startswith('mailto:') else 'mailto:' + mailto}>")
     if targets:
         msg["List-Unsubscribe"] = ", ".join(targets)
-    if https:
-        # One click (RFC 8058): the mailbox provider POSTs this body to the https URL.
+    if scheme == "https":
+        # One click: the mailbox provider POSTs this body to the https URL.
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import nh3
 
 from syndicate.render.links import absolute, is_http
+from syndicate.render.textlength import truncate_to
 
 ALLOWED_TAGS = frozenset({
     "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl", "dt",
@@ -255,8 +256,6 @@ def excerpt(html: str, max_bytes: int) -> tuple[str, bool]:
 
 
 def _first_words(html: str, max_bytes: int) -> str:
-    from syndicate.render.textlength import truncate_to
-
     def utf8_escaped_size(text: str) -> int:
         return len(escape(text, quote=False).encode())
 

@@ -20,6 +20,7 @@ import regex
 from syndicate.model import PostData
 from syndicate.render.errors import NotApplicable, RenderError
 from syndicate.render.links import absolute, is_http, with_utm
+from syndicate.render.sanitize import to_text
 from syndicate.render.templating import render
 from syndicate.render.textlength import (
     Rule,
@@ -41,6 +42,8 @@ DEFAULT_LINKEDIN_AUTHOR = "urn:li:organization:0"
 LINKEDIN_DESCRIPTION_MAX = 300  # what the article card shows; the rest would be cut anyway
 # LinkedIn "little text" format: these characters have a meaning and must be escaped.
 _LITTLE_TEXT_RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
+# WordPress files every post without a category under this one: never a useful hashtag.
+_DEFAULT_CATEGORIES = frozenset({"uncategorized", "uncategorised"})
 # Where the Bluesky link goes while the text is composed; replaced by the shown link.
 _LINK_SLOT = "\ue000"
 
@@ -257,13 +260,15 @@ def hashtags(categories: list[str], channel: Channel, settings: Settings) -> lis
     """Hashtags (without '#') for the categories: mapped by the channel, else CamelCase.
 
     A mapping to "" drops a category. Hashtags made up automatically from a sensitive
-    category ("#Suicide") are left out; a practice that wants one maps it explicitly.
+    category ("#Suicide") or from WordPress's "Uncategorized" are left out; a practice that
+    wants one maps it explicitly.
     """
     mapping = {key.strip().casefold(): value for key, value in channel.hashtags.items()}
     tags: list[str] = []
     for category in categories:
         mapped = mapping.get(category.strip().casefold())
-        if mapped is None and mentions_topic(category, settings.safety):
+        if mapped is None and (category.strip().casefold() in _DEFAULT_CATEGORIES
+                               or mentions_topic(category, settings.safety)):
             continue
         tag = camel_case(category if mapped is None else mapped)
         if _usable_tag(tag) and tag.casefold() not in {t.casefold() for t in tags}:
@@ -332,8 +337,10 @@ def _content_warning(job: _Job) -> str:
 
 
 def _lead(post: PostData) -> str:
+    """The summary, else the post's first paragraph (fitting shortens it as needed)."""
+    summary = post.summary or to_text(post.content_html).split("\n\n")[0]
     # WordPress ends excerpts with "[…]" or "[...]": noise in a post that links to the whole.
-    return re.sub(r"\s*\[(?:…|\.\.\.|&hellip;)\]\s*$", "…", _one_line(post.summary))
+    return re.sub(r"\s*\[(?:…|\.\.\.|&hellip;)\]\s*$", "…", _one_line(summary))
 
 
 def _primary_language(settings: Settings) -> str:
