@@ -140,3 +140,18 @@ def test_a_broken_fetch_forgets_nothing(env, breakage):
         feed = s.scalar(select(Feed))
         assert feed.last_error is None and feed.polls == 2
         assert len(s.scalars(select(Post)).all()) == 2
+
+
+def test_a_permalink_change_with_the_same_title_is_not_new(env):
+    setup, feed_file = env
+    settings, factory = setup()
+    feed_file.write_bytes(rss([item(1, link="https://blog.example/?p=1")]))
+    poll_feed(factory, settings, settings.feeds[0], T0)
+    feed_file.write_bytes(rss([item(1, guid="https://blog.example/2026/11/post-number-1/",
+                                    link="https://blog.example/2026/11/post-number-1/")]))
+    result = poll_feed(factory, settings, settings.feeds[0], T0 + timedelta(hours=1))
+    assert (result.new, result.recorded) == (0, 1)
+    # A different post that merely shares a title, months later, is new.
+    feed_file.write_bytes(rss([item(1, guid="g-2", link="https://blog.example/again/",
+                                    date="Mon, 01 Feb 2027 10:00:00 +0000")]))
+    assert poll_feed(factory, settings, settings.feeds[0], T0 + timedelta(hours=2)).new == 1

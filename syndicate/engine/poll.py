@@ -10,12 +10,12 @@ human; a failed fetch or a broken document records the error and forgets nothing
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.feeds import FeedError, fetch, parse
+from syndicate.feeds import FeedError, fetch, parse, split_fingerprint
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Feed, Post
 from syndicate.ledger.upsert import insert_ignore
@@ -89,14 +89,14 @@ def _record_posts(factory, feed_id: int, feed_cfg: FeedSettings, posts: list[Pos
         first_poll = s.get(Feed, feed_id).polls == 0 and not s.scalar(
             select(Post.id).where(Post.feed_id == feed_id).limit(1))
         known = {p.identity: p for p in s.scalars(select(Post).where(Post.feed_id == feed_id))}
-        by_fingerprint = {p.fingerprint: p.id for p in known.values()}
+        moves = MoveDetector(known.values())
         fresh: list[PostData] = []
         for post in posts:
             if (old := known.get(post.identity)) is not None:
                 result.edited += _update_if_edited(old, post, now)
             else:
                 fresh.append(post)
-        plans = _plans_for(fresh, by_fingerprint, first_poll, feed_cfg)
+        plans = _plans_for(fresh, moves, first_poll, feed_cfg)
         for post, (plan, duplicate_of) in zip(fresh, plans, strict=True):
             inserted = insert_ignore(s, Post, _post_row(feed_id, post, plan, duplicate_of, now),
                                      ["feed_id", "identity"])
@@ -107,7 +107,7 @@ def _record_posts(factory, feed_id: int, feed_cfg: FeedSettings, posts: list[Pos
     return result
 
 
-def _plans_for(fresh: list[PostData], by_fingerprint: dict[str, int], first_poll: bool,
+def _plans_for(fresh: list[PostData], moves: MoveDetector, first_poll: bool,
                feed_cfg: FeedSettings) -> list[tuple[str, int | None]]:
     if first_poll:
         newest = sorted(range(len(fresh)), key=lambda i: _sort_key(fresh[i]), reverse=True)
@@ -115,11 +115,37 @@ def _plans_for(fresh: list[PostData], by_fingerprint: dict[str, int], first_poll
         return [("send" if i in chosen else "ignore", None) for i in range(len(fresh))]
     plans: list[tuple[str, int | None]] = []
     for post in fresh:
-        moved_from = by_fingerprint.get(post.fingerprint)
+        moved_from = moves.match(post)
         plans.append(("ignore", moved_from) if moved_from else ("send", None))
     if sum(plan == "send" for plan, _ in plans) > feed_cfg.flood_threshold:
         plans = [("hold", None) if plan == "send" else (plan, dup) for plan, dup in plans]
     return plans
+
+
+class MoveDetector:
+    """Recognizes a known post under a new identity: the site moved (http->https, "www.",
+    tracking parameters: the normalized URL matches) or its permalinks changed (the same
+    non-empty title, published within two days of the known one, or both undated)."""
+
+    def __init__(self, known):
+        self.by_url: dict[str, int] = {}
+        self.by_title: dict[str, list[tuple[int, datetime | None]]] = {}
+        for row in known:
+            url, title = split_fingerprint(row.fingerprint)
+            self.by_url.setdefault(url, row.id)
+            if title:
+                self.by_title.setdefault(title, []).append((row.id, row.published_at))
+
+    def match(self, post: PostData) -> int | None:
+        url, title = split_fingerprint(post.fingerprint)
+        if url in self.by_url:
+            return self.by_url[url]
+        for post_id, published in self.by_title.get(title, []) if title else []:
+            if published is None and post.published is None:
+                return post_id
+            if published and post.published and abs(published - post.published) <= timedelta(days=2):
+                return post_id
+        return None
 
 
 def _sort_key(post: PostData) -> tuple:
