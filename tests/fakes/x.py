@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+from oauthlib.oauth1 import Client
 from oauthlib.oauth1.rfc5849 import signature, utils
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
@@ -33,6 +34,7 @@ class XFake(FakeAPI):
         self.refresh_token = self.REFRESH_TOKEN
         self.posts: dict[str, dict[str, Any]] = {}
         self.refreshes = 0
+        self.daily_cap_reset: int | None = None  # seconds: 429s say the 24-hour user cap is spent
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -74,6 +76,9 @@ class XFake(FakeAPI):
         answer = self.error(429, "Too Many Requests")
         answer.headers.update({"x-rate-limit-limit": "100", "x-rate-limit-remaining": "0",
                                "x-rate-limit-reset": str(int(time.time()) + retry_after)})
+        if self.daily_cap_reset is not None:
+            answer.headers.update({"x-user-limit-24hour-limit": "17", "x-user-limit-24hour-remaining": "0",
+                                   "x-user-limit-24hour-reset": str(int(time.time()) + self.daily_cap_reset)})
         return answer
 
     def fault_reply(self, status: int, fault: Fault) -> Reply:
@@ -93,7 +98,7 @@ class XFake(FakeAPI):
         return self.error(401, "Unauthorized")
 
     def _oauth1_valid(self, req: Request, auth: str) -> bool:
-        fields = dict(utils.parse_authorization_header(auth))
+        fields = {k: utils.unescape(v) for k, v in utils.parse_authorization_header(auth)}
         if fields.get("oauth_consumer_key") != self.CONSUMER_KEY or fields.get("oauth_token") != self.OAUTH1_TOKEN:
             return False
         if fields.get("oauth_signature_method") != "HMAC-SHA1":
@@ -106,7 +111,9 @@ class XFake(FakeAPI):
         base = signature.signature_base_string(
             req.method, signature.base_string_uri(f"http://{req.header('host')}{req.path}"),
             signature.normalize_parameters(params))
-        expected = signature.sign_hmac_sha1(base, self.CONSUMER_SECRET, self.OAUTH1_TOKEN_SECRET)
+        secrets = Client(self.CONSUMER_KEY, client_secret=self.CONSUMER_SECRET,
+                         resource_owner_secret=self.OAUTH1_TOKEN_SECRET)
+        expected = signature.sign_hmac_sha1_with_client(base, secrets)
         return signature.safe_string_equals(expected, fields.get("oauth_signature", ""))
 
     # -- endpoints ----------------------------------------------------------------------------

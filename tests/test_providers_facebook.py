@@ -1,0 +1,96 @@
+"""The Facebook Pages adapter against the local Graph API fake."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from fakes import start_fake
+from test_providers_http import build, job
+
+from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+
+PAYLOAD = {"message": "Coping with grief: five small steps for hard days.",
+           "link": "https://harborwellness.example/blog/grief/"}
+
+
+@pytest.fixture
+def fb():
+    with start_fake("facebook") as (_base, fake):
+        yield fake
+
+
+def test_post_to_the_page_feed(make_settings, monkeypatch, fb):
+    provider = build(make_settings, monkeypatch, fb, "facebook")
+    result = provider.send(job(PAYLOAD, kind="facebook"))
+    (call,) = fb.calls("POST")
+    assert call["path"] == f"/v21.0/{fb.PAGE_ID}/feed"
+    assert call["form"] == PAYLOAD  # form-encoded, as the Graph API documents
+    assert call["headers"]["authorization"] == f"Bearer {fb.TOKEN}"
+    assert "access_token" not in call["query"]  # the token never goes into a URL
+    assert result.ref.startswith(f"{fb.PAGE_ID}_")
+    assert result.url == f"https://www.facebook.com/{result.ref}"
+
+
+def test_graph_version_option(make_settings, monkeypatch, fb):
+    build(make_settings, monkeypatch, fb, "facebook", version="v23.0").send(job(PAYLOAD))
+    assert fb.calls("POST")[0]["path"] == f"/v23.0/{fb.PAGE_ID}/feed"
+
+
+def test_token_error_190_is_auth_expired(make_settings, monkeypatch, fb):
+    provider = build(make_settings, monkeypatch, fb, "facebook")
+    fb.expire_tokens()
+    with pytest.raises(AuthExpired, match="Facebook 400: Error validating access token") as err:
+        provider.send(job(PAYLOAD))
+    assert fb.TOKEN not in str(err.value)
+    fb.reset()
+    fb.fail_next("401")
+    with pytest.raises(AuthExpired):
+        provider.send(job(PAYLOAD))
+
+
+def test_rate_limit_code_32_with_business_use_case_reset(make_settings, monkeypatch, fb):
+    fb.fail_next("429", retry_after=600)
+    with pytest.raises(RateLimited) as err:
+        build(make_settings, monkeypatch, fb, "facebook").send(job(PAYLOAD))
+    wait = (err.value.reset_at - datetime.now(UTC)).total_seconds()
+    assert 590 < wait <= 601  # estimated_time_to_regain_access: 10 minutes
+
+
+def test_duplicate_506_is_permanent(make_settings, monkeypatch, fb):
+    provider = build(make_settings, monkeypatch, fb, "facebook")
+    provider.send(job(PAYLOAD))
+    with pytest.raises(Permanent, match="(?i)duplicate"):
+        provider.send(job(PAYLOAD))
+
+
+def test_other_errors(make_settings, monkeypatch, fb):
+    provider = build(make_settings, monkeypatch, fb, "facebook")
+    fb.fail_next("400")
+    with pytest.raises(Permanent, match=r"Invalid parameter"):
+        provider.send(job(PAYLOAD))
+    fb.fail_next("500")
+    with pytest.raises(Retryable):
+        provider.send(job(PAYLOAD))
+    provider.timeout = (1, 0.5)
+    fb.fail_next("stall", delay=2)
+    with pytest.raises(OutcomeUnknown):
+        provider.send(job(PAYLOAD))
+
+
+def test_unknown_page_is_permanent(make_settings, monkeypatch, fb):
+    provider = build(make_settings, monkeypatch, fb, "facebook", page_id="999")
+    with pytest.raises(Permanent, match="does not exist"):
+        provider.send(job(PAYLOAD))
+
+
+def test_check(make_settings, monkeypatch, fb):
+    provider = build(make_settings, monkeypatch, fb, "facebook")
+    assert provider.check() == f"Facebook page Harbor Wellness Counseling ({fb.PAGE_ID}), Graph v21.0"
+    assert fb.calls("GET")[0]["query"] == {"fields": "id,name"}
+    fb.expire_tokens()
+    with pytest.raises(AuthExpired):
+        provider.check()
+    no_page = build(make_settings, monkeypatch, fb, "facebook", drop=("page_id",))
+    with pytest.raises(Permanent, match="option page_id is not set"):
+        no_page.check()
