@@ -177,14 +177,17 @@ def _mastodon(job: _Job) -> dict:
 def _bluesky(job: _Job) -> dict:
     # com.atproto.repo.createRecord with collection app.bsky.feed.post: this is the record.
     shown = display_link(job.parts.link)
-    composed = _fitted_text(replace(job, parts=replace(job.parts, link=_LINK_SLOT)), rule_for("bluesky"),
-                            finish=lambda text: text.replace(_LINK_SLOT, shown))
+    rule = rule_for("bluesky")
+    # Composed with a placeholder for the link, so its position is known exactly.
+    slotted = _fitted_text(replace(job, parts=replace(job.parts, link=_LINK_SLOT)),
+                           Rule(lambda text: rule.measure(text.replace(_LINK_SLOT, shown)), rule.limit))
+    text = slotted.replace(_LINK_SLOT, shown)
     return {
         "$type": "app.bsky.feed.post",
-        "text": composed,
+        "text": text,
         "createdAt": job.now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "langs": [job.settings.site.language],
-        "facets": _bluesky_facets(composed, shown, job.parts.link),
+        "facets": _bluesky_facets(slotted, shown, job.parts.link),
         # A client builds the link card itself (the server does not fetch the page).
         "embed": {"$type": "app.bsky.embed.external", "external": {
             "uri": job.parts.link,
@@ -207,8 +210,7 @@ _BUILDERS: dict[str, Callable[[_Job], dict]] = {
 
 # -- composing and fitting ------------------------------------------------------------------
 
-def _fitted_text(job: _Job, rule: Rule, *, escape: Callable[[object], object] | None = None,
-                 finish: Callable[[str], str] = lambda text: text) -> str:
+def _fitted_text(job: _Job, rule: Rule, *, escape: Callable[[object], object] | None = None) -> str:
     """The template's text, shortened field by field until ``rule`` is met."""
     def compose(parts: _Parts) -> str:
         context = parts.context()
@@ -219,13 +221,13 @@ def _fitted_text(job: _Job, rule: Rule, *, escape: Callable[[object], object] | 
     parts = job.parts
     text = compose(parts)
     for field in ("lead", "hashtags", "help_line", "title"):
-        while rule.measure(finish(text)) > rule.limit and getattr(parts, field):
-            overflow = rule.measure(finish(text)) - rule.limit
+        while rule.measure(text) > rule.limit and getattr(parts, field):
+            overflow = rule.measure(text) - rule.limit
             parts = replace(parts, **{field: _shorter(getattr(parts, field), overflow, rule, field)})
             text = compose(parts)
-    if rule.measure(finish(text)) > rule.limit:
+    if rule.measure(text) > rule.limit:
         raise RenderError(f"{job.template} is too long for {job.kind} ({rule.limit}) even with an empty title")
-    return finish(text)
+    return text
 
 
 def _shorter(value: str | tuple, overflow: int, rule: Rule, field: str) -> str | tuple:
@@ -297,11 +299,13 @@ def display_link(url: str, max_graphemes: int = 32) -> str:
     return shown
 
 
-def _bluesky_facets(text: str, shown: str, link: str) -> list[dict]:
-    """Link facets (UTF-8 byte offsets) for the shown post link and any other links, and
-    tag facets for hashtags: Bluesky renders nothing as a link or tag without them."""
+def _bluesky_facets(slotted: str, shown: str, link: str) -> list[dict]:
+    """Link facets (UTF-8 byte offsets) for the post link (at the placeholder in ``slotted``)
+    and any other link, and tag facets for hashtags: Bluesky renders nothing as a link or
+    tag without them."""
     spans: list[tuple[int, int, dict]] = []
-    start = text.rfind(shown) if shown else -1
+    start = slotted.find(_LINK_SLOT)
+    text = slotted.replace(_LINK_SLOT, shown)
     if start >= 0:
         spans.append((start, start + len(shown), {"$type": "app.bsky.richtext.facet#link", "uri": link}))
     for s, e in find_links(text):
@@ -349,4 +353,5 @@ def _primary_language(settings: Settings) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join((text or "").split())
+    # Also drops the link placeholder character, should a feed ever contain it.
+    return " ".join((text or "").replace(_LINK_SLOT, "").split())
