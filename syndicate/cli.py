@@ -20,6 +20,8 @@ from syndicate import __version__
 from syndicate import settings as settings_mod
 
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:  # piped or captured: tables need more than rich's 80-column default
+    out.width = 150
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -65,13 +65,18 @@ def print_status(out: Console, settings: Settings, rows: list[dict]) -> None:
         out.print("no deliveries yet: run `syndicate run --once`")
         return
     table = Table(title=f"Deliveries (times in {settings.site.timezone})")
-    for col in ("id", "channel", "post", "state", "due", "tries", "reference / note"):
-        table.add_column(col, overflow="fold")
+    table.add_column("id", justify="right")
+    table.add_column("channel")
+    table.add_column("post", max_width=38, no_wrap=True, overflow="ellipsis")
+    table.add_column("state")
+    table.add_column("due", no_wrap=True)
+    table.add_column("tries", justify="right")
+    table.add_column("reference / note", overflow="fold")
     for r in rows:
         style = STATE_STYLE.get(r["state"], "")
-        note = r["last_error"] or r["hold_reason"] or r["provider_ref"] or ""
-        table.add_row(str(r["id"]), r["channel"], r["post_url"] or r["subject"], f"[{style}]{r['state']}[/]",
-                      r["due_local"][:16].replace("T", " "), str(r["attempts"]), note)
+        note = r["last_error"] or r["hold_reason"] or _short_ref(r["provider_ref"])
+        table.add_row(str(r["id"]), r["channel"], r["post_title"] or r["post_url"] or r["subject"],
+                      f"[{style}]{r['state']}[/]", r["due_local"][:16].replace("T", " "), str(r["attempts"]), note)
     out.print(table)
     counts = Counter(r["state"] for r in rows)
     out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
@@ -79,3 +84,10 @@ def print_status(out: Console, settings: Settings, rows: list[dict]) -> None:
     if attention:
         out.print("[yellow]needs a person:[/] `syndicate approve ID` releases a held delivery; "
                   "`syndicate resolve ID --sent|--retry|--cancel` settles an unknown or failed one")
+
+
+def _short_ref(ref: str | None) -> str:
+    # Outbox references are file paths: the channel folder and file name say enough.
+    if ref and "/" in ref:
+        return "/".join(ref.rsplit("/", 2)[-2:])
+    return ref or ""
