@@ -10,7 +10,10 @@ Auth, one of:
   refresh it via ``POST /2/oauth2/token`` on a 401 (once) or when it is about to expire.
   X rotates refresh tokens: the new pair is kept in memory for this process (shared by every
   channel instance using the same credentials); after a restart the variable's refresh token
-  must still be valid, so store a fresh one there if X has rotated it.
+  must still be valid, so store a fresh one there if X has rotated it. Several worker
+  *processes* do not share that memory: when the access token expires (2 h) they race to
+  spend the same refresh token and all but one get AuthExpired. With more than one worker
+  process, use OAuth 1.0a (its tokens do not expire) until tokens live in a shared store.
 * OAuth 1.0a user context: ``consumer_key_env``, ``consumer_secret_env``, ``access_token_env``,
   ``access_token_secret_env`` (signed by oauthlib, not by hand).
 
@@ -116,11 +119,13 @@ class XProvider(HttpProvider):
             self._refresh()
         return {"Authorization": f"Bearer {tokens.access}"}
 
-    def _refresh(self) -> None:
+    def _refresh(self, rejected: str | None = None) -> None:
         tokens = self._oauth2_tokens()
         client_id = self.secret("client_id_env", "OAuth 2.0 client id")
         client_secret = self.secret("client_secret_env", "OAuth 2.0 client secret", required=False)
         with _TOKENS_LOCK:
+            if rejected is not None and tokens.access and tokens.access != rejected:
+                return  # another instance refreshed while we waited for the lock
             data = {"grant_type": "refresh_token", "refresh_token": tokens.refresh, "client_id": client_id}
             try:
                 resp = self.request("POST", "/2/oauth2/token", data=data, signed=False, idempotent=True,
@@ -145,13 +150,14 @@ class XProvider(HttpProvider):
         auth = self._auth()
         if auth is not None:
             kwargs["auth"] = auth
+        used = None if auth is not None else self._oauth2_tokens().access
         try:
             return self.request(method, path, **kwargs)
         except AuthExpired as exc:
             # A 401 means the request was refused, so nothing was created: safe to repeat once.
             if auth is not None or exc.status != 401 or not self._can_refresh():
                 raise
-        self._refresh()
+        self._refresh(rejected=used)
         return self.request(method, path, **kwargs)
 
     # -- errors -------------------------------------------------------------------------------
