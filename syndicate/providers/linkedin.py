@@ -10,7 +10,8 @@ cannot be had never stops the post.
 The created post's URN comes back in the ``x-restli-id`` header; its public URL is
 https://www.linkedin.com/feed/update/<urn>/.
 
-Options: ``token_env`` (a 3-legged OAuth 2.0 access token with ``w_member_social`` for a member
+Options: ``author_urn`` (read by the renderer: urn:li:organization:<id> or urn:li:person:<id>),
+``token_env`` (a 3-legged OAuth 2.0 access token with ``w_member_social`` for a member
 or ``w_organization_social`` for a page; LinkedIn tokens last 60 days), ``linkedin_version``
 (``LinkedIn-Version`` header, YYYYMM, default 202411; LinkedIn retires versions after about a
 year and then answers 426), ``api_base`` (default https://api.linkedin.com), ``timeout``,
@@ -133,5 +134,5 @@ class LinkedInProvider(HttpProvider):
                 f"LinkedIn-Version {self.version}{self._author_note()}")
 
     def _author_note(self) -> str:
-        author = self.options.get("author") or self.options.get("organization")
+        author = self.options.get("author_urn")
         return f"; posting as {quote(str(author), safe=':')}" if author else ""

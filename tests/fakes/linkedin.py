@@ -28,7 +28,7 @@ class LinkedInFake(FakeAPI):
         self.retired_versions: set[str] = set()
 
     def options(self) -> dict[str, Any]:
-        return {"api_base": self.base_url, "token_env": "SYN_FAKE_LI_TOKEN", "author": self.AUTHOR}
+        return {"api_base": self.base_url, "token_env": "SYN_FAKE_LI_TOKEN", "author_urn": self.AUTHOR}
 
     def env(self) -> dict[str, str]:
         return {"SYN_FAKE_LI_TOKEN": self.TOKEN}
