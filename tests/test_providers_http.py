@@ -286,6 +286,8 @@ def test_fake_runs_as_a_process_and_records_json_lines(tmp_path):
     try:
         base = proc.stdout.readline().strip()
         assert base.startswith("http://127.0.0.1:")
+        config = json.loads(proc.stdout.readline())
+        assert config["options"]["api_base"] == base and config["env"]["SYN_FAKE_X_TOKEN"] == "x-fake-access-token-1"
         auth = {"Authorization": "Bearer x-fake-access-token-1"}
         assert requests.post(f"{base}/2/tweets", json={"text": "a"}, headers=auth, timeout=5).status_code == 500
         assert requests.post(f"{base}/2/tweets", json={"text": "a"}, headers=auth, timeout=5).status_code == 201

@@ -15,7 +15,8 @@ As a separate process (for tests that run real workers)::
 
     python -m tests.fakes x --port 0 --record /tmp/x.jsonl [--fail stall:1:/2/tweets]
 
-prints its base URL as the first line on stdout, appends one JSON line per request to the
+prints its base URL as the first line on stdout and ``{"options", "env"}`` JSON (channel
+options and the credentials' environment) as the second, appends one JSON line per request to the
 record file as it arrives, and accepts faults at ``POST <base>/_fake/faults``.
 """
 

@@ -1,6 +1,8 @@
 """Run one fake API as its own process: ``python -m tests.fakes NAME --port P --record FILE``.
 
-The first line on stdout is the base URL (useful with ``--port 0``). ``--fail KIND[:COUNT[:PATH]]``
+The first line on stdout is the base URL (useful with ``--port 0``); the second is JSON,
+``{"options": {...}, "env": {...}}``: channel options pointing at this fake and the environment
+variables they name, holding the fake's valid credentials. ``--fail KIND[:COUNT[:PATH]]``
 (repeatable) queues faults before the first request; more can be queued at run time with
 ``POST <base>/_fake/faults``. Stops on SIGTERM or SIGINT.
 """
@@ -8,6 +10,7 @@ The first line on stdout is the base URL (useful with ``--port 0``). ``--fail KI
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         fake.fail_next(kind, int(count or 1), path=path or None)
     base_url = fake.start(args.host, args.port)
     print(base_url, flush=True)
+    print(json.dumps({"options": fake.options(), "env": fake.env()}), flush=True)
 
     def stop(signum, frame):
         fake.stop()
