@@ -100,11 +100,12 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start_worker(config: Path, log_dir: Path, name: str = "worker", concurrency: int = 1) -> Proc:
+def start_worker(config: Path, log_dir: Path, name: str = "worker", concurrency: int = 1,
+                 env: dict | None = None) -> Proc:
     return Proc(name, ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-                       "--loglevel", "INFO"], config, log_dir)
+                       "--loglevel", "INFO"], config, log_dir, env)
 
 
-def start_beat(config: Path, log_dir: Path) -> Proc:
-    return Proc("beat", ["beat", "--loglevel", "INFO", "--schedule-file", str(log_dir / "beat-schedule")],
-                config, log_dir)
+def start_beat(config: Path, log_dir: Path, name: str = "beat", env: dict | None = None) -> Proc:
+    return Proc(name, ["beat", "--loglevel", "INFO", "--schedule-file", str(log_dir / f"{name}-schedule")],
+                config, log_dir, env)
