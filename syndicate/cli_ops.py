@@ -92,3 +92,63 @@ def register_celery(sub) -> None:
     p.add_argument("--loglevel", default="INFO")
     p.add_argument("--schedule-file", default="celerybeat-schedule", help="beat's state file")
     p.set_defaults(func=cmd_beat)
+
+
+# ---------------------------------------------------------------- schedule and check
+
+
+def cmd_schedule(args) -> int:
+    import json
+
+    from rich.table import Table
+
+    from syndicate.cli import parse_time
+    from syndicate.engine.upcoming import upcoming
+
+    settings = load_settings(args)
+    rows = upcoming(settings, parse_time(args.at))
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        out.print("nothing scheduled")
+        return 0
+    table = Table(title=f"What goes out next (local time: {settings.site.timezone})")
+    for col in ("when (local)", "when (UTC)", "channel", "what", "state"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["local"][:16].replace("T", " "), r["utc"][:16].replace("T", " "), r["channel"],
+                      r["what"], r["state"] + (f" ({r['note']})" if r.get("note") else ""))
+    out.print(table)
+    return 0
+
+
+def cmd_check(args) -> int:
+    from syndicate import providers
+    from syndicate.providers.base import ProviderError
+    from syndicate.settings import SettingsError
+
+    settings = load_settings(args)
+    failures = 0
+    for name, channel in settings.enabled_channels().items():
+        try:
+            provider = providers.get(channel.provider)(settings, name, channel)
+            try:
+                detail = provider.check()
+            finally:
+                provider.close()
+            out.print(f"[green]OK[/]   {name} ({channel.kind} via {channel.provider}): {detail}")
+        except (ProviderError, SettingsError, providers.UnknownProvider) as exc:
+            failures += 1
+            out.print(f"[red]FAIL[/] {name} ({channel.kind} via {channel.provider}): {exc}", markup=True)
+    return 1 if failures else 0
+
+
+def register_engine(sub) -> None:
+    p = sub.add_parser("schedule", help="what will go out and when (local time and UTC), next digest editions")
+    p.add_argument("--at", metavar="TIME", help="as seen at TIME (ISO 8601; default now)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("check", help="try each channel's credentials with a harmless read call")
+    p.set_defaults(func=cmd_check)

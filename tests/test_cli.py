@@ -14,7 +14,7 @@ import pytest
 from syndicate.cli import main
 from tests.conftest import REPO, shared_dir
 
-SOCIAL = ("x", "facebook", "linkedin", "pinterest")
+SOCIAL = ("x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads")
 
 
 @pytest.fixture
@@ -93,8 +93,8 @@ def test_preview_writes_every_channel_without_sending(demo, tmp_path):
     url = "https://harborwellness.example/2026/11/24/mindful-reset-holiday-season/"
     assert main(["--config", str(demo), "preview", "post", url, "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["facebook.json", "linkedin.json", "newsletter.eml", "newsletter.html", "newsletter.txt",
-                     "pinterest.json", "x.json"]
+    assert names == sorted(["newsletter.eml", "newsletter.html", "newsletter.txt"]
+                           + [f"{kind}.json" for kind in SOCIAL])
     assert not (demo.parent / "outbox").exists()
 
 
