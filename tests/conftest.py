@@ -1,6 +1,6 @@
 """Shared fixtures: the ledger on SQLite and on a real PostgreSQL, and settings builders.
 
-PostgreSQL: $SYNDICATE_TEST_PG (default postgresql+psycopg://postgres@127.0.0.1:5432/test, the
+PostgreSQL: $SYNDICATE_TEST_PG (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres, the
 server `make services` starts). Each test session gets its own database, dropped at the end.
 Redis: $SYNDICATE_TEST_REDIS (default redis://127.0.0.1:6379), a private db number per session.
 """
@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, text
 from syndicate import settings as settings_mod
 
 REPO = Path(__file__).resolve().parents[1]
-PG_ADMIN_URL = os.environ.get("SYNDICATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "SYNDICATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")  # exists on every server
 
 
 def shared_dir() -> Path | None:
