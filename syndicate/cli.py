@@ -225,7 +225,7 @@ def _extensions():
     """Commands that live with their own module (workers, scheduling, operator actions)."""
     from syndicate import cli_ops
 
-    return [cli_ops.register, cli_ops.register_celery, cli_ops.register_engine]
+    return [cli_ops.register, cli_ops.register_celery, cli_ops.register_engine, cli_ops.register_email]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,12 +7,15 @@ plus the envelope, from which each recipient's MIME message is built at send tim
 
 from __future__ import annotations
 
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
-from urllib.parse import urlsplit
+from html import escape
+from urllib.parse import quote, urlsplit
 
 from syndicate.model import PostData
 from syndicate.render import build_message, render_post_email, render_social
+from syndicate.render.email import render_digest_email, unsubscribe_url_template
 from syndicate.settings import Channel, Settings
 
 
@@ -25,26 +28,75 @@ def build_payload(post: PostData, settings: Settings, channel_name: str) -> dict
 
 
 def email_payload(post: PostData, settings: Settings, channel_name: str, channel: Channel) -> dict:
-    content = render_post_email(post, settings, channel_name)
-    site = settings.site
+    return _email_fields(render_post_email(post, settings, channel_name), settings, channel)
+
+
+def digest_payload(posts: list[PostData], settings: Settings, channel_name: str, edition: dict) -> dict:
+    """One digest edition (EDITION: key, since, until, at, post ids) for a digest channel."""
+    content = render_digest_email(posts, settings, channel_name,
+                                  edition_at=datetime.fromisoformat(edition["at"]))
+    return {**_email_fields(content, settings, settings.channels[channel_name]), "edition": edition}
+
+
+def _email_fields(content, settings: Settings, channel: Channel) -> dict:
     return {
         "subject": content.subject,
         "preheader": content.preheader,
         "html": content.html,
         "text": content.text,
         "sensitive": content.sensitive,
-        "from": _from_header(channel, settings),
+        "from": from_header(channel, settings),
         "reply_to": channel.reply_to,
+        # "subscribers": the list the tool keeps, read at send time; else the `to` addresses.
+        "audience": "subscribers" if channel.options.get("audience") == "subscribers" else "to",
         "to": list(channel.to),
-        "unsubscribe_https": channel.unsubscribe_url or f"{site.url}/unsubscribe",
+        # "{token}" in both is each recipient's signed unsubscribe token (see personalize).
+        "unsubscribe_https": unsubscribe_url_template(settings, channel),
         "unsubscribe_mailto": channel.unsubscribe_mailto,
     }
 
 
-def _from_header(channel: Channel, settings: Settings) -> str:
+def from_header(channel: Channel, settings: Settings) -> str:
     address = channel.from_address or f"newsletter@{urlsplit(settings.site.url).hostname}"
     name = channel.from_name or settings.site.name
     return f'"{name}" <{address}>'
+
+
+def personalize(payload: dict, recipient: str, token: str, *, message_id: str | None = None) -> EmailMessage:
+    """RECIPIENT's own message: "{token}" in the unsubscribe links (headers, HTML and text)
+    replaced by TOKEN, their signed unsubscribe token."""
+    from syndicate.render import EmailContent
+
+    web = payload.get("unsubscribe_https")
+    mailto = payload.get("unsubscribe_mailto") or _default_mailto(payload)
+    html, text = payload["html"], payload["text"]
+    if web and "{token}" in web:
+        url = web.replace("{token}", token)
+        html = html.replace(escape(web), escape(url)).replace(web, url)
+        text = text.replace(web, url)
+        web = url
+    if mailto:
+        mailto = mailto.replace("{token}", token) if "{token}" in mailto else _with_subject(mailto, token)
+    content = EmailContent(subject=payload["subject"], preheader=payload["preheader"], html=html, text=text,
+                           sensitive=payload.get("sensitive", False))
+    domain = parseaddr(payload["from"])[1].rpartition("@")[2] or "localhost"
+    return build_message(content, from_addr=payload["from"], to_addr=recipient, reply_to=payload.get("reply_to"),
+                         unsubscribe_https=web, unsubscribe_mailto=mailto, message_id_domain=domain,
+                         message_id=message_id)
+
+
+def _default_mailto(payload: dict) -> str | None:
+    # Unsubscribe by mail goes to the From address unless the channel names a mailbox.
+    address = parseaddr(payload.get("from") or "")[1]
+    return f"mailto:{address}" if "@" in address else None
+
+
+def _with_subject(mailto: str, token: str) -> str:
+    # The token in the subject lets whoever reads that mailbox act on the request.
+    base = mailto if mailto.lower().startswith("mailto:") else f"mailto:{mailto}"
+    if "?" in base:
+        return base
+    return f"{base}?subject={quote('unsubscribe ' + token)}"
 
 
 def email_messages(payload: dict) -> list[EmailMessage]:

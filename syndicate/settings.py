@@ -274,8 +274,11 @@ class Channel(_Strict):
     # Email
     from_address: str | None = None
     from_name: str | None = None
-    to: list[str] = []  # outbox/SMTP demo recipients (the subscriber list comes later)
+    to: list[str] = []  # fixed recipients; options.audience = "subscribers" mails the subscriber list instead
     reply_to: str | None = None
+    # "{token}" in these is replaced by each recipient's signed token at send time. Unset: the
+    # web app's one-click endpoint (web.public_url + "/unsubscribe/{token}"), and a mailto to
+    # the From address.
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
     # Social
@@ -327,6 +330,32 @@ class Channel(_Strict):
         return bool(allowed)
 
 
+class Web(_Strict):
+    """The web app (`syndicate serve`): unsubscribe and confirm pages, later the preview desk."""
+
+    # Where subscribers' mail clients reach `syndicate serve` (behind the practice's proxy);
+    # unsubscribe and confirm links in emails point here. Unset: the site's URL.
+    public_url: str | None = None
+    # Name of the environment variable holding the key that signs unsubscribe and confirm
+    # links (HMAC). Changing the key invalidates the links in emails already sent.
+    secret_env: str = "SYNDICATE_SECRET"
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"must be an absolute http(s) URL, got {v!r}")
+        return v.rstrip("/") if v else v
+
+
+class Subscribers(_Strict):
+    """The subscriber list the tool keeps (`syndicate subscribers ...`)."""
+
+    # Double opt-in: imported addresses stay "pending" (never mailed) until they click the
+    # confirm link that `syndicate subscribers invite` sends them.
+    double_opt_in: bool = False
+
+
 class Settings(_Strict):
     site: Site
     store: Store = Store()
@@ -337,6 +366,8 @@ class Settings(_Strict):
     safety: Safety = Safety()
     feeds: list[Feed] = []
     channels: dict[str, Channel] = {}
+    web: Web = Web()  # `syndicate serve`: public URL and the link-signing key's variable
+    subscribers: Subscribers = Subscribers()  # the subscriber list: double opt-in
     templates_dir: str | None = None  # a practice's overrides, searched before the shipped ones
     # Where the file was read from: relative paths (feeds, outbox, sqlite) resolve against it.
     base_dir: Path = Path(".")
@@ -370,6 +401,11 @@ class Settings(_Strict):
         if re.match(r"^https?://", feed.url):
             return feed.url
         return str(self.resolve_path(feed.url))
+
+    @property
+    def public_url(self) -> str:
+        """Where the web app (unsubscribe, confirm) is reached from an email."""
+        return self.web.public_url or self.site.url
 
     def enabled_channels(self) -> dict[str, Channel]:
         return {name: ch for name, ch in self.channels.items() if ch.enabled}

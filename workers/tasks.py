@@ -1,6 +1,6 @@
 """Celery tasks: each wraps one library call. All are safe to run twice or late.
 
-dispatch: reap expired claims, plan new posts, claim what is due, publish one deliver per claim.
+dispatch: reap expired claims, plan new posts and due digest editions, claim what is due, publish one deliver per claim.
 deliver:  send one claimed delivery (fenced by its claim token: a duplicate message is a no-op).
 poll_all / poll_feed: fetch and record feeds, then plan.
 """
@@ -14,6 +14,7 @@ from celery import shared_task
 from kombu.exceptions import OperationalError
 
 from syndicate.engine import deliver as deliver_mod
+from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import claim_due, reap_expired, release
 from syndicate.engine.planner import plan_pending
 from syndicate.engine.poll import poll_feed as poll_one
@@ -42,6 +43,7 @@ def dispatch() -> dict:
     now = utcnow()
     reaped = reap_expired(factory, now, actor="reaper")
     plan_pending(factory, settings, now)
+    plan_digests(factory, settings, now)
     claims = claim_due(factory, now, limit=settings.run.batch_size, ttl=settings.run.claim_ttl, actor="dispatcher")
     published = 0
     for claim in claims:

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.deliver import Outcome, deliver
+from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import ReapResult, claim_due, reap_expired
 from syndicate.engine.planner import PlanResult, plan_pending
 from syndicate.engine.poll import PollResult, poll_feed
@@ -46,6 +47,7 @@ def run_once(settings: Settings, now: datetime | None = None,
         summary.polls.append(poll_feed(factory, settings, feed, now))
     say("planning deliveries")
     summary.plan = plan_pending(factory, settings, now)
+    plan_digests(factory, settings, now, into=summary.plan)
     summary.reaped = reap_expired(factory, now)
     summary.outcomes = deliver_due(factory, settings, now, say)
     return summary

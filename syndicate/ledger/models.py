@@ -146,3 +146,61 @@ class Event(Base):
     from_state: Mapped[str | None] = mapped_column(String(12))
     to_state: Mapped[str | None] = mapped_column(String(12))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# --- Email: the subscriber list, suppressions, and per-recipient sends (migration 0002) ---
+
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed")  # pending: double opt-in, not confirmed
+
+
+class Subscriber(Base):
+    """One address on the list the tool keeps (``syndicate subscribers``)."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # normalized, lower case
+    name: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(12))
+    source: Mapped[str] = mapped_column(String(200), default="")  # "import:list.csv", "web"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    invited_at: Mapped[datetime | None]  # the double opt-in confirmation email went out
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+
+
+class Suppression(Base):
+    """An address never mailed again, whatever list or import names it (an unsubscribe, a removal)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# sending -> sent | failed | deferred | unknown. "sending" is committed before the SMTP
+# transaction: a recipient found "sending" or "unknown" later may have the message and is
+# never mailed again for that delivery; "deferred" (a 4xx, nothing accepted) is retried.
+RECIPIENT_STATES = ("sending", "sent", "failed", "deferred", "unknown")
+
+
+class RecipientSend(Base):
+    """One recipient of one email delivery: exactly once per (delivery, recipient)."""
+
+    __tablename__ = "recipient_sends"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "recipient", name="uq_recipient_sends_delivery_recipient"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(12))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[int | None] = mapped_column(Integer)  # the SMTP reply code of the last attempt
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

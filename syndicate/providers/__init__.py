@@ -12,6 +12,7 @@ from syndicate.providers.base import Provider
 # provider name -> "module:Class"; modules are imported only when a channel uses them.
 REGISTRY: dict[str, str] = {
     "outbox": "syndicate.providers.outbox:OutboxProvider",
+    "smtp": "syndicate.providers.smtp:SmtpProvider",
     "x": "syndicate.providers.x:XProvider",
     "facebook": "syndicate.providers.facebook:FacebookProvider",
     "linkedin": "syndicate.providers.linkedin:LinkedInProvider",

@@ -83,9 +83,29 @@ def _content_html(post: PostData, settings: Settings, ch: Channel) -> str:
 
 
 def _context(post: PostData, settings: Settings, ch: Channel, *, link: str, sensitive: bool) -> dict:
-    site, brand, safety = settings.site, settings.site.brand, settings.safety
     image = absolute(post.image_url, post.url)
     text = sanitize.to_text(post.content_html) if not post.summary else ""
+    return {
+        **_frame_context(settings, ch, sensitive),
+        "post": {
+            "title": post.title, "url": link, "author": post.author,
+            "date": _long_date(post.published, settings),
+            # The featured image is shown above the post unless the content has it already.
+            "image_url": image if is_http(image) and not _content_has_image(post, image) else None,
+            "image_alt": post.image_alt or post.title,
+        },
+        "preheader": truncate_to(_one_line(post.summary or text), PREHEADER_LENGTH, len),
+    }
+
+
+def unsubscribe_url_template(settings: Settings, ch: Channel) -> str:
+    """The channel's unsubscribe URL; ``{token}`` stands for each recipient's signed token."""
+    return ch.unsubscribe_url or f"{settings.public_url}/unsubscribe/{{token}}"
+
+
+def _frame_context(settings: Settings, ch: Channel, sensitive: bool) -> dict:
+    """What the shared frame (layout, header, contact, crisis, footer) needs."""
+    site, brand, safety = settings.site, settings.site.brand, settings.safety
     return {
         "site": {"name": site.name, "url": site.url, "language": site.language,
                  "address_lines": [line.strip() for line in site.address.splitlines() if line.strip()]},
@@ -95,19 +115,11 @@ def _context(post: PostData, settings: Settings, ch: Channel, *, link: str, sens
             "accent_color": _color(brand.accent_color, "#f4efe6"),
             "text_color": _color(brand.text_color, "#1f2a30"),
         },
-        "post": {
-            "title": post.title, "url": link, "author": post.author,
-            "date": _long_date(post.published, settings),
-            # The featured image is shown above the post unless the content has it already.
-            "image_url": image if is_http(image) and not _content_has_image(post, image) else None,
-            "image_alt": post.image_alt or post.title,
-        },
-        "preheader": truncate_to(_one_line(post.summary or text), PREHEADER_LENGTH, len),
         "contact": {"text": site.contact_text, "url": absolute(site.contact_url, site.url + "/")
                     if site.contact_url else None},
         "sensitive": sensitive,
         "safety": {"enabled": safety.enabled, "crisis_line": safety.crisis_line, "inbox_note": safety.inbox_note},
-        "unsubscribe_url": ch.unsubscribe_url or f"{site.url}/unsubscribe",
+        "unsubscribe_url": unsubscribe_url_template(settings, ch),
     }
 
 
@@ -173,6 +185,88 @@ def _tidy_text(text: str) -> str:
 
 def _host(url: str) -> str:
     return urlsplit(url).netloc.lower().removeprefix("www.")
+
+
+# -- the digest ----------------------------------------------------------------------------
+
+DIGEST_TEMPLATE = "email/digest.mjml"
+DIGEST_TEXT_TEMPLATE = "email/digest.txt.j2"
+DIGEST_SUBJECT_TEMPLATE = "email/digest_subject.txt.j2"
+DIGEST_EXCERPT_LENGTH = 280  # characters of each card's excerpt, cut at a word
+MAX_DIGEST_HEADLINES = 60  # more than this and the list says "and N more on our website"
+
+
+def render_digest_email(posts: list[PostData], settings: Settings, channel: str, *,
+                        edition_at: datetime | None = None) -> EmailContent:
+    """One digest edition of POSTS (oldest first as given) for the email channel CHANNEL:
+    a headline list, then a card per post; HTML under 100 KB (cards beyond what fits are
+    left to the headline list)."""
+    if not posts:
+        raise RenderError("a digest needs at least one post")
+    ch = _email_channel(settings, channel)
+    items = [_digest_item(post, settings, ch) for post in posts]
+    sensitive = any(item["sensitive"] for item in items)
+    titles = " · ".join(item["title"] for item in items)
+    context = {
+        **_frame_context(settings, ch, sensitive),
+        "posts": items,
+        "edition": {"date": _long_date(edition_at, settings) if edition_at else "",
+                    "every": ch.digest.every if ch.digest else ""},
+        "preheader": truncate_to(_one_line(f"In this issue: {titles}"), PREHEADER_LENGTH, len),
+    }
+    context["subject"] = _one_line(render(settings, DIGEST_SUBJECT_TEMPLATE, context)) or settings.site.name
+    html_name = first_existing(settings, [ch.template or DIGEST_TEMPLATE])
+    text_name = first_existing(settings, [re.sub(r"\.mjml$", "", html_name) + ".txt.j2", DIGEST_TEXT_TEMPLATE])
+    html, shown = _fit_digest(settings, html_name, context)
+    text = render(settings, text_name, {**_digest_lists(context, shown)})
+    return EmailContent(subject=context["subject"], preheader=context["preheader"], html=html,
+                        text=_tidy_text(text), sensitive=sensitive)
+
+
+def _digest_item(post: PostData, settings: Settings, ch: Channel) -> dict:
+    link = with_utm(post.url, ch.utm)
+    image = absolute(post.image_url, post.url)
+    if not is_http(image):
+        # No featured image: the first picture of the (sanitized) post, if any.
+        found = re.search(r'<img\b[^>]*?\bsrc="([^"]+)"', sanitize.sanitize(post.content_html, post.url))
+        image = found.group(1) if found else None
+    text = post.summary or sanitize.to_text(post.content_html)
+    return {
+        "title": post.title or "(untitled)", "url": link, "author": post.author,
+        "date": _long_date(post.published, settings),
+        "image_url": image if is_http(image) else None,
+        "image_alt": post.image_alt or post.title,
+        "excerpt": truncate_to(_one_line(text), DIGEST_EXCERPT_LENGTH, len),
+        "sensitive": is_sensitive(post, settings.safety),
+    }
+
+
+def _digest_lists(context: dict, cards: int) -> dict:
+    posts = context["posts"]
+    headlines = posts[:MAX_DIGEST_HEADLINES]
+    return {**context, "cards": posts[:cards], "headlines": headlines,
+            "more": len(posts) - len(headlines), "uncarded": posts[cards:len(headlines)]}
+
+
+def _fit_digest(settings: Settings, template: str, context: dict) -> tuple[str, int]:
+    """(compiled HTML, number of cards shown): as many cards as fit under MAX_HTML_BYTES."""
+    cards = len(context["posts"])
+    while True:
+        html = _compile_digest(settings, template, _digest_lists(context, cards))
+        size = len(html.encode())
+        if size < MAX_HTML_BYTES or cards == 0:
+            return html, cards
+        # Each card costs about the same: drop as many as the overshoot needs, at least one.
+        per_card = max(size // max(cards + 1, 1), 1)
+        cards = max(0, min(cards - 1, cards - (size - MAX_HTML_BYTES) // per_card - 1))
+
+
+def _compile_digest(settings: Settings, template: str, context: dict) -> str:
+    source = render(settings, template, context)
+    try:
+        return mjml.mjml2html(source, disable_comments=True, fonts={})
+    except ValueError as exc:
+        raise RenderError(f"{template}: MJML could not compile the email: {exc}") from None
 
 
 # -- the MIME message ---------------------------------------------------------------------

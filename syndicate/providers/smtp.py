@@ -1,0 +1,527 @@
+"""SMTP: one email delivery sent as one message per recipient, exactly once per recipient.
+
+Channel options::
+
+    provider = "smtp"
+    options = { host = "smtp.example.org", port = 587, security = "starttls",
+                username_env = "SMTP_USER", password_env = "SMTP_PASSWORD",
+                audience = "subscribers" }
+
+``security``: ``starttls`` (default, port 587; refuses to go on if the server offers no
+STARTTLS), ``tls`` (implicit TLS, port 465) or ``none`` (port 25; a local relay only).
+Certificates are verified; ``ca_file`` names extra trusted CAs. ``timeout`` (seconds, default
+30) bounds every network wait. ``envelope_from`` sets the bounce address (default: the From
+address). ``audience = "subscribers"`` sends to the active subscribers (read at send time),
+otherwise to the channel's ``to`` list. Suppressed addresses are skipped either way.
+
+Exactly once per recipient. One connection is opened (and reused) for a batch; each
+recipient gets its own SMTP transaction, recorded in ``recipient_sends`` (unique per
+delivery and recipient): ``sending`` is committed *before* MAIL FROM and ``sent`` after the
+server's 250, so a crash mid-batch leaves at most the one recipient being sent in
+``sending``. A resumed delivery skips everyone already ``sent``, ``failed``, ``sending`` or
+``unknown`` (those last two may have the message: they are reported, never mailed again) and
+continues with the rest. Hence ``deduplicates = True``: the engine may retry the delivery.
+
+Errors (``base.py`` vocabulary):
+
+=================================================  =============================================
+what happened                                      result
+=================================================  =============================================
+cannot connect, TLS handshake cut, 4xx greeting    Retryable (nothing sent)
+authentication refused, credentials unset          AuthExpired
+4xx to MAIL/RCPT/DATA or after the content         recipient ``deferred``, the rest go on; then
+                                                   Retryable (deferred ones go on the retry)
+421, or the connection drops before the content    recipient ``deferred``, batch stops; Retryable
+5xx to RCPT/DATA or after the content              recipient ``failed`` (not retried); the rest
+                                                   go on
+5xx to MAIL FROM (sender refused)                  Permanent
+the connection drops (or times out) after the      recipient ``unknown`` (not resent), batch
+message content was sent, before the reply         stops; OutcomeUnknown (the retry resumes)
+every recipient refused permanently                Permanent
+=================================================  =============================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email import policy
+from email.utils import parseaddr
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from syndicate import subscribers
+from syndicate.ledger.db import open_ledger, transaction
+from syndicate.ledger.models import Delivery, RecipientSend, utcnow
+from syndicate.ledger.upsert import insert_ignore
+from syndicate.payloads import personalize
+from syndicate.providers.base import (
+    AuthExpired,
+    Job,
+    OutcomeUnknown,
+    Permanent,
+    Provider,
+    Retryable,
+    SendResult,
+)
+from syndicate.settings import SettingsError, secret
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+LEASE_EVERY = 30.0  # seconds between extensions of the delivery's send lease during a long batch
+_CRLF = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class _Deferred(Exception):
+    """4xx: not accepted; safe to try this recipient again later."""
+
+
+class _Refused(Exception):
+    """5xx for this recipient: recorded as failed, never retried."""
+
+
+class _Lost(Exception):
+    """The connection broke; ``after_content`` says whether the message may have arrived."""
+
+    def __init__(self, message: str, after_content: bool):
+        super().__init__(message)
+        self.after_content = after_content
+
+
+@dataclass
+class BatchReport:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    already: int = 0  # sent or failed by an earlier attempt
+    suppressed: int = 0
+    unresolved: list[str] = field(default_factory=list)  # sending/unknown: may have it, never resent
+    lost: str | None = None  # why the batch stopped early
+    lost_after_content: bool = False  # ... and the recipient being sent may have the message
+
+    def summary(self) -> str:
+        parts = [f"{self.sent} sent"]
+        for label, n in (("failed", self.failed), ("deferred", self.deferred), ("done earlier", self.already),
+                         ("suppressed", self.suppressed), ("unresolved", len(self.unresolved))):
+            if n:
+                parts.append(f"{n} {label}")
+        return ", ".join(parts)
+
+
+class SmtpProvider(Provider):
+    name = "smtp"
+    # Per-recipient records make a retried delivery safe: nobody already mailed is mailed again.
+    deduplicates = True
+
+    def __init__(self, settings, channel_name, channel):
+        super().__init__(settings, channel_name, channel)
+        self.options = channel.options
+        self.security = str(self.options.get("security", "starttls")).lower()
+        if self.security not in DEFAULT_PORTS:
+            raise Permanent(f"SMTP channel {channel_name!r}: security must be starttls, tls or none, "
+                            f"got {self.security!r}")
+        self.host = self.options.get("host")
+        if not self.host:
+            raise Permanent(f"SMTP channel {channel_name!r}: options.host is not set")
+        self.port = int(self.options.get("port") or DEFAULT_PORTS[self.security])
+        self.timeout = float(self.options.get("timeout", 30))
+        self._conn: smtplib.SMTP | None = None
+
+    # ------------------------------------------------------------------ the batch
+
+    def send(self, job: Job) -> SendResult:
+        factory = open_ledger(self.settings.store_url)
+        payload = job.payload
+        sender = self.options.get("envelope_from") or parseaddr(payload.get("from") or "")[1]
+        report = BatchReport()
+        todo = self._todo(factory, job, payload, report)
+        if todo:
+            conn = self._connection()
+            lease = _LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
+            for recipient in todo:
+                lease.keep()
+                if not _claim(factory, job.delivery_id, recipient):
+                    report.unresolved.append(recipient)  # another worker holds it right now
+                    continue
+                state = self._send_one(factory, conn, job, sender, recipient, report)
+                if report.lost:
+                    if state != "unknown":
+                        report.deferred += 1
+                    self._drop()
+                    break
+        return self._result(job, report)
+
+    def _todo(self, factory, job: Job, payload: dict, report: BatchReport) -> list[str]:
+        """The recipients still to mail, in order; counts the rest into REPORT."""
+        with transaction(factory) as s:
+            wanted = _recipients(s, payload)
+            blocked = subscribers.suppressed_among(s, wanted)
+            done = dict(s.execute(select(RecipientSend.recipient, RecipientSend.state)
+                                  .where(RecipientSend.delivery_id == job.delivery_id)).all())
+        todo = []
+        for recipient in wanted:
+            state = done.get(recipient)
+            if state in ("sent", "failed"):
+                report.already += 1
+            elif state in ("sending", "unknown"):
+                report.unresolved.append(recipient)
+            elif recipient in blocked:
+                report.suppressed += 1
+            else:
+                todo.append(recipient)
+        return todo
+
+    def _send_one(self, factory, conn: smtplib.SMTP, job: Job, sender: str, recipient: str,
+                  report: BatchReport) -> str:
+        try:
+            token = subscribers.unsubscribe_token(self.settings, recipient)
+        except SettingsError as exc:
+            _record(factory, job.delivery_id, recipient, "deferred", error=str(exc))
+            raise AuthExpired(str(exc)) from None
+        message = personalize(job.payload, recipient, token, message_id=_message_id(job, recipient, sender))
+        data = message.as_bytes(policy=policy.SMTP)
+        try:
+            code = _transaction(conn, sender, recipient, data)
+        except _Deferred as exc:
+            report.deferred += 1
+            return _record(factory, job.delivery_id, recipient, "deferred", error=str(exc), code=_code(exc))
+        except _Refused as exc:
+            report.failed += 1
+            return _record(factory, job.delivery_id, recipient, "failed", error=str(exc), code=_code(exc))
+        except _Lost as exc:
+            report.lost, report.lost_after_content = f"{recipient}: {exc}", exc.after_content
+            if exc.after_content:
+                report.unresolved.append(recipient)
+                return _record(factory, job.delivery_id, recipient, "unknown", error=str(exc))
+            return _record(factory, job.delivery_id, recipient, "deferred", error=str(exc))
+        except _SenderRefused as exc:
+            _record(factory, job.delivery_id, recipient, "deferred", error=str(exc), code=exc.code)
+            raise Permanent(f"SMTP {self.host}: sender {sender!r} refused: {exc}", status=exc.code) from None
+        report.sent += 1
+        return _record(factory, job.delivery_id, recipient, "sent", code=code, message_id=message["Message-ID"])
+
+    def _result(self, job: Job, report: BatchReport) -> SendResult:
+        summary = report.summary()
+        if report.unresolved:
+            log.warning("delivery %s (%s): not resent, outcome unknown for %s", job.delivery_id,
+                        self.channel_name, ", ".join(report.unresolved))
+        if report.lost and report.lost_after_content:
+            raise OutcomeUnknown(f"SMTP {self.host}: connection lost after sending to {report.lost}; "
+                                 f"that recipient is not mailed again; {summary}; the rest go on the retry")
+        if report.lost:
+            raise Retryable(f"SMTP {self.host}: connection lost ({report.lost}); {summary}")
+        if report.deferred:
+            raise Retryable(f"SMTP {self.host}: {report.deferred} recipients deferred (4xx); {summary}")
+        if report.failed and not (report.sent or report.already or report.unresolved):
+            raise Permanent(f"SMTP {self.host}: every recipient was refused; {summary}")
+        details = {"sent": report.sent, "failed": report.failed, "already": report.already,
+                   "suppressed": report.suppressed, "unresolved": report.unresolved}
+        return SendResult(ref=f"smtp {self.host}: {summary}", details=details)
+
+    # ------------------------------------------------------------------ the connection
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._conn is not None:
+            try:
+                if self._conn.noop()[0] == 250:
+                    return self._conn
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._drop()
+        self._conn = self._connect()
+        return self._conn
+
+    def _connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context(cafile=self.options.get("ca_file"))
+        where = f"SMTP {self.host}:{self.port}"
+        try:
+            if self.security == "tls":
+                conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise Permanent(f"{where}: TLS certificate not trusted ({exc.verify_message})") from None
+        except smtplib.SMTPConnectError as exc:
+            raise Retryable(f"{where}: refused the connection: {exc.smtp_code} {_text(exc.smtp_error)}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise Retryable(f"{where}: cannot connect: {type(exc).__name__}: {exc}") from None
+        try:
+            conn.ehlo()
+            if self.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise Permanent(f"{where} offers no STARTTLS; not sending in clear text "
+                                    "(set security = \"none\" for a local relay)")
+                conn.starttls(context=context)
+                conn.ehlo()
+            self._login(conn, where)
+        except ssl.SSLCertVerificationError as exc:
+            _quietly_close(conn)
+            raise Permanent(f"{where}: TLS certificate not trusted ({exc.verify_message})") from None
+        except (Permanent, AuthExpired):
+            _quietly_close(conn)
+            raise
+        except smtplib.SMTPResponseException as exc:
+            _quietly_close(conn)
+            raise Retryable(f"{where}: {exc.smtp_code} {_text(exc.smtp_error)}", status=exc.smtp_code) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _quietly_close(conn)
+            raise Retryable(f"{where}: connection failed during set-up: {type(exc).__name__}") from None
+        return conn
+
+    def _login(self, conn: smtplib.SMTP, where: str) -> None:
+        user_env, password_env = self.options.get("username_env"), self.options.get("password_env")
+        if not user_env and not password_env:
+            return
+        try:
+            user = secret(user_env, f"SMTP channel {self.channel_name!r} (username_env)")
+            password = secret(password_env, f"SMTP channel {self.channel_name!r} (password_env)")
+        except SettingsError as exc:
+            raise AuthExpired(str(exc)) from None
+        try:
+            conn.login(user, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise AuthExpired(f"{where}: authentication refused: {exc.smtp_code} {_text(exc.smtp_error)}",
+                              status=exc.smtp_code) from None
+        except smtplib.SMTPNotSupportedError:
+            raise AuthExpired(f"{where}: the server offers no AUTH (credentials configured)") from None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            _quietly_close(self._conn)
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._drop()
+
+    def check(self) -> str:
+        conn = self._connect()
+        try:
+            return f"SMTP {self.host}:{self.port} ({self.security}) accepted the connection" + (
+                " and the credentials" if self.options.get("username_env") else "")
+        finally:
+            _quietly_close(conn)
+
+
+# ---------------------------------------------------------------------- one SMTP transaction
+
+
+class _SenderRefused(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> int:
+    """MAIL, RCPT, DATA and the content for one recipient; the server's final code (250)."""
+    needs_utf8 = not (sender + recipient).isascii()
+    options = ["SMTPUTF8"] if needs_utf8 and conn.has_extn("smtputf8") else []
+    try:
+        code, reply = conn.mail(sender, options)
+        if code != 250:
+            if 400 <= code < 500 and code != 421:
+                _reset(conn)
+                raise _Deferred(f"{code} {_text(reply)}")
+            if code == 421:
+                raise _Lost(f"{code} {_text(reply)} (server closing)", after_content=False)
+            _reset(conn)
+            raise _SenderRefused(f"{code} {_text(reply)}", code)
+        code, reply = conn.rcpt(recipient)
+        if code not in (250, 251):
+            _refuse(conn, code, reply)
+        conn.putcmd("data")
+        code, reply = conn.getreply()
+        if code != 354:
+            _refuse(conn, code, reply)
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        raise _Lost(f"connection lost before the message was sent ({type(exc).__name__})",
+                    after_content=False) from None
+    # From here on the server may have the message: a lost connection is an unknown outcome.
+    body = _LEADING_DOT.sub(b"..", _CRLF.sub(b"\r\n", data))
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    try:
+        conn.send(body + b".\r\n")
+        code, reply = conn.getreply()
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        raise _Lost(f"connection lost after the message was sent, before the server's reply "
+                    f"({type(exc).__name__})", after_content=True) from None
+    if code != 250:
+        _refuse(conn, code, reply)
+    return code
+
+
+def _refuse(conn: smtplib.SMTP, code: int, reply: bytes) -> None:
+    """Turn a non-success reply for this recipient into the matching exception."""
+    message = f"{code} {_text(reply)}"
+    if code == 421 or code == -1:
+        raise _Lost(f"{message} (server closing)", after_content=False)
+    _reset(conn)
+    if 400 <= code < 500:
+        raise _Deferred(message)
+    raise _Refused(message)
+
+
+def _reset(conn: smtplib.SMTP) -> None:
+    try:
+        conn.rset()
+    except (smtplib.SMTPException, OSError):
+        pass
+
+
+def _quietly_close(conn: smtplib.SMTP) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+def _text(reply) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return " ".join(text.split())[:300]
+
+
+def _code(exc: Exception) -> int | None:
+    match = re.match(r"(\d{3})\b", str(exc))
+    return int(match.group(1)) if match else None
+
+
+def _message_id(job: Job, recipient: str, sender: str) -> str:
+    # Stable per (delivery, recipient): a copy sent twice would be recognisable as one message.
+    domain = sender.rpartition("@")[2] or "localhost"
+    digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
+    return f"<{job.key}.{digest}@{domain}>"
+
+
+# ---------------------------------------------------------------------- the ledger side
+
+
+def _recipients(s: Session, payload: dict) -> list[str]:
+    """Who this delivery is for, normalized and without repeats, in a stable order."""
+    if payload.get("audience") == "subscribers":
+        addresses = subscribers.active_recipients(s)
+    else:
+        addresses = list(payload.get("to") or [])
+    seen, result = set(), []
+    for address in addresses:
+        try:
+            normalized = subscribers.normalize(address)
+        except subscribers.InvalidAddress:
+            log.warning("skipping invalid recipient address %r", address)
+            continue
+        if normalized not in seen:
+            seen.add(normalized)
+            result.append(normalized)
+    return result
+
+
+def _claim(factory: sessionmaker[Session], delivery_id: int, recipient: str) -> bool:
+    """Mark RECIPIENT ``sending`` (committed before any SMTP command): new, or deferred before."""
+    now = utcnow()
+    with transaction(factory) as s:
+        if insert_ignore(s, RecipientSend, {"delivery_id": delivery_id, "recipient": recipient, "state": "sending",
+                                            "attempts": 1, "created_at": now, "updated_at": now},
+                         ["delivery_id", "recipient"]):
+            return True
+        claimed = s.execute(update(RecipientSend)
+                            .where(RecipientSend.delivery_id == delivery_id, RecipientSend.recipient == recipient,
+                                   RecipientSend.state == "deferred")
+                            .values(state="sending", attempts=RecipientSend.attempts + 1, updated_at=now)
+                            .execution_options(synchronize_session=False)).rowcount
+        return claimed == 1
+
+
+def _record(factory: sessionmaker[Session], delivery_id: int, recipient: str, state: str, *,
+            error: str | None = None, code: int | None = None, message_id: str | None = None) -> str:
+    with transaction(factory) as s:
+        s.execute(update(RecipientSend)
+                  .where(RecipientSend.delivery_id == delivery_id, RecipientSend.recipient == recipient,
+                         RecipientSend.state == "sending")
+                  .values(state=state, error=error, code=code, message_id=message_id, updated_at=utcnow())
+                  .execution_options(synchronize_session=False))
+    return state
+
+
+class _LeaseKeeper:
+    """Extends the delivery's send lease while a long batch runs, so the reaper does not take
+    a live send for a dead one."""
+
+    def __init__(self, factory, delivery_id: int, ttl: timedelta):
+        self.factory, self.delivery_id, self.ttl = factory, delivery_id, ttl
+        self.last = time.monotonic()
+
+    def keep(self) -> None:
+        if time.monotonic() - self.last < min(LEASE_EVERY, self.ttl.total_seconds() / 3):
+            return
+        self.last = time.monotonic()
+        with transaction(self.factory) as s:
+            s.execute(update(Delivery).where(Delivery.id == self.delivery_id, Delivery.state == "sending")
+                      .values(lease_until=utcnow() + self.ttl).execution_options(synchronize_session=False))
+
+
+def recipient_report(factory: sessionmaker[Session], delivery_id: int) -> list[RecipientSend]:
+    """Every recipient record of one delivery (for `syndicate email recipients`)."""
+    with transaction(factory) as s:
+        return list(s.scalars(select(RecipientSend).where(RecipientSend.delivery_id == delivery_id)
+                              .order_by(RecipientSend.id)))
+
+
+
+def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:
+    """Double opt-in: mail each pending, not yet invited subscriber its confirm link over the
+    SMTP channel CHANNEL_NAME. Returns (sent, addresses that failed)."""
+    from email.message import EmailMessage
+    from email.utils import format_datetime, make_msgid
+
+    from syndicate.payloads import from_header
+
+    factory = open_ledger(settings.store_url)
+    channel = settings.channels[channel_name]
+    provider = SmtpProvider(settings, channel_name, channel)
+    pending = subscribers.pending_to_invite(factory)
+    if not pending:
+        return 0, []
+    from_value = from_header(channel, settings)
+    sender = provider.options.get("envelope_from") or parseaddr(from_value)[1]
+    sent, failed = 0, []
+    conn = provider._connection()
+    try:
+        for row in pending:
+            msg = EmailMessage()
+            msg["Subject"] = f"Please confirm your subscription to {settings.site.name}"
+            msg["From"] = from_value
+            msg["To"] = row.email
+            msg["Date"] = format_datetime(utcnow())
+            msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "localhost")
+            msg.set_content(
+                f"Hello{' ' + row.name if row.name else ''},\n\n"
+                f"Please confirm that you want the {settings.site.name} newsletter at this address:\n\n"
+                f"{subscribers.confirm_url(settings, row.email)}\n\n"
+                "If you did not ask for it, ignore this email: you will get nothing more from us.\n\n"
+                f"{settings.site.name}\n{settings.site.address}\n")
+            try:
+                _transaction(conn, sender, row.email, msg.as_bytes(policy=policy.SMTP))
+            except (_Deferred, _Refused, _SenderRefused) as exc:
+                failed.append(f"{row.email} ({exc})")
+                continue
+            except _Lost as exc:
+                failed.append(f"{row.email} ({exc})")
+                break
+            subscribers.mark_invited(factory, row.email)
+            sent += 1
+    finally:
+        provider.close()
+    return sent, failed

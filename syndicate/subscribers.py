@@ -1,0 +1,292 @@
+"""The subscriber list: import, list, remove; double opt-in; suppressions; signed link tokens.
+
+Rules:
+* An address is stored normalized (checked with email-validator, lower-cased), once.
+* An import is idempotent: importing the same file twice changes nothing the second time.
+* A suppressed address (unsubscribed, removed) is never mailed again, even if a later
+  import or a channel's ``to`` list names it: the SMTP provider asks ``is_suppressed`` for
+  every recipient, and an import skips it.
+* With ``subscribers.double_opt_in`` an imported address is ``pending`` (never mailed) until
+  its owner follows the confirm link.
+
+Links in emails carry a token signed with HMAC (itsdangerous) under the key in the
+environment variable ``web.secret_env`` names: the unsubscribe token (no expiry, because a
+year-old newsletter's link must still work) and the confirm token (expires after 30 days).
+A token names the address it is for; it does not reveal anything else.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from syndicate.ledger.db import transaction
+from syndicate.ledger.models import Subscriber, Suppression, utcnow
+from syndicate.ledger.upsert import insert_ignore
+from syndicate.settings import Settings, secret
+
+CONFIRM_MAX_AGE = 30 * 86400  # seconds a confirm link stays valid
+_UNSUBSCRIBE_SALT = "syndicate.unsubscribe"
+_CONFIRM_SALT = "syndicate.confirm"
+
+
+class InvalidAddress(ValueError):
+    """Not a usable email address; ``str()`` says why in one line."""
+
+
+class BadToken(ValueError):
+    """A link token that was not signed by us (forged, cut short) or has expired."""
+
+
+def normalize(address: str) -> str:
+    """The address as stored and compared: syntax checked (no DNS lookup), lower-cased."""
+    address = (address or "").strip()
+    if not address:
+        raise InvalidAddress("empty address")
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from None
+    return checked.normalized.lower()
+
+
+# ------------------------------------------------------------------ tokens
+
+
+def _key(settings: Settings) -> str:
+    return secret(settings.web.secret_env, "web.secret_env (the key that signs unsubscribe links)")
+
+
+def unsubscribe_token(settings: Settings, address: str) -> str:
+    return URLSafeSerializer(_key(settings), salt=_UNSUBSCRIBE_SALT).dumps(address.lower())
+
+
+def read_unsubscribe_token(settings: Settings, token: str) -> str:
+    try:
+        address = URLSafeSerializer(_key(settings), salt=_UNSUBSCRIBE_SALT).loads(token)
+    except BadSignature:
+        raise BadToken("this unsubscribe link is not valid (it may have been cut short)") from None
+    if not isinstance(address, str) or "@" not in address:
+        raise BadToken("this unsubscribe link is not valid")
+    return address
+
+
+def confirm_token(settings: Settings, address: str) -> str:
+    return URLSafeTimedSerializer(_key(settings), salt=_CONFIRM_SALT).dumps(address.lower())
+
+
+def read_confirm_token(settings: Settings, token: str, max_age: int = CONFIRM_MAX_AGE) -> str:
+    try:
+        address = URLSafeTimedSerializer(_key(settings), salt=_CONFIRM_SALT).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise BadToken("this confirmation link has expired; ask to be invited again") from None
+    except BadSignature:
+        raise BadToken("this confirmation link is not valid (it may have been cut short)") from None
+    if not isinstance(address, str) or "@" not in address:
+        raise BadToken("this confirmation link is not valid")
+    return address
+
+
+def confirm_url(settings: Settings, address: str) -> str:
+    return f"{settings.public_url}/confirm/{confirm_token(settings, address)}"
+
+
+# ------------------------------------------------------------------ reading a CSV
+
+
+@dataclass
+class Row:
+    line: int
+    email: str
+    name: str = ""
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0  # already there; the name changed
+    unchanged: int = 0
+    suppressed: int = 0  # on the suppression list: not added back
+    duplicates: int = 0  # the same address twice in the file
+    invalid: list[tuple[int, str, str]] = field(default_factory=list)  # (line, value, why)
+    pending: int = 0  # of the added, how many wait for confirmation (double opt-in)
+
+
+def read_csv(text: str) -> tuple[list[Row], list[tuple[int, str, str]]]:
+    """Rows of ``email[,name]``; a header row naming an ``email`` column is recognised.
+
+    Returns (rows with a valid address, invalid rows as (line, value, why)).
+    """
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    rows, invalid = [], []
+    email_col, name_col = 0, 1
+    for index, record in enumerate(reader, start=1):
+        cells = [c.strip() for c in record]
+        if not any(cells):
+            continue
+        if index == 1 and "email" in {c.lower() for c in cells} and "@" not in "".join(cells):
+            lowered = [c.lower() for c in cells]
+            email_col = lowered.index("email")
+            name_col = lowered.index("name") if "name" in lowered else -1
+            continue
+        value = cells[email_col] if email_col < len(cells) else ""
+        name = cells[name_col] if 0 <= name_col < len(cells) else ""
+        try:
+            rows.append(Row(index, normalize(value), name))
+        except InvalidAddress as exc:
+            invalid.append((index, value, str(exc)))
+    return rows, invalid
+
+
+# ------------------------------------------------------------------ the list
+
+
+def import_rows(factory: sessionmaker[Session], settings: Settings, rows: Iterable[Row],
+                source: str, now: datetime | None = None) -> ImportReport:
+    """Add ROWS to the list (see the module doc); safe to run twice."""
+    now = now or utcnow()
+    report = ImportReport()
+    status = "pending" if settings.subscribers.double_opt_in else "active"
+    seen: set[str] = set()
+    with transaction(factory) as s:
+        suppressed = set(s.scalars(select(Suppression.email)))
+        for row in rows:
+            if row.email in seen:
+                report.duplicates += 1
+                continue
+            seen.add(row.email)
+            if row.email in suppressed:
+                report.suppressed += 1
+                continue
+            values = {"email": row.email, "name": row.name, "status": status, "source": source[:200],
+                      "created_at": now, "confirmed_at": now if status == "active" else None}
+            if insert_ignore(s, Subscriber, values, ["email"]):
+                report.added += 1
+                report.pending += status == "pending"
+                continue
+            existing = s.scalar(select(Subscriber).where(Subscriber.email == row.email))
+            if row.name and existing.name != row.name:
+                existing.name = row.name
+                report.updated += 1
+            else:
+                report.unchanged += 1
+    return report
+
+
+def import_csv(factory: sessionmaker[Session], settings: Settings, path: Path) -> ImportReport:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        text = path.read_text(encoding="latin-1")
+    rows, invalid = read_csv(text)
+    report = import_rows(factory, settings, rows, source=f"import:{path.name}")
+    report.invalid = invalid
+    return report
+
+
+def list_subscribers(factory: sessionmaker[Session], status: str | None = None) -> list[Subscriber]:
+    with transaction(factory) as s:
+        query = select(Subscriber).order_by(Subscriber.email)
+        if status:
+            query = query.where(Subscriber.status == status)
+        return list(s.scalars(query))
+
+
+def counts(factory: sessionmaker[Session]) -> dict[str, int]:
+    with transaction(factory) as s:
+        result = dict(s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
+        result["suppressed"] = s.scalar(select(func.count()).select_from(Suppression)) or 0
+    return result
+
+
+def active_recipients(s: Session) -> list[str]:
+    """The addresses a subscriber-list send goes to, in a stable order (oldest first)."""
+    return list(s.scalars(
+        select(Subscriber.email).where(Subscriber.status == "active",
+                                       Subscriber.email.not_in(select(Suppression.email)))
+        .order_by(Subscriber.id)))
+
+
+def suppressed_among(s: Session, addresses: Iterable[str]) -> set[str]:
+    wanted = {a.lower() for a in addresses}
+    if not wanted:
+        return set()
+    return set(s.scalars(select(Suppression.email).where(Suppression.email.in_(wanted))))
+
+
+def is_suppressed(factory: sessionmaker[Session], address: str) -> bool:
+    with transaction(factory) as s:
+        return bool(suppressed_among(s, [address]))
+
+
+def suppress(factory: sessionmaker[Session], address: str, reason: str, now: datetime | None = None) -> bool:
+    """Never mail ADDRESS again; mark its subscription unsubscribed. True if newly suppressed."""
+    now = now or utcnow()
+    address = address.strip().lower()
+    with transaction(factory) as s:
+        added = insert_ignore(s, Suppression, {"email": address, "reason": reason[:200], "at": now}, ["email"])
+        row = s.scalar(select(Subscriber).where(Subscriber.email == address))
+        if row is not None and row.status != "unsubscribed":
+            row.status, row.unsubscribed_at = "unsubscribed", now
+    return added
+
+
+def remove(factory: sessionmaker[Session], address: str, now: datetime | None = None) -> bool:
+    """An operator takes ADDRESS off the list; it is suppressed so no import brings it back.
+    False when the address was neither on the list nor suppressed."""
+    address = normalize(address)
+    with transaction(factory) as s:
+        known = s.scalar(select(Subscriber.id).where(Subscriber.email == address)) is not None
+        known = known or bool(suppressed_among(s, [address]))
+    suppress(factory, address, "removed by an operator", now)
+    return known
+
+
+def forget(factory: sessionmaker[Session], address: str) -> bool:
+    """Erase ADDRESS entirely (a data-protection request), suppression included."""
+    address = normalize(address)
+    with transaction(factory) as s:
+        gone = s.execute(delete(Subscriber).where(Subscriber.email == address)).rowcount
+        gone += s.execute(delete(Suppression).where(Suppression.email == address)).rowcount
+    return bool(gone)
+
+
+def confirm(factory: sessionmaker[Session], address: str, now: datetime | None = None) -> str:
+    """The owner of ADDRESS followed its confirm link: pending becomes active.
+
+    Returns the resulting status ("active", "unsubscribed" if suppressed meanwhile, or
+    "unknown" if the address is not on the list).
+    """
+    now = now or utcnow()
+    with transaction(factory) as s:
+        row = s.scalar(select(Subscriber).where(Subscriber.email == address.lower()))
+        if row is None:
+            return "unknown"
+        if suppressed_among(s, [row.email]):
+            return "unsubscribed"
+        if row.status == "pending":
+            row.status, row.confirmed_at = "active", now
+        return row.status
+
+
+def pending_to_invite(factory: sessionmaker[Session]) -> list[Subscriber]:
+    with transaction(factory) as s:
+        return list(s.scalars(select(Subscriber).where(Subscriber.status == "pending",
+                                                      Subscriber.invited_at.is_(None))
+                              .order_by(Subscriber.id)))
+
+
+def mark_invited(factory: sessionmaker[Session], address: str, now: datetime | None = None) -> None:
+    with transaction(factory) as s:
+        row = s.scalar(select(Subscriber).where(Subscriber.email == address))
+        if row is not None:
+            row.invited_at = now or utcnow()

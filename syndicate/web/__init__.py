@@ -1,0 +1,52 @@
+"""The web app: `syndicate serve`. Today the subscription pages; the preview desk grows in here.
+
+``create_app(settings)`` builds a Flask app; each area is a blueprint of its own module
+(``subscriptions``: one-click unsubscribe and double opt-in confirmation). Pages load nothing
+from elsewhere (no fonts, scripts or images from third parties), and every response carries a
+strict Content-Security-Policy.
+
+Production: run it behind the practice's HTTPS proxy, e.g. ``gunicorn 'syndicate.web.wsgi:app'``
+(settings from ``$SYNDICATE_CONFIG``); ``web.public_url`` is the address mail clients use.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+from sqlalchemy.orm import Session, sessionmaker
+
+from syndicate.ledger.db import open_ledger
+from syndicate.settings import Settings
+
+_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+
+
+def create_app(settings: Settings) -> Flask:
+    from syndicate.web import core, subscriptions
+
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_AS_ASCII=False)
+    app.extensions["syndicate"] = {"settings": settings}
+    app.register_blueprint(core.bp)
+    app.register_blueprint(subscriptions.bp)
+
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")  # tokens stay out of Referer
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+def settings() -> Settings:
+    return current_app.extensions["syndicate"]["settings"]
+
+
+def ledger() -> sessionmaker[Session]:
+    state = current_app.extensions["syndicate"]
+    if "ledger" not in state:
+        state["ledger"] = open_ledger(state["settings"].store_url)
+    return state["ledger"]

@@ -1,0 +1,63 @@
+"""Unsubscribe (RFC 8058 one-click) and double opt-in confirmation.
+
+``POST /unsubscribe/<token>`` suppresses the address at once: it is what a mail client's
+"Unsubscribe" button sends (body ``List-Unsubscribe=One-Click``), and what the button on the
+confirmation page sends. No login, and no CSRF token by design: the signed token *is* the
+authority, and one-click must work from a mail client. ``GET`` never changes anything (link
+scanners and previewers fetch links); it shows a page with the button. ``?u=<token>`` works
+too, for unsubscribe URLs configured in that style. A bad or forged token is a 400 page.
+
+``/confirm/<token>`` works the same way for double opt-in: GET shows, POST confirms.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from syndicate import subscribers
+from syndicate.web import ledger, settings
+
+bp = Blueprint("subscriptions", __name__, template_folder="templates")
+
+
+def _token(token: str | None) -> str:
+    return token or request.args.get("u") or request.args.get("token") or ""
+
+
+def _bad(message: str):
+    return render_template("web/message.html", site=settings().site, title="This link does not work",
+                           message=message), 400
+
+
+@bp.route("/unsubscribe", methods=["GET", "POST"])
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str | None = None):
+    token = _token(token)
+    try:
+        address = subscribers.read_unsubscribe_token(settings(), token)
+    except subscribers.BadToken as exc:
+        return _bad(f"{exc}. To stop these emails, reply to one of them and we will remove you by hand.")
+    if request.method == "POST":
+        subscribers.suppress(ledger(), address, reason="unsubscribed (one-click)" if _one_click()
+                             else "unsubscribed (web page)")
+        return render_template("web/unsubscribed.html", site=settings().site, address=address)
+    already = subscribers.is_suppressed(ledger(), address)
+    return render_template("web/unsubscribe.html", site=settings().site, address=address, already=already,
+                           brand=settings().site.brand)
+
+
+def _one_click() -> bool:
+    return request.form.get("List-Unsubscribe") == "One-Click"
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm(token: str):
+    try:
+        address = subscribers.read_confirm_token(settings(), token)
+    except subscribers.BadToken as exc:
+        return _bad(str(exc))
+    if request.method == "POST":
+        status = subscribers.confirm(ledger(), address)
+        return render_template("web/confirmed.html", site=settings().site, address=address, status=status)
+    return render_template("web/confirm.html", site=settings().site, address=address,
+                           brand=settings().site.brand)
