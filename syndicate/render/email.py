@@ -230,7 +230,9 @@ def _digest_item(post: PostData, settings: Settings, ch: Channel) -> dict:
         # No featured image: the first picture of the (sanitized) post, if any.
         found = re.search(r'<img\b[^>]*?\bsrc="([^"]+)"', sanitize.sanitize(post.content_html, post.url))
         image = found.group(1) if found else None
-    text = post.summary or sanitize.to_text(post.content_html)
+    # The excerpt is plain text of the sanitized post, without link targets ("text (url)").
+    text = post.summary or sanitize.to_text(re.sub(r"</?a\b[^>]*>", "", sanitize.sanitize(post.content_html,
+                                                                                          post.url)))
     return {
         "title": post.title or "(untitled)", "url": link, "author": post.author,
         "date": _long_date(post.published, settings),
