@@ -226,8 +226,9 @@ def render_digest_email(posts: list[PostData], settings: Settings, channel: str,
 def _digest_item(post: PostData, settings: Settings, ch: Channel) -> dict:
     link = with_utm(post.url, ch.utm)
     image = absolute(post.image_url, post.url)
-    if not is_http(image):
-        # No featured image: the first picture of the (sanitized) post, if any.
+    if not is_http(image) or _content_has_image(post, image):
+        # No featured image of its own: the first picture the sanitizer kept (it drops
+        # tracking pixels and emoji images), if any.
         found = re.search(r'<img\b[^>]*?\bsrc="([^"]+)"', sanitize.sanitize(post.content_html, post.url))
         image = found.group(1) if found else None
     # The excerpt is plain text of the sanitized post, without link targets ("text (url)").
