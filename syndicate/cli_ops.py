@@ -276,7 +276,7 @@ def cmd_preview_digest(args) -> int:
     from syndicate.ledger.db import transaction
     from syndicate.ledger.models import Post, utcnow
     from syndicate.model import PostData
-    from syndicate.payloads import digest_payload, email_messages
+    from syndicate.payloads import digest_payload, personalize
 
     settings = load_settings(args)
     names = args.channel or [n for n, c in settings.enabled_channels().items() if c.mode == "digest"]
@@ -306,7 +306,9 @@ def cmd_preview_digest(args) -> int:
         base = folder / f"{name}-{edition.key}"
         base.with_suffix(".html").write_text(payload["html"], encoding="utf-8")
         base.with_suffix(".txt").write_text(payload["text"], encoding="utf-8")
-        base.with_suffix(".eml").write_bytes(bytes(email_messages(payload)[0]))
+        # As the SMTP provider builds it, with "{token}" where each recipient's token goes.
+        to = (payload["to"] or ["subscriber@example.org"])[0]
+        base.with_suffix(".eml").write_bytes(bytes(personalize(payload, to, "{token}")))
         out.print(f"{name}: edition {edition.key} ({when}), {len(posts)} posts: \"{payload['subject']}\"")
         for suffix in (".html", ".txt", ".eml"):
             out.print(f"  {base.with_suffix(suffix)}")
