@@ -99,18 +99,19 @@ def _with_subject(mailto: str, token: str) -> str:
     return f"{base}?subject={quote('unsubscribe ' + token)}"
 
 
-def email_messages(payload: dict) -> list[EmailMessage]:
-    """One MIME message per recipient of an email payload."""
-    from syndicate.render import EmailContent
+def email_messages(payload: dict, settings: Settings) -> list[EmailMessage]:
+    """Each fixed recipient's message (``to``), personalized like a real send: the outbox and
+    previews show exactly the headers and links a subscriber would get."""
+    return [personalize(payload, to, preview_token(settings, to)) for to in payload["to"] or ["subscriber@localhost"]]
 
-    content = EmailContent(subject=payload["subject"], preheader=payload["preheader"],
-                           html=payload["html"], text=payload["text"],
-                           sensitive=payload.get("sensitive", False))
-    domain = parseaddr(payload["from"])[1].rpartition("@")[2] or "localhost"
-    return [
-        build_message(content, from_addr=payload["from"], to_addr=to, reply_to=payload.get("reply_to"),
-                      unsubscribe_https=payload.get("unsubscribe_https"),
-                      unsubscribe_mailto=payload.get("unsubscribe_mailto"),
-                      message_id_domain=domain)
-        for to in payload["to"] or ["subscriber@localhost"]
-    ]
+
+def preview_token(settings: Settings, address: str) -> str:
+    """The real signed unsubscribe token where the signing key is configured; else a visible
+    stand-in (the demo needs no secrets, and its messages are never mailed)."""
+    from syndicate.settings import SettingsError
+    from syndicate.subscribers import unsubscribe_token
+
+    try:
+        return unsubscribe_token(settings, address)
+    except SettingsError:
+        return "preview-unsigned"

@@ -45,7 +45,7 @@ def write_preview(settings: Settings, post: Post, channels: list[str], out: Path
         if settings.channels[name].kind == "email" and "html" in payload:
             written += _write(out / f"{name}.html", payload["html"].encode())
             written += _write(out / f"{name}.txt", payload["text"].encode())
-            written += _write(out / f"{name}.eml", bytes(email_messages(payload)[0]))
+            written += _write(out / f"{name}.eml", bytes(email_messages(payload, settings)[0]))
         else:
             written += _write(out / f"{name}.json", json.dumps(payload, indent=2, ensure_ascii=False).encode())
     return written

@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
+from syndicate import settings as settings_mod
 from syndicate.cli import main
+from syndicate.lint_email import lint_file, site_hosts
 from tests.conftest import REPO, shared_dir
 
 SOCIAL = ("x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads")
@@ -45,6 +47,7 @@ def test_demo_sends_every_post_once_and_nothing_on_the_second_run(demo, capsys):
         assert msg.get_content_type() == "multipart/alternative"
         assert [p.get_content_type() for p in msg.get_payload()] == ["text/plain", "text/html"]
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert lint_file(path, site_hosts(settings_mod.load(demo))) == []  # what a subscriber would get
     for kind in SOCIAL:  # the self-harm post waits for a person on every social channel
         records = [json.loads(p.read_text()) for p in (outbox / kind).glob("*.json")]
         assert len(records) == 4

@@ -15,6 +15,7 @@ from celery.signals import worker_process_init
 
 from syndicate import settings as settings_mod
 
+
 def _settings() -> settings_mod.Settings:
     return settings_mod.load()
 

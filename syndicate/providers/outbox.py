@@ -43,7 +43,7 @@ class OutboxProvider(Provider):
         base = self.folder / str(job.delivery_id)
         try:
             if job.kind == "email":
-                for i, message in enumerate(email_messages(job.payload)):
+                for i, message in enumerate(email_messages(job.payload, self.settings)):
                     suffix = "" if i == 0 else f"-{i + 1}"
                     _atomic_write(base.with_name(f"{job.delivery_id}{suffix}.eml"), bytes(message))
             _atomic_write(base.with_suffix(".json"),
