@@ -120,11 +120,13 @@ def _resolve_post(settings, ref: str):
 
 
 def _channels(settings, names: list[str] | None) -> list[str]:
-    enabled = settings.enabled_channels()
+    """The per-post channels named (default: all enabled); digest channels send editions, not posts."""
+    per_post = [name for name, ch in settings.enabled_channels().items() if ch.mode == "per_post"]
     for name in names or []:
-        if name not in enabled:
-            raise UsageError(f"--channel: no enabled channel {name!r} (have: {', '.join(enabled)})")
-    return names or list(enabled)
+        if name not in per_post:
+            raise UsageError(f"--channel: no enabled per-post channel {name!r} (have: {', '.join(per_post)}; "
+                             "digests: `syndicate preview digest`)")
+    return names or per_post
 
 
 def cmd_post(args) -> int:
