@@ -216,3 +216,17 @@ def test_excerpt_of_one_giant_paragraph_cuts_at_a_word():
     cut, was_cut = excerpt("<p>" + "longword " * 5000 + "</p>", 1000)
     assert was_cut and len(cut.encode()) <= 1000
     assert cut.startswith("<p>longword") and cut.endswith("…</p>")
+
+
+@pytest.mark.parametrize("src", [
+    "https://stats.3960.org/p.php?idsite=8&action_name=x",
+    "http://feeds.feedburner.com/~r/Techcrunch/~4/kTeeGj4FnwU",
+    "http://feeds.feedburner.com/~ff/Techcrunch?d=2mJPEYqXBVI",
+    "https://pixel.wp.com/b.gif?v=noscript",
+    "https://ad.doubleclick.net/ddm/trackimp/N123",
+    "https://medium.com/_/stat?event=post.clientViewed",
+])
+def test_analytics_images_of_any_size_are_dropped(src):
+    html = f'<p>Text</p><img src="{src}" width="300" height="200" alt="Photo">'
+    cleaned = sanitize(html, "https://blog.example/post/")
+    assert "<img" not in cleaned and "Text" in cleaned

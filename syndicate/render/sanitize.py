@@ -200,8 +200,23 @@ class _Prepare(HTMLParser):
         return "<img" + "".join(f' {name}="{escape(value)}"' for name, value in attrs.items()) + ">"
 
 
+# Analytics endpoints that feeds embed as images (Matomo/Piwik, FeedBurner's ~r/ pixel and
+# ~ff/ "flare" images, WordPress.com stats, DoubleClick, Google Analytics, comScore, Medium):
+# whatever their size, loading one tells a third party who opened the email.
+_TRACKER_URL = re.compile(
+    r"(?:/(?:piwik|matomo|p)\.php\?(?:.*&)?idsite="
+    r"|feeds\.feedburner\.com/~(?:r|ff)/|feedproxy\.google\.com/~(?:r|ff)/"
+    r"|//(?:pixel|stats)\.wp\.com/|doubleclick\.net/|google-analytics\.com/"
+    r"|scorecardresearch\.com/|medium\.com/_/stat|/wf/open\?upn=)",
+    re.I,
+)
+
+
 def _is_tracker(attrs: dict[str, str]) -> bool:
-    """A 1x1 (or hidden) image exists only to report that the message was opened."""
+    """A 1x1 (or hidden) image, or one served by an analytics endpoint, exists only to report
+    that the message was opened."""
+    if _TRACKER_URL.search(attrs.get("src", "")):
+        return True
     tiny = {attrs.get("width", "").strip().removesuffix("px"), attrs.get("height", "").strip().removesuffix("px")}
     if tiny & {"0", "1"}:
         return True
