@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
@@ -19,7 +20,7 @@ from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
 from syndicate.engine.retry import retry_due
 from syndicate.engine.states import transition
 from syndicate.ledger.db import transaction
-from syndicate.ledger.models import Delivery, utcnow
+from syndicate.ledger.models import Delivery, Event, utcnow
 from syndicate.providers.base import Job, OutcomeUnknown, ProviderError, RateLimited, Retryable
 from syndicate.settings import Settings
 
@@ -133,7 +134,9 @@ def _failed(factory, settings: Settings, job: Job, token: str, exc: ProviderErro
     message = f"{exc.error_class}: {exc}"
     with transaction(factory) as s:
         attempts = s.get(Delivery, job.delivery_id).attempts
-        state, values = _after_error(exc, attempts, now, settings, job)
+        first_try = s.scalar(select(func.min(Event.at)).where(Event.delivery_id == job.delivery_id,
+                                                               Event.to_state == "sending"))
+        state, values = _after_error(exc, attempts, now, settings, job, first_try or now)
         transition(s, job.delivery_id, from_states=("sending",), token=token, to_state=state, actor=actor,
                    now=now, last_error=str(exc), error_class=exc.error_class, lease_until=None,
                    detail=message, **values)
@@ -141,19 +144,30 @@ def _failed(factory, settings: Settings, job: Job, token: str, exc: ProviderErro
     return Outcome(job.delivery_id, state, message)
 
 
-def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Settings, job: Job):
-    provider_dedupes = _dedupes(settings, job)
-    if isinstance(exc, OutcomeUnknown) and not provider_dedupes:
-        return "unknown", {}
-    if isinstance(exc, Retryable | OutcomeUnknown) and attempts < settings.run.max_attempts:
+def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Settings, job: Job,
+                 first_try: datetime):
+    exhausted = attempts >= settings.run.max_attempts
+    if isinstance(exc, OutcomeUnknown):
+        # Resend only where the provider will drop a repeat of the same key, and only while it
+        # still remembers the key (Mastodon forgets after an hour); else a person decides.
+        window = _dedup_window(settings, job)
+        due = retry_due(now, attempts, settings.run)
+        if window is None or exhausted or due - first_try > window:
+            return "unknown", {}
+        return "planned", {"due_at": due, "claim_token": None}
+    if isinstance(exc, Retryable) and not exhausted:
         reset = exc.reset_at if isinstance(exc, RateLimited) else None
         return "planned", {"due_at": retry_due(now, attempts, settings.run, reset), "claim_token": None}
     return "failed", {}
 
 
-def _dedupes(settings: Settings, job: Job) -> bool:
+def _dedup_window(settings: Settings, job: Job) -> timedelta | None:
+    """How long the provider remembers an idempotency key; None where it does not deduplicate."""
     channel = settings.channels.get(job.channel)
     try:
-        return bool(channel) and providers.get(channel.provider).deduplicates
+        cls = providers.get(channel.provider) if channel else None
     except providers.UnknownProvider:
-        return False
+        return None
+    if cls is None or not cls.deduplicates:
+        return None
+    return cls.dedup_window or timedelta.max

@@ -8,7 +8,7 @@ SendResult or one of the ProviderError classes below. The engine decides what ea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from syndicate.settings import Channel, Settings
@@ -84,6 +84,9 @@ class Provider:
     # True where the provider drops a repeated request with the same idempotency key, so an
     # outcome-unknown delivery may be retried safely (Mastodon's Idempotency-Key).
     deduplicates: ClassVar[bool] = False
+    # How long the provider remembers an idempotency key (None: for good). A delivery whose
+    # outcome is unknown is retried only within this window of its first attempt.
+    dedup_window: ClassVar[timedelta | None] = None
 
     def __init__(self, settings: Settings, channel_name: str, channel: Channel):
         self.settings = settings

@@ -16,6 +16,8 @@ under Preferences -> Development on the instance; add ``read:accounts`` for ``ch
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from syndicate.providers.base import Job, SendResult
 from syndicate.providers.http import HttpProvider, body_of
 
@@ -25,6 +27,7 @@ class MastodonProvider(HttpProvider):
     service = "Mastodon"
     default_api_base = ""
     deduplicates = True
+    dedup_window = timedelta(minutes=55)  # stock Mastodon keeps Idempotency-Keys for one hour
     default_rate = "300/3h"  # statuses per account on stock Mastodon
 
     @property

@@ -1,0 +1,138 @@
+"""deliver() on both ledgers against local provider servers: each error class lands in the
+state the rules give it, and the rate limiter defers instead of sending."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from fakes import start_fake
+from sqlalchemy import update
+
+from syndicate.engine.deliver import deliver
+from syndicate.engine.dispatch import claim_due, reap_expired
+from syndicate.engine.ratelimit import MemoryLimiter
+from syndicate.ledger.db import open_ledger, transaction
+from syndicate.ledger.models import Delivery, Event, utcnow
+
+
+@pytest.fixture
+def x_fake():
+    with start_fake("x", stall_seconds=2) as (url, fake):
+        yield fake
+
+
+@pytest.fixture
+def masto_fake():
+    with start_fake("mastodon", stall_seconds=2) as (url, fake):
+        yield fake
+
+
+def _setup(store_url, make_settings, monkeypatch, fake, kind, **options):
+    for key, value in fake.env().items():
+        monkeypatch.setenv(key, value)
+    settings = make_settings(store_url=store_url, channels={
+        kind: {"kind": kind, "provider": kind, "options": {**fake.options(), "timeout": 1, **options}}},
+        run={"retry_base": "10s", "max_attempts": 3})
+    factory = open_ledger(store_url)
+    with transaction(factory) as s:
+        body = {"text": "Hello"} if kind == "x" else {"status": "Hello", "visibility": "public"}
+        s.add(Delivery(key=uuid.uuid4().hex, subject=f"t:{uuid.uuid4().hex}", channel=kind, kind=kind,
+                       provider=kind, state="planned", due_at=utcnow(), payload=body))
+    return settings, factory
+
+
+def _once(settings, factory, limiter=None):
+    [claim] = claim_due(factory, utcnow(), limit=1, ttl=timedelta(minutes=5))
+    return deliver(factory, settings, claim.delivery_id, claim.token, limiter=limiter or MemoryLimiter())
+
+
+def _row(factory):
+    with transaction(factory) as s:
+        return s.query(Delivery).one()
+
+
+def test_sent_records_the_provider_reference(store_url, make_settings, monkeypatch, x_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x")
+    assert _once(settings, factory).state == "sent"
+    row = _row(factory)
+    assert row.provider_ref and row.provider_ref in x_fake.posts and row.attempts == 1
+
+
+def test_rate_limit_goes_back_into_due_at(store_url, make_settings, monkeypatch, x_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x")
+    x_fake.fail_next("429", retry_after=120)
+    before = utcnow()
+    assert _once(settings, factory).state == "planned"
+    row = _row(factory)
+    assert timedelta(seconds=110) < row.due_at - before < timedelta(seconds=130)
+    assert row.error_class == "rate_limited"
+
+
+def test_server_errors_retry_then_fail_after_max_attempts(store_url, make_settings, monkeypatch, x_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x")
+    x_fake.fail_next("500", count=3)
+    for attempt in range(1, 4):
+        with transaction(factory) as s:  # make the retry due now
+            s.execute(update(Delivery).values(due_at=utcnow()))
+        outcome = _once(settings, factory)
+        assert outcome.state == ("planned" if attempt < 3 else "failed")
+    assert len(x_fake.calls("POST", "^/2/tweets$")) == 3
+
+
+def test_timeout_on_x_is_unknown_and_never_retried(store_url, make_settings, monkeypatch, x_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x")
+    x_fake.fail_next("stall", delay=2)
+    assert _once(settings, factory).state == "unknown"
+    assert claim_due(factory, utcnow() + timedelta(days=1), limit=5, ttl=timedelta(minutes=1)) == []
+
+
+def test_timeout_on_mastodon_is_retried_only_while_the_key_is_remembered(store_url, make_settings, monkeypatch,
+                                                                         masto_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, masto_fake, "mastodon")
+    masto_fake.fail_next("stall", delay=2)
+    assert _once(settings, factory).state == "planned"  # same Idempotency-Key next time
+    # The first attempt was long ago: Mastodon has forgotten the key, a retry could post twice.
+    with transaction(factory) as s:
+        s.execute(update(Event).values(at=utcnow() - timedelta(hours=2)))
+        s.execute(update(Delivery).values(due_at=utcnow()))
+    masto_fake.fail_next("stall", delay=2)
+    assert _once(settings, factory).state == "unknown"
+
+
+def test_shared_rate_limit_defers_instead_of_sending(store_url, make_settings, monkeypatch, x_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x", rate_limit="1/1h")
+    limiter = MemoryLimiter()
+    assert _once(settings, factory, limiter).state == "sent"
+    with transaction(factory) as s:
+        s.add(Delivery(key=uuid.uuid4().hex, subject="t:second", channel="x", kind="x", provider="x",
+                       state="planned", due_at=utcnow(), payload={"text": "Second"}))
+    outcome = _once(settings, factory, limiter)
+    assert outcome.state == "deferred"
+    with transaction(factory) as s:
+        second = s.query(Delivery).filter_by(subject="t:second").one()
+    assert second.state == "planned" and second.due_at > utcnow() + timedelta(minutes=50)
+    assert len(x_fake.calls("POST", "^/2/tweets$")) == 1
+
+
+def test_a_send_that_outlives_its_lease_is_recorded_when_it_completes(store_url, make_settings, monkeypatch,
+                                                                     x_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x")
+    [claim] = claim_due(factory, utcnow(), limit=1, ttl=timedelta(minutes=5))
+    # The reaper runs while the worker is still inside the provider call (simulated by reaping
+    # far in the future after the claim has become 'sending').
+    x_fake.fail_next("stall", delay=0.5)
+    import threading
+
+    def reap_midway():
+        import time
+        time.sleep(0.25)
+        reap_expired(factory, utcnow() + timedelta(hours=1))
+
+    reaper = threading.Thread(target=reap_midway)
+    reaper.start()
+    outcome = deliver(factory, settings, claim.delivery_id, claim.token, limiter=MemoryLimiter())
+    reaper.join()
+    assert outcome.state == "sent"
+    assert _row(factory).state == "sent"  # the truth, once known, replaces 'unknown'
