@@ -20,6 +20,9 @@ REGISTRY: dict[str, str] = {
     "mastodon": "syndicate.providers.mastodon:MastodonProvider",
     "bluesky": "syndicate.providers.bluesky:BlueskyProvider",
     "threads": "syndicate.providers.threads:ThreadsProvider",
+    # Email campaign providers: the audience lives at the provider.
+    "mailchimp": "syndicate.providers.mailchimp:MailchimpProvider",
+    "buttondown": "syndicate.providers.buttondown:ButtondownProvider",
 }
 
 

@@ -9,7 +9,8 @@
         assert len(fake.calls("POST", r"^/2/tweets$")) == 1
 
 Names: x, facebook, linkedin, pinterest, mastodon, bluesky, threads, site (a blog serving
-images). The framework (recording, faults, control endpoints) is in ``server.py``.
+images); email: mailchimp, buttondown. The framework (recording, faults, control endpoints)
+is in ``server.py``.
 
 As a separate process (for tests that run real workers)::
 
@@ -27,8 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .bluesky import BlueskyFake
+from .buttondown import ButtondownFake
 from .facebook import FacebookFake
 from .linkedin import LinkedInFake
+from .mailchimp import MailchimpFake
 from .mastodon import MastodonFake
 from .pinterest import PinterestFake
 from .server import FakeAPI, Fault, Reply, Request, reply, route
@@ -45,6 +48,8 @@ FAKES: dict[str, type[FakeAPI]] = {
     "bluesky": BlueskyFake,
     "threads": ThreadsFake,
     "site": SiteFake,
+    "mailchimp": MailchimpFake,
+    "buttondown": ButtondownFake,
 }
 
 
