@@ -23,6 +23,12 @@ REGISTRY: dict[str, str] = {
     # Email campaign providers: the audience lives at the provider.
     "mailchimp": "syndicate.providers.mailchimp:MailchimpProvider",
     "buttondown": "syndicate.providers.buttondown:ButtondownProvider",
+    "sendgrid_singlesend": "syndicate.providers.sendgrid:SendGridSingleSendProvider",
+    # Email direct-send providers: the tool's own subscriber list, per-recipient records.
+    "sendgrid": "syndicate.providers.sendgrid:SendGridProvider",
+    "postmark": "syndicate.providers.postmark:PostmarkProvider",
+    "mailgun": "syndicate.providers.mailgun:MailgunProvider",
+    "ses": "syndicate.providers.ses:SesProvider",
 }
 
 

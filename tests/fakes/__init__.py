@@ -9,8 +9,8 @@
         assert len(fake.calls("POST", r"^/2/tweets$")) == 1
 
 Names: x, facebook, linkedin, pinterest, mastodon, bluesky, threads, site (a blog serving
-images); email: mailchimp, buttondown. The framework (recording, faults, control endpoints)
-is in ``server.py``.
+images); email: mailchimp, buttondown, sendgrid (Single Sends and Mail Send), postmark,
+mailgun, ses. The framework (recording, faults, control endpoints) is in ``server.py``.
 
 As a separate process (for tests that run real workers)::
 
@@ -32,9 +32,13 @@ from .buttondown import ButtondownFake
 from .facebook import FacebookFake
 from .linkedin import LinkedInFake
 from .mailchimp import MailchimpFake
+from .mailgun import MailgunFake
 from .mastodon import MastodonFake
 from .pinterest import PinterestFake
+from .postmark import PostmarkFake
+from .sendgrid import SendGridFake
 from .server import FakeAPI, Fault, Reply, Request, reply, route
+from .ses import SesFake
 from .site import SiteFake
 from .threads import ThreadsFake
 from .x import XFake
@@ -50,6 +54,10 @@ FAKES: dict[str, type[FakeAPI]] = {
     "site": SiteFake,
     "mailchimp": MailchimpFake,
     "buttondown": ButtondownFake,
+    "sendgrid": SendGridFake,
+    "postmark": PostmarkFake,
+    "mailgun": MailgunFake,
+    "ses": SesFake,
 }
 
 

@@ -1,0 +1,238 @@
+"""Direct-send email over an HTTP API: the tool's own list, in batches, exactly once per recipient.
+
+The direct-send adapters (Postmark, Mailgun, SendGrid Mail Send, Amazon SES v2) mail the
+same people as SMTP, the same way, and keep the same per-recipient records; only the wire
+differs. Everything but the wire is SMTP's own code, imported from ``smtp.py``:
+
+* who: ``audience = "subscribers"`` mails the active subscribers (read at send time), else
+  the channel's ``to`` list; suppressed addresses are skipped either way;
+* the unsubscribe link: each recipient's signed token (``subscribers.unsubscribe_token``)
+  goes into the footer link and into the RFC 8058 ``List-Unsubscribe`` /
+  ``List-Unsubscribe-Post`` headers, which ``payloads.personalize`` builds per recipient;
+* the records: one ``recipient_sends`` row per (delivery, recipient).
+
+A batch, step by step: every recipient of the batch is claimed (``sending``, committed)
+*before* the API call; then the API's answer is recorded per recipient: ``sent`` (with the
+provider's message id), ``failed`` (refused for good, e.g. an inactive or invalid address),
+or ``deferred`` (not accepted: throttled, a 5xx, a 4xx for the whole request). A timeout
+after the request went out leaves the batch ``unknown``. A retried delivery skips everyone
+``sent``, ``failed``, ``sending`` or ``unknown`` (the last two may have the message: they are
+reported, never mailed again) and goes on with the deferred and the not yet tried. Hence
+``deduplicates = True``: the engine may retry the delivery, whatever the error.
+
+The first batch that fails stops the send: its error (with the progress so far) goes to the
+engine, which retries after the provider's reset time (RateLimited), a backoff (Retryable,
+OutcomeUnknown) or not at all (AuthExpired, Permanent; the deferred recipients are then
+mailed if a person re-queues the delivery).
+
+The body is built once per delivery: the rendered HTML and text with the unsubscribe
+token replaced by the provider's own per-recipient merge syntax (Mailgun
+``%recipient.token%``, SendGrid substitutions, SES template data), or, where the API takes
+one whole message per recipient (Postmark), by the token itself.
+
+Options every direct-send adapter reads: ``batch_size`` (recipients per API call; default
+and maximum: the API's own limit), plus those of ``http.py`` (``api_base``, ``timeout``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, ClassVar
+
+from syndicate import subscribers
+from syndicate.ledger.db import open_ledger
+from syndicate.payloads import personalize
+from syndicate.providers.base import (
+    AuthExpired,
+    Job,
+    OutcomeUnknown,
+    Permanent,
+    ProviderError,
+    Retryable,
+    SendResult,
+)
+from syndicate.providers.http import HttpProvider
+
+# The per-recipient bookkeeping is SMTP's, shared (see the module doc).
+from syndicate.providers.smtp import BatchReport, SmtpProvider, _claim, _LeaseKeeper, _record
+from syndicate.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_HEADERS = ("List-Unsubscribe", "List-Unsubscribe-Post")
+TEMPLATE_RECIPIENT = "recipient@example.invalid"  # the To of the shared body (never used as an address)
+
+
+@dataclass(frozen=True)
+class Content:
+    """What every recipient of a delivery gets, with ``token_placeholder`` where the token goes."""
+
+    subject: str
+    html: str
+    text: str
+    sender: str  # the From header
+    reply_to: str | None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    token: str  # the signed unsubscribe token
+    headers: dict[str, str]  # List-Unsubscribe (+ -Post): this recipient's own
+
+
+@dataclass
+class Outcome:
+    """What the provider said about one recipient of a batch."""
+
+    state: str  # "sent" | "failed" | "deferred"
+    message_id: str | None = None
+    code: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class BatchAnswer:
+    outcomes: dict[str, Outcome]  # by address; a recipient missing here is recorded deferred
+    stop: ProviderError | None = None  # raised once the outcomes are recorded (a throttled entry)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class DirectSendProvider(HttpProvider):
+    """Base of the direct-send adapters: subclasses set the limits and write ``send_batch``."""
+
+    deduplicates = True  # per-recipient records: a retried delivery never mails anyone twice
+    batch_limit: ClassVar[int] = 100  # recipients per API call: the API's documented maximum
+    # The per-recipient merge syntax the shared body carries where the token goes; None where
+    # each recipient's message is sent whole (the token is put in before sending).
+    token_placeholder: ClassVar[str] = "%%SYNDICATE_UNSUBSCRIBE_TOKEN%%"
+
+    @property
+    def batch_size(self) -> int:
+        wanted = int(self.options.get("batch_size") or self.batch_limit)
+        return max(1, min(wanted, self.batch_limit))
+
+    # -- what subclasses write --------------------------------------------------------------
+
+    def send_batch(self, job: Job, content: Content, batch: list[Recipient]) -> BatchAnswer:
+        """One API call for BATCH; raises a ProviderError when nothing was accepted."""
+        raise NotImplementedError
+
+    def batches(self, content: Content, recipients: list[str]) -> Iterator[list[str]]:
+        """RECIPIENTS cut into API calls; override to cap by bytes as well as by count."""
+        size = self.batch_size
+        for start in range(0, len(recipients), size):
+            yield recipients[start:start + size]
+
+    # -- the send ---------------------------------------------------------------------------
+
+    def send(self, job: Job) -> SendResult:
+        factory = open_ledger(self.settings.store_url)
+        report = BatchReport()
+        todo = SmtpProvider._todo(self, factory, job, job.payload, report)
+        answers: list[dict[str, Any]] = []
+        if todo:
+            content = self.content(job)
+            lease = _LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
+            for addresses in self.batches(content, todo):
+                lease.keep()
+                claimed = []
+                for address in addresses:
+                    if _claim(factory, job.delivery_id, address):
+                        claimed.append(address)
+                    else:
+                        report.unresolved.append(address)  # another worker holds it right now
+                if not claimed:
+                    continue
+                batch = self._personalize(factory, job, claimed)
+                try:
+                    answer = self.send_batch(job, content, batch)
+                except ProviderError as exc:
+                    self._record_failure(factory, job, claimed, exc, report)
+                    raise _with_progress(exc, report) from None
+                except Exception as exc:  # a bug after the call may have gone out: never resend
+                    self._record_failure(factory, job, claimed, OutcomeUnknown(f"adapter error: {exc}"), report)
+                    raise
+                self._record_answer(factory, job, claimed, answer, report)
+                if answer.details:
+                    answers.append(answer.details)
+                if answer.stop is not None:
+                    raise _with_progress(answer.stop, report)
+        return self._result(job, report, answers)
+
+    def content(self, job: Job) -> Content:
+        """The shared body: the rendered parts with the token replaced by ``token_placeholder``."""
+        payload = job.payload
+        message = personalize(payload, TEMPLATE_RECIPIENT, self.token_placeholder)
+        html = message.get_body(("html",))
+        text = message.get_body(("plain",))
+        return Content(subject=payload["subject"], html=html.get_content() if html else "",
+                       text=text.get_content() if text else "", sender=payload["from"],
+                       reply_to=payload.get("reply_to"))
+
+    def _personalize(self, factory, job: Job, addresses: list[str]) -> list[Recipient]:
+        batch = []
+        envelope = {**job.payload, "html": "", "text": ""}  # only the headers are wanted here
+        for address in addresses:
+            try:
+                token = subscribers.unsubscribe_token(self.settings, address)
+            except SettingsError as exc:
+                for claimed in addresses:
+                    _record(factory, job.delivery_id, claimed, "deferred", error=str(exc))
+                raise AuthExpired(str(exc)) from None
+            message: EmailMessage = personalize(envelope, address, token)
+            headers = {name: str(message[name]) for name in UNSUBSCRIBE_HEADERS if message[name]}
+            batch.append(Recipient(address=address, token=token, headers=headers))
+        return batch
+
+    # -- the records ------------------------------------------------------------------------
+
+    def _record_failure(self, factory, job: Job, claimed: list[str], exc: ProviderError,
+                        report: BatchReport) -> None:
+        state = "unknown" if isinstance(exc, OutcomeUnknown) else "deferred"
+        code = exc.status if isinstance(exc.status, int) else None
+        for address in claimed:
+            _record(factory, job.delivery_id, address, state, error=str(exc), code=code)
+        if state == "unknown":
+            report.unresolved.extend(claimed)
+            log.warning("delivery %s (%s): %s recipients in a batch of unknown outcome are not mailed again",
+                        job.delivery_id, self.channel_name, len(claimed))
+        else:
+            report.deferred += len(claimed)
+
+    def _record_answer(self, factory, job: Job, claimed: list[str], answer: BatchAnswer,
+                       report: BatchReport) -> None:
+        for address in claimed:
+            outcome = answer.outcomes.get(address) or Outcome("deferred", error="no answer for this recipient")
+            _record(factory, job.delivery_id, address, outcome.state, error=outcome.error, code=outcome.code,
+                    message_id=outcome.message_id)
+            if outcome.state == "sent":
+                report.sent += 1
+            elif outcome.state == "failed":
+                report.failed += 1
+            else:
+                report.deferred += 1
+
+    def _result(self, job: Job, report: BatchReport, answers: list[dict[str, Any]]) -> SendResult:
+        summary = report.summary()
+        if report.unresolved:
+            log.warning("delivery %s (%s): not resent, outcome unknown for %s", job.delivery_id,
+                        self.channel_name, ", ".join(report.unresolved[:20]))
+        if report.deferred:
+            raise Retryable(f"{self.service}: {report.deferred} recipients not accepted yet; {summary}")
+        if report.failed and not (report.sent or report.already or report.unresolved):
+            raise Permanent(f"{self.service}: every recipient was refused; {summary}")
+        details = {"sent": report.sent, "failed": report.failed, "already": report.already,
+                   "suppressed": report.suppressed, "unresolved": report.unresolved}
+        if answers:
+            details["batches"] = answers
+        return SendResult(ref=f"{self.service}: {summary}", details=details)
+
+
+def _with_progress(exc: ProviderError, report: BatchReport) -> ProviderError:
+    """EXC, its message extended by what the send achieved before it stopped."""
+    exc.args = (f"{exc}; so far {report.summary()}; the rest go on the retry",)
+    return exc

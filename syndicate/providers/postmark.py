@@ -1,0 +1,114 @@
+"""Postmark: the tool's own list through ``POST /email/batch``, one whole message per recipient.
+
+Each message of a batch is complete (From, To, Subject, HtmlBody, TextBody, ReplyTo, the
+recipient's own ``List-Unsubscribe`` headers and unsubscribe link, ``Metadata`` naming the
+delivery) and goes to the message stream of option ``message_stream`` (default
+``broadcast``: Postmark requires newsletters to use a Broadcasts stream, which adds its own
+unsubscribe handling on top of ours). At most 500 messages and 50 MB per call (Postmark's
+limits); open and link tracking off (privacy by default).
+
+Postmark answers 200 with one result per message, in order: ``ErrorCode`` 0 is ``sent``
+(with its ``MessageID``); 406 (an inactive recipient: hard bounce or spam complaint) and
+300 about the ``To`` address are ``failed`` for that recipient only; any other code (the
+account may not send, the stream does not exist, ...) leaves the message ``deferred`` and
+stops the send with that error. See ``batching.py`` for the records and the retry rules.
+
+Options: ``server_token_env`` (the Server API token: Servers -> your server -> API Tokens),
+``message_stream``, ``api_base`` (default ``https://api.postmarkapp.com``), ``batch_size``,
+``timeout``. Auth: ``X-Postmark-Server-Token``. Errors are ``{"ErrorCode", "Message"}``
+(10: bad token); 429 when rate limited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+from syndicate.providers.base import Job, Permanent, RateLimited, Retryable
+from syndicate.providers.batching import BatchAnswer, Content, DirectSendProvider, Outcome, Recipient
+from syndicate.providers.http import ErrorInfo
+
+MAX_BATCH_BYTES = 45 * 1024 * 1024  # Postmark's cap is 50 MB per batch call; keep a margin
+RECIPIENT_CODES = {406}  # refused for this recipient only: recorded failed, never retried
+TRANSIENT_CODES = {100, 429}  # maintenance, throttled: deferred
+
+
+class PostmarkProvider(DirectSendProvider):
+    name = "postmark"
+    service = "Postmark"
+    default_api_base = "https://api.postmarkapp.com"
+    batch_limit = 500
+    auth_codes = frozenset({"10"})
+    rate_limit_codes = frozenset({"429"})
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"X-Postmark-Server-Token": self.secret("server_token_env", "Server API token"),
+                "Accept": "application/json"}
+
+    def is_auth_error(self, resp, info) -> bool:
+        return resp.status_code in (401, 403) or super().is_auth_error(resp, info)
+
+    def parse_error(self, resp) -> ErrorInfo:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "Message" in data:
+            return ErrorInfo(message=str(data["Message"]), code=str(data.get("ErrorCode")))
+        return super().parse_error(resp)
+
+    @property
+    def stream(self) -> str:
+        return str(self.options.get("message_stream") or "broadcast")
+
+    def batches(self, content: Content, recipients: list[str]) -> Iterator[list[str]]:
+        """At most ``batch_size`` messages and MAX_BATCH_BYTES per call (each message is whole)."""
+        per_message = len(json.dumps([content.html, content.text, content.subject])) + 2048
+        by_bytes = max(1, MAX_BATCH_BYTES // per_message)
+        size = min(self.batch_size, by_bytes)
+        for start in range(0, len(recipients), size):
+            yield recipients[start:start + size]
+
+    def send_batch(self, job: Job, content: Content, batch: list[Recipient]) -> BatchAnswer:
+        messages = []
+        for r in batch:
+            message = {
+                "From": content.sender, "To": r.address, "Subject": content.subject,
+                "HtmlBody": content.html.replace(self.token_placeholder, r.token),
+                "TextBody": content.text.replace(self.token_placeholder, r.token),
+                "Headers": [{"Name": name, "Value": value} for name, value in r.headers.items()],
+                "MessageStream": self.stream, "TrackOpens": False, "TrackLinks": "None",
+                "Metadata": {"syndicate_delivery": job.key},
+            }
+            if content.reply_to:
+                message["ReplyTo"] = content.reply_to
+            messages.append(message)
+        resp = self.request("POST", "/email/batch", json=messages, what=f"sending a batch of {len(batch)}")
+        results = resp.json() if resp.content else []
+        if not isinstance(results, list):
+            results = []
+        outcomes: dict[str, Outcome] = {}
+        stop = None
+        for r, result in zip(batch, results, strict=False):
+            code = int(result.get("ErrorCode", 0) or 0) if isinstance(result, dict) else -1
+            text = str(result.get("Message", "")) if isinstance(result, dict) else "no result"
+            if code == 0:
+                outcomes[r.address] = Outcome("sent", message_id=result.get("MessageID"))
+            elif code in RECIPIENT_CODES or (code == 300 and re.search(r"'(To|Cc|Bcc)'", text)):
+                outcomes[r.address] = Outcome("failed", code=code, error=self._message(text))
+            else:
+                outcomes[r.address] = Outcome("deferred", code=code, error=self._message(text))
+                if stop is None:
+                    message = self._message(f"ErrorCode {code}: {text}")
+                    stop = (RateLimited(message, status=None) if code == 429
+                            else Retryable(message) if code in TRANSIENT_CODES else Permanent(message))
+        return BatchAnswer(outcomes, stop=stop, details={"messages": len(batch)})
+
+    def check(self) -> str:
+        server = self.json_of(self.request("GET", "/server", what="reading the server"))
+        line = f"Postmark server {server.get('Name', '?')!r} (ID {server.get('ID', '?')})"
+        stream = self.json_of(self.request("GET", f"/message-streams/{self.stream}",
+                                           what="reading the message stream"))
+        return line + f"; stream {self.stream!r} ({stream.get('MessageStreamType', '?')})"
+

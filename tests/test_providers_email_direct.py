@@ -1,0 +1,199 @@
+"""The direct-send providers (SendGrid Mail Send, Postmark, Mailgun, SES) share one contract:
+the subscriber list in batches of the API's size, each recipient's own unsubscribe link and
+RFC 8058 headers, a record per recipient, and a retry that never mails anyone twice.
+
+Each test runs against every provider's local fake at the provider's real batch limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fakes import start_fake
+from test_providers_email_support import (
+    addresses,
+    build_email,
+    email_job,
+    email_settings,
+    ledger_delivery,
+    recipients,
+    rendered_payload,
+    subscribe,
+    token_address,
+)
+
+from syndicate import subscribers
+from syndicate.ledger.db import open_ledger
+from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+
+# provider -> (fake, the send call's path, the API's batch limit)
+PROVIDERS = {
+    "sendgrid": ("sendgrid", r"^/v3/mail/send$", 1000),
+    "postmark": ("postmark", r"^/email/batch$", 500),
+    "mailgun": ("mailgun", r"^/v3/[^/]+/messages$", 1000),
+    "ses": ("ses", r"^/v2/email/outbound-bulk-emails$", 50),
+}
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def direct(request):
+    provider = request.param
+    fake_name, path, limit = PROVIDERS[provider]
+    with start_fake(fake_name) as (_base, fake):
+        yield provider, fake, path, limit
+
+
+def _setup(make_settings, monkeypatch, direct, emails, **extra):
+    provider_name, fake, _path, _limit = direct
+    settings = email_settings(make_settings, monkeypatch, fake, provider_name, audience="subscribers", **extra)
+    payload = rendered_payload(settings)
+    ledger_delivery(settings, payload)
+    subscribe(settings, emails)
+    return settings, build_email(settings, provider_name), payload
+
+
+def _wait_for(predicate, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_each_recipient_gets_their_own_link_and_headers(make_settings, monkeypatch, direct):
+    _, fake, path, _ = direct
+    emails = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct, emails)
+    result = provider.send(email_job(payload))
+    assert len(fake.calls("POST", path)) == 1
+    assert sorted(m["to"] for m in fake.delivered) == emails
+    for message in fake.delivered:
+        assert message["subject"] == payload["subject"]
+        web, mailto = [t.strip(" <>") for t in message["headers"]["List-Unsubscribe"].split(",")]
+        assert web.startswith("https://harborwellness.example/unsubscribe/")
+        assert token_address(settings, web) == message["to"]
+        assert mailto.startswith("mailto:news@harborwellness.example?subject=unsubscribe%20")
+        assert message["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert f'href="{web}"' in message["html"] and f"Unsubscribe: {web}" in message["text"]
+        assert "{token}" not in message["html"] + message["text"]
+        assert message["message_id"]
+    assert recipients(settings) == dict.fromkeys(emails, "sent")
+    assert result.details["sent"] == 3 and provider.deduplicates is True
+
+
+def test_batches_split_at_the_api_limit(make_settings, monkeypatch, direct):
+    _, fake, path, limit = direct
+    emails = addresses(limit + 1)
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct, emails)
+    result = provider.send(email_job(payload))
+    assert len(fake.calls("POST", path)) == 2
+    delivered = [m["to"] for m in fake.delivered]
+    assert sorted(delivered) == emails and len(set(delivered)) == limit + 1
+    assert result.details["sent"] == limit + 1
+    states = recipients(settings)
+    assert len(states) == limit + 1 and set(states.values()) == {"sent"}
+
+
+def test_throttled_second_batch_completes_later_without_duplicates(make_settings, monkeypatch, direct):
+    _, fake, path, limit = direct
+    emails = addresses(limit + 5)
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct, emails)
+    original, calls = provider.send_batch, []
+
+    def second_is_throttled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            fake.fail_next("429", retry_after=30, path=path)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "send_batch", second_is_throttled)
+    job = email_job(payload)
+    with pytest.raises(RateLimited) as err:
+        provider.send(job)
+    assert f"so far {limit} sent, 5 deferred" in str(err.value)
+    states = recipients(settings)
+    assert list(states.values()).count("sent") == limit and list(states.values()).count("deferred") == 5
+
+    # The engine retries the same delivery (same Job) once the reset has passed.
+    result = provider.send(job)
+    assert len(fake.calls("POST", path)) == 3  # batch 1, the throttled batch 2, batch 2 again
+    delivered = [m["to"] for m in fake.delivered]
+    assert sorted(delivered) == emails and len(delivered) == len(set(delivered))
+    assert set(recipients(settings).values()) == {"sent"}
+    assert result.details["sent"] == 5 and result.details["already"] == limit
+
+    provider.send(job)  # a third run has nothing left to do
+    assert len(fake.calls("POST", path)) == 3
+
+
+def test_timeout_leaves_the_batch_unknown_and_never_resends_it(make_settings, monkeypatch, direct):
+    _, fake, path, _ = direct
+    emails = addresses(5)
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct, emails, batch_size=2)
+    provider.timeout = (1, 0.5)
+    original, calls = provider.send_batch, []
+
+    def second_stalls(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            fake.fail_next("stall", delay=1, path=path)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "send_batch", second_stalls)
+    job = email_job(payload)
+    with pytest.raises(OutcomeUnknown, match="so far 2 sent, 2 unresolved"):
+        provider.send(job)
+    _wait_for(lambda: len(fake.delivered) == 4)  # the provider did send the stalled batch
+    assert recipients(settings) == {**dict.fromkeys(emails[:2], "sent"), **dict.fromkeys(emails[2:4], "unknown")}
+
+    result = provider.send(job)
+    assert sorted(m["to"] for m in fake.delivered) == emails  # everyone once: the unknown two not again
+    assert result.details["unresolved"] == emails[2:4] and result.details["sent"] == 1
+
+
+def test_suppressed_and_already_mailed_are_skipped(make_settings, monkeypatch, direct):
+    _, fake, path, _ = direct
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct,
+                                         ["ana@example.org", "ben@example.org", "cleo@example.org"])
+    factory = open_ledger(settings.store_url)
+    subscribers.suppress(factory, "ben@example.org", "unsubscribed via one-click")
+    job = email_job(payload)
+    first = provider.send(job)
+    assert sorted(m["to"] for m in fake.delivered) == ["ana@example.org", "cleo@example.org"]
+    assert first.details["sent"] == 2
+    subscribe(settings, ["dev@example.org"])  # joined while the delivery was being retried
+    second = provider.send(job)
+    assert sorted(m["to"] for m in fake.delivered) == ["ana@example.org", "cleo@example.org", "dev@example.org"]
+    assert second.details["already"] == 2 and second.details["sent"] == 1
+
+
+@pytest.mark.parametrize("kind, error", [("401", AuthExpired), ("400", Permanent), ("500", Retryable),
+                                         ("429", RateLimited)])
+def test_error_mapping_records_the_batch_deferred(make_settings, monkeypatch, direct, kind, error):
+    _, fake, path, _ = direct
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct, ["ana@example.org"])
+    fake.fail_next(kind, path=path)
+    with pytest.raises(error) as err:
+        provider.send(email_job(payload))
+    secrets = set(fake.env().values())
+    assert not any(s in str(err.value) for s in secrets)
+    assert recipients(settings) == {"ana@example.org": "deferred"} and not fake.delivered
+    provider.send(email_job(payload))  # deferred means "not accepted": the retry mails them
+    assert [m["to"] for m in fake.delivered] == ["ana@example.org"]
+
+
+def test_missing_link_secret_is_auth_expired(make_settings, monkeypatch, direct):
+    _, fake, path, _ = direct
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct, ["ana@example.org"])
+    monkeypatch.delenv("SYN_TEST_LINK_SECRET")
+    with pytest.raises(AuthExpired, match="SYN_TEST_LINK_SECRET"):
+        provider.send(email_job(payload))
+    assert not fake.calls("POST", path) and recipients(settings) == {"ana@example.org": "deferred"}
+
+
+def test_check_and_revoked_credentials(make_settings, monkeypatch, direct):
+    _, fake, _, _ = direct
+    _, provider, _ = _setup(make_settings, monkeypatch, direct, [])
+    assert provider.check()
+    fake.revoke()
+    with pytest.raises(AuthExpired):
+        provider.check()

@@ -1,0 +1,114 @@
+"""Amazon SES v2: SigV4-signed SendBulkEmail (verified by the fake), per-entry statuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakes import start_fake
+from test_providers_email_support import (
+    build_email,
+    email_job,
+    email_settings,
+    ledger_delivery,
+    recipients,
+    rendered_payload,
+    subscribe,
+)
+
+from syndicate.providers.base import AuthExpired, Permanent, RateLimited
+
+
+@pytest.fixture
+def ses():
+    with start_fake("ses") as (_base, fake):
+        yield fake
+
+
+def _setup(make_settings, monkeypatch, fake, emails, **extra):
+    settings = email_settings(make_settings, monkeypatch, fake, "ses", audience="subscribers", **extra)
+    payload = rendered_payload(settings)
+    ledger_delivery(settings, payload)
+    subscribe(settings, emails)
+    return settings, build_email(settings, "ses"), payload
+
+
+def test_signed_bulk_request(make_settings, monkeypatch, ses):
+    _, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org", "ben@example.org"],
+                                  configuration_set="newsletter")
+    provider.send(email_job(payload))
+    call, = ses.calls("POST", r"^/v2/email/outbound-bulk-emails$")
+    auth = call["headers"]["authorization"]
+    assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={ses.ACCESS_KEY}/") and "/eu-west-1/ses/aws4_request" in auth
+    body = call["json"]
+    template = body["DefaultContent"]["Template"]
+    assert "{{token}}" in template["TemplateContent"]["Html"] and "{{token}}" in template["TemplateContent"]["Text"]
+    entry = body["BulkEmailEntries"][0]
+    assert entry["Destination"] == {"ToAddresses": ["ana@example.org"]}
+    assert json.loads(entry["ReplacementEmailContent"]["ReplacementTemplate"]["ReplacementTemplateData"])["token"]
+    assert {h["Name"] for h in entry["ReplacementHeaders"]} == {"List-Unsubscribe", "List-Unsubscribe-Post"}
+    assert body["ConfigurationSetName"] == "newsletter" and body["ReplyToAddresses"] == ["hello@harborwellness.example"]
+    assert body["DefaultEmailTags"] == [{"Name": "syndicate_delivery", "Value": "delivery-42-3f9a"}]
+
+
+def test_wrong_secret_fails_the_signature_check(make_settings, monkeypatch, ses):
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org"])
+    monkeypatch.setenv("SYN_FAKE_SES_SECRET", "not-the-secret")
+    with pytest.raises(AuthExpired, match="SES 403: SignatureDoesNotMatch"):
+        provider.send(email_job(payload))
+    assert "not-the-secret" not in str(recipients(settings))
+
+
+def test_wrong_region_is_rejected(make_settings, monkeypatch, ses):
+    _, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org"], region="us-east-1")
+    with pytest.raises(AuthExpired, match="InvalidSignatureException"):
+        provider.send(email_job(payload))
+
+
+def test_braces_in_the_post_do_not_break_the_template(make_settings, monkeypatch, ses):
+    _, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org"])
+    payload = {**payload, "subject": "Templates like {{name}}",
+               "html": payload["html"].replace("</body>", "<p>{{ not a tag }}</p></body>"),
+               "text": payload["text"] + "\nUse {{braces}} freely\n"}
+    provider.send(email_job(payload))
+    (message,) = ses.delivered
+    assert message["subject"] == "Templates like { {name}}"
+    assert "&#123;&#123; not a tag }}" in message["html"] and "Use { {braces}} freely" in message["text"]
+
+
+def test_per_entry_statuses(make_settings, monkeypatch, ses):
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses,
+                                         ["ana@example.org", "ben@example.org", "cleo@example.org"])
+    ses.rejected.add("ben@example.org")
+    ses.throttle_entries = 0
+    job = email_job(payload)
+    provider.send(job)
+    assert recipients(settings) == {"ana@example.org": "sent", "ben@example.org": "failed",
+                                    "cleo@example.org": "sent"}
+
+
+def test_throttled_entries_are_deferred_and_retried(make_settings, monkeypatch, ses):
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org", "ben@example.org"])
+    ses.throttle_entries = 1
+    job = email_job(payload)
+    with pytest.raises(RateLimited, match="ACCOUNT_THROTTLED") as err:
+        provider.send(job)
+    assert err.value.reset_at is not None
+    assert recipients(settings) == {"ana@example.org": "deferred", "ben@example.org": "sent"}
+    provider.send(job)
+    assert sorted(m["to"] for m in ses.delivered) == ["ana@example.org", "ben@example.org"]
+
+
+def test_unverified_sender_is_permanent(make_settings, monkeypatch, ses):
+    _, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org"])
+    with pytest.raises(Permanent, match="MessageRejected: Email address is not verified"):
+        provider.send(email_job({**payload, "from": "Someone <someone@elsewhere.example>"}))
+
+
+def test_default_credential_variables(make_settings, monkeypatch, ses):
+    options = {k: v for k, v in ses.options().items() if not k.endswith("_env")}
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ses.ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ses.SECRET_KEY)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    _, provider, _ = _setup(make_settings, monkeypatch, ses, [], options=options)
+    assert provider.check().startswith("SES eu-west-1: sending enabled, production access, quota 50000/24h at 14/s")
