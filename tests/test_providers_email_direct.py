@@ -197,3 +197,56 @@ def test_check_and_revoked_credentials(make_settings, monkeypatch, direct):
     fake.revoke()
     with pytest.raises(AuthExpired):
         provider.check()
+
+
+def test_through_the_engine_a_throttled_delivery_is_rescheduled_then_completes(store_url, make_settings,
+                                                                                monkeypatch):
+    """deliver() on both ledgers: the 429 puts the delivery back to planned at the provider's reset
+    time; the next run mails only those not yet mailed."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from syndicate.engine.deliver import deliver
+    from syndicate.engine.dispatch import claim_due
+    from syndicate.engine.ratelimit import MemoryLimiter
+    from syndicate.ledger.db import transaction
+    from syndicate.ledger.models import Delivery, utcnow
+
+    emails = addresses(5, start=900)
+    with start_fake("sendgrid") as (_base, fake):
+        settings = email_settings(make_settings, monkeypatch, fake, "sendgrid", to=emails, batch_size=2)
+        settings = settings.model_copy(update={"store": settings.store.model_copy(update={"url": store_url})})
+        payload = rendered_payload(settings)
+        factory = open_ledger(store_url)
+        with transaction(factory) as s:
+            s.add(Delivery(key="engine-throttle-1", subject="post:engine", channel="news", kind="email",
+                           provider="sendgrid", state="planned", due_at=utcnow(), payload=payload))
+        provider = build_email(settings, "sendgrid")
+        original, calls = provider.send_batch, []
+
+        def second_is_throttled(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                fake.fail_next("429", retry_after=600, path=r"^/v3/mail/send$")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(provider, "send_batch", second_is_throttled)
+
+        def run_once():
+            [claim] = claim_due(factory, utcnow(), limit=1, ttl=timedelta(minutes=5))
+            return deliver(factory, settings, claim.delivery_id, claim.token, limiter=MemoryLimiter(),
+                           provider_cache={"news": provider})
+
+        assert run_once().state == "planned"
+        with transaction(factory) as s:
+            row = s.query(Delivery).filter_by(key="engine-throttle-1").one()
+            assert row.error_class == "rate_limited" and row.due_at > utcnow() + timedelta(seconds=500)
+            delivery_id = row.id
+            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(due_at=utcnow()))
+        assert sorted(recipients(settings, delivery_id).values()) == ["deferred"] * 2 + ["sent"] * 2
+
+        assert run_once().state == "sent"
+        delivered = [m["to"] for m in fake.delivered]
+        assert sorted(delivered) == emails and len(delivered) == len(set(delivered))
+        assert set(recipients(settings, delivery_id).values()) == {"sent"}

@@ -38,6 +38,7 @@ class ButtondownProvider(HttpProvider):
     service = "Buttondown"
     default_api_base = "https://api.buttondown.com"
     deduplicates = True  # metadata carries the delivery key; a retry finds the email a lost answer made
+    dedup_window = campaign.LOOKUP_WINDOW  # the lookup reads only the newest campaigns
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.secret('api_key_env', 'API key')}"}

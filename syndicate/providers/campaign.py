@@ -17,7 +17,8 @@ Exactly once: each campaign is created carrying the delivery's key (Mailchimp: t
 campaign title; Buttondown: ``metadata``; SendGrid: the Single Send's name), and every send
 first looks for a campaign with that key. A retry after an outcome-unknown timeout finds
 the campaign the lost answer had created and resumes from its state (content set, scheduled,
-sent) instead of creating a second one; so these adapters declare ``deduplicates = True``.
+sent) instead of creating a second one; so these adapters declare ``deduplicates = True``,
+with a ``dedup_window`` of a week (the lookup reads only the newest campaigns).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from html import escape
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# The lookup reads only the newest campaigns (Mailchimp: 100 of the audience; Buttondown: the
+# first page; SendGrid: a name search), so an outcome-unknown delivery is retried only within
+# this window of its first attempt; later a person decides (engine rule 4).
+LOOKUP_WINDOW = timedelta(days=7)
 
 
 def with_merge_tag(payload: dict[str, Any], tag: str, *, html_tag: str | None = None) -> tuple[str, str, bool]:

@@ -43,6 +43,7 @@ class MailchimpProvider(HttpProvider):
     name = "mailchimp"
     service = "Mailchimp"
     deduplicates = True  # the delivery key in settings.title finds a campaign a lost answer made
+    dedup_window = campaign.LOOKUP_WINDOW  # the lookup reads only the newest campaigns
 
     @property
     def api_base(self) -> str:

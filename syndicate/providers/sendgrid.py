@@ -120,6 +120,7 @@ class SendGridSingleSendProvider(_SendGrid):
 
     name = "sendgrid_singlesend"
     deduplicates = True  # the Single Send's name is the delivery key: a retry finds it
+    dedup_window = campaign.LOOKUP_WINDOW  # the lookup reads only the newest campaigns
 
     def send(self, job: Job) -> SendResult:
         found = self.find(job.key)
