@@ -6,14 +6,18 @@ with a clear message (ActionRefused), never raced. Every action is recorded with
 
 from __future__ import annotations
 
+import copy
+import re
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.engine.states import transition
+from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
+from syndicate.render.textlength import find_hashtags, rule_for
 
 
 class ActionRefused(Exception):
@@ -94,3 +98,154 @@ def find_post(s: Session, ref: str) -> Post | None:
 def deliveries_for(factory: sessionmaker[Session], post_id: int) -> list[Delivery]:
     with transaction(factory) as s:
         return list(s.scalars(select(Delivery).where(Delivery.post_id == post_id).order_by(Delivery.id)))
+
+
+# ---------------------------------------------------------------- editing a stored payload
+#
+# The preview desk lets a person change a social post's text before it goes. The stored
+# payload is what will be sent, so an edit rewrites it, with the same guarantees as the state
+# actions: only while the delivery is planned or held, as one compare-and-set (a worker that
+# claimed the row first wins and the edit is refused), recorded in the audit trail.
+
+EDITABLE = ("planned", "held")
+# The field of each network's request body that carries the post's text.
+SNIPPET_FIELDS = {"x": "text", "facebook": "message", "linkedin": "commentary", "pinterest": "description",
+                  "mastodon": "status", "bluesky": "text", "threads": "text"}
+_NETWORK_NAMES = {"x": "X", "facebook": "Facebook", "linkedin": "LinkedIn", "pinterest": "Pinterest",
+                  "mastodon": "Mastodon", "bluesky": "Bluesky", "threads": "Threads"}
+# LinkedIn "little text": a hashtag is written {hashtag|\#|Tag}; reserved characters are escaped.
+_LITTLE_HASHTAG = re.compile(r"\{hashtag\|\\#\|([^{}|]*)\}")
+_LITTLE_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A snippet's length by its network's own count, and the limit it must stay within."""
+
+    count: int
+    limit: int
+
+    @property
+    def fits(self) -> bool:
+        return self.count <= self.limit
+
+
+def snippet_text(kind: str, payload: dict) -> str:
+    """The text a person reads and edits (LinkedIn's little-text escapes undone)."""
+    text = str((payload or {}).get(SNIPPET_FIELDS[kind], ""))
+    return from_little_text(text) if kind == "linkedin" else text
+
+
+def measure_snippet(kind: str, payload: dict, options: dict | None = None) -> Measured:
+    """The stored text measured as the network counts it (rule_for), against its limit."""
+    rule = rule_for(kind, options)
+    text = str((payload or {}).get(SNIPPET_FIELDS[kind], ""))
+    limit = rule.limit
+    if kind == "mastodon":  # the content warning counts toward the instance's limit
+        limit -= rule.measure(str(payload.get("spoiler_text") or ""))
+    return Measured(rule.measure(text), limit)
+
+
+def with_snippet(kind: str, payload: dict, text: str, options: dict | None = None) -> tuple[dict, Measured]:
+    """PAYLOAD with its text replaced by TEXT (as a person typed it), and the new measure.
+
+    Bluesky's facets (UTF-8 byte offsets of links and hashtags) are computed anew; LinkedIn's
+    text is escaped into little text, its hashtags written as hashtag templates.
+    """
+    if kind not in SNIPPET_FIELDS:
+        raise ActionRefused(f"{kind} deliveries have no editable text")
+    text = _clean(text)
+    new = copy.deepcopy(payload)
+    if kind == "linkedin":
+        new["commentary"] = to_little_text(text)
+    else:
+        new[SNIPPET_FIELDS[kind]] = text
+    if kind == "bluesky":
+        new["facets"] = _bluesky_facets_for(text, new)
+    return new, measure_snippet(kind, new, options)
+
+
+def edit_payload(factory, delivery_id: int, payload: dict, actor: str, detail: str,
+                 expect_updated_at: datetime | None = None) -> Delivery:
+    """Store PAYLOAD on a planned or held delivery (compare-and-set), recording DETAIL."""
+    now = utcnow()
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            raise ActionRefused(f"delivery {delivery_id}: no such delivery")
+        if row.state not in EDITABLE:
+            raise ActionRefused(f"delivery {delivery_id}: cannot edit a delivery that is {row.state}"
+                                f" (only {', '.join(EDITABLE)})")
+        where = [Delivery.id == delivery_id, Delivery.state.in_(EDITABLE)]
+        if expect_updated_at is not None:
+            where.append(Delivery.updated_at == expect_updated_at)
+        done = s.execute(update(Delivery).where(*where).values(payload=payload, updated_at=now)
+                         .execution_options(synchronize_session=False)).rowcount
+        if done != 1:
+            raise ActionRefused(f"delivery {delivery_id}: changed while you acted; look again")
+        record(s, delivery_id, actor, "edit", detail, now=now)
+    with transaction(factory) as s:
+        return s.get(Delivery, delivery_id)
+
+
+def edit_text(factory, delivery_id: int, text: str, actor: str, options: dict | None = None) -> Delivery:
+    """Replace a social delivery's text; refused (nothing stored) past the network's limit.
+
+    OPTIONS are the channel's options (a Mastodon instance may allow more than 500).
+    """
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            raise ActionRefused(f"delivery {delivery_id}: no such delivery")
+        kind, payload, seen = row.kind, row.payload, row.updated_at
+    if kind not in SNIPPET_FIELDS:
+        raise ActionRefused(f"delivery {delivery_id}: {kind} deliveries have no editable text")
+    before = measure_snippet(kind, payload, options)
+    new, after = with_snippet(kind, payload, text, options)
+    name = _NETWORK_NAMES[kind]
+    if not _clean(text):
+        raise ActionRefused(f"delivery {delivery_id}: the text is empty; nothing was changed")
+    if not after.fits:
+        raise ActionRefused(f"delivery {delivery_id}: too long for {name}: {after.count} of {after.limit} "
+                            f"characters as {name} counts them ({after.count - after.limit} over); "
+                            "nothing was changed")
+    old = snippet_text(kind, payload)
+    if _clean(old) == _clean(text):
+        raise ActionRefused(f"delivery {delivery_id}: the text is unchanged")
+    detail = f"edited the text ({before.count} -> {after.count} of {after.limit}); it was: {old}"
+    return edit_payload(factory, delivery_id, new, actor, detail, expect_updated_at=seen)
+
+
+def from_little_text(text: str) -> str:
+    """LinkedIn little text as a person reads it: "{hashtag|\\#|Calm}" -> "#Calm", "\\(" -> "("."""
+    return _LITTLE_ESCAPE.sub(r"\1", _LITTLE_HASHTAG.sub(lambda m: "#" + m.group(1), text))
+
+
+def to_little_text(text: str) -> str:
+    """Plain text as LinkedIn little text: reserved characters escaped, hashtags as templates."""
+    out, pos = [], 0
+    for start, end in find_hashtags(text):
+        out.append(_escape_little(text[pos:start]))
+        out.append(f"{{hashtag|\\#|{text[start + 1:end]}}}")
+        pos = end
+    out.append(_escape_little(text[pos:]))
+    return "".join(out)
+
+
+def _escape_little(text: str) -> str:
+    return re.sub(r"([\\|{}@\[\]()<>#*_~])", r"\\\1", text)
+
+
+def _bluesky_facets_for(text: str, payload: dict) -> list[dict]:
+    from syndicate.render.social import _LINK_SLOT, _bluesky_facets, display_link
+
+    link = str(((payload.get("embed") or {}).get("external") or {}).get("uri") or "")
+    shown = display_link(link) if link else ""
+    slotted = text.replace(shown, _LINK_SLOT, 1) if shown and shown in text else text
+    return _bluesky_facets(slotted, shown, link)
+
+
+def _clean(text: str) -> str:
+    # Browsers send CRLF from a textarea; the networks get plain newlines, no trailing blanks.
+    return "\n".join(line.rstrip() for line in (text or "").replace("\r\n", "\n").replace("\r", "\n")
+                     .split("\n")).strip()

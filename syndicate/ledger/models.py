@@ -204,3 +204,25 @@ class RecipientSend(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- The preview desk: staff accounts (migration 0003) ---
+
+
+class StaffUser(Base):
+    """A person who may sign in to the preview desk (``syndicate users add NAME``).
+
+    Only a salted hash of the password is kept (werkzeug.security, scrypt). ``failed_logins``
+    and ``locked_until`` slow down password guessing: after a few wrong passwords in a row the
+    account waits a few minutes before it accepts another try.
+    """
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # the sign-in name, lower case
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
