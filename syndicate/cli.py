@@ -225,9 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions():
     """Commands that live with their own module (workers, scheduling, operator actions)."""
-    from syndicate import cli_ops
+    from syndicate import cli_desk, cli_ops
 
-    return [cli_ops.register, cli_ops.register_celery, cli_ops.register_engine, cli_ops.register_email]
+    return [cli_ops.register, cli_ops.register_celery, cli_ops.register_engine, cli_ops.register_email,
+            cli_desk.register_desk]
 
 
 def main(argv: list[str] | None = None) -> int:

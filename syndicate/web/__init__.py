@@ -22,13 +22,14 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-act
 
 
 def create_app(settings: Settings) -> Flask:
-    from syndicate.web import core, subscriptions
+    from syndicate.web import core, desk, subscriptions
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_AS_ASCII=False)
     app.extensions["syndicate"] = {"settings": settings}
     app.register_blueprint(core.bp)
     app.register_blueprint(subscriptions.bp)
+    desk.init_app(app, settings)  # the preview desk and its sign-in (/desk)
 
     @app.after_request
     def _headers(response):

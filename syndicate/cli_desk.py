@@ -1,0 +1,126 @@
+"""Preview desk commands: staff accounts (`syndicate users ...`), and the desk in `syndicate serve`."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+from syndicate.cli import UsageError, load_settings, out
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise UsageError("--password-stdin: nothing on standard input")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password; pipe it in with --password-stdin")
+    first = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Same password again: ") != first:
+        raise UsageError("the two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_users_add(args) -> int:
+    from syndicate.engine.runner import ledger
+    from syndicate.web import auth
+
+    settings = load_settings(args)
+    try:
+        auth.normalize_name(args.name)
+        staff = auth.add_user(ledger(settings), args.name, _read_password(args), replace=args.reset)
+    except auth.AccountError as exc:
+        raise UsageError(str(exc)) from None
+    verb = "has a new password" if args.reset else "can now sign in to the preview desk"
+    out.print(f"{staff.name} {verb} (/desk on `syndicate serve`)")
+    return 0
+
+
+def cmd_users_list(args) -> int:
+    import json
+
+    from rich.table import Table
+
+    from syndicate.engine.runner import ledger
+    from syndicate.web import auth
+
+    settings = load_settings(args)
+    users = auth.list_users(ledger(settings))
+    if args.json:
+        print(json.dumps([{"name": u.name, "created_at": u.created_at.isoformat(),
+                           "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None}
+                          for u in users], indent=2))
+        return 0
+    if not users:
+        out.print("no staff accounts yet: `syndicate users add NAME`")
+        return 0
+    tz = settings.site.tz
+    table = Table("name", "created", "last sign-in", title=f"Preview desk accounts (times in {settings.site.timezone})")
+    for u in users:
+        table.add_row(u.name, f"{u.created_at.astimezone(tz):%Y-%m-%d %H:%M}",
+                      f"{u.last_login_at.astimezone(tz):%Y-%m-%d %H:%M}" if u.last_login_at else "never")
+    out.print(table)
+    return 0
+
+
+def cmd_users_remove(args) -> int:
+    from syndicate.engine.runner import ledger
+    from syndicate.web import auth
+
+    settings = load_settings(args)
+    try:
+        removed = auth.remove_user(ledger(settings), args.name)
+    except auth.AccountError as exc:
+        raise UsageError(str(exc)) from None
+    if not removed:
+        raise UsageError(f"no account named {args.name!r} (see `syndicate users list`)")
+    out.print(f"{args.name.strip().lower()} removed; any open desk session of theirs ends at once")
+    return 0
+
+
+def _serve_with_desk(serve):
+    """`syndicate serve`, saying where the desk is and what it still needs."""
+
+    def cmd_serve(args) -> int:
+        import os
+
+        from syndicate.engine.runner import ledger
+        from syndicate.web import auth
+
+        settings = load_settings(args)
+        users = auth.list_users(ledger(settings))
+        out.print(f"preview desk: http://{args.host}:{args.port}/desk/ ("
+                  + (f"{len(users)} staff account{'s' if len(users) != 1 else ''})" if users
+                     else "no staff accounts yet: add one with `syndicate users add NAME`)"))
+        if not os.environ.get(settings.web.secret_env or ""):
+            out.print(f"[yellow]warning:[/] {settings.web.secret_env} is not set: desk sign-ins end when the "
+                      "server restarts, and unsubscribe links cannot be checked")
+        return serve(args)
+
+    return cmd_serve
+
+
+def register_desk(sub) -> None:
+    users = sub.add_parser("users", help="preview desk staff accounts: add, list, remove").add_subparsers(
+        dest="users_cmd", metavar="ACTION", required=True)
+    p = users.add_parser("add", help="create an account (asks for the password twice)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--reset", action="store_true", help="set a new password for an existing account")
+    p.set_defaults(func=cmd_users_add)
+    p = users.add_parser("list", help="show the accounts and their last sign-in")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_users_list)
+    p = users.add_parser("remove", help="delete an account (its sessions end at once)")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_users_remove)
+
+    serve = sub.choices.get("serve")
+    if serve is not None:
+        serve.description = ("Run the web app: the preview desk at /desk (staff sign in), one-click "
+                             "unsubscribe and confirm links (open to all).")
+        serve.set_defaults(func=_serve_with_desk(serve.get_default("func")))
+        for action in sub._choices_actions:
+            if action.dest == "serve":
+                action.help = "run the web app: the preview desk (/desk), unsubscribe and confirm links"

@@ -1,0 +1,376 @@
+"""What the desk shows: the queue, and each delivery's stored payload as it will go out.
+
+Pure data for the templates (no Flask here): emails as their first recipient's real message
+(personalized exactly as a send would), social posts as cards with the network's own count.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
+from syndicate.engine.digest import edition_posts, upcoming_edition
+from syndicate.engine.schedule import next_digest
+from syndicate.ledger.models import Delivery, Event, Post, utcnow
+from syndicate.model import PostData
+from syndicate.payloads import digest_payload, email_messages
+from syndicate.render.email import MAX_HTML_BYTES
+from syndicate.render.links import absolute, is_http
+from syndicate.render.textlength import find_hashtags, find_links
+from syndicate.settings import Settings
+
+NETWORKS = {"email": "Email", "x": "X", "facebook": "Facebook", "linkedin": "LinkedIn", "pinterest": "Pinterest",
+            "mastodon": "Mastodon", "bluesky": "Bluesky", "threads": "Threads"}
+STATE_LABELS = {"planned": "Scheduled", "held": "Waiting for approval", "claimed": "Being sent",
+                "sending": "Being sent", "sent": "Sent", "failed": "Failed", "unknown": "Outcome unknown",
+                "skipped": "Skipped", "cancelled": "Cancelled", "next": "Next edition"}
+TABS = OrderedDict([
+    ("upcoming", ("Upcoming", ("planned", "claimed", "sending"))),
+    ("held", ("Held", ("held",))),
+    ("failed", ("Failed", ("failed",))),
+    ("unknown", ("Unknown", ("unknown",))),
+    ("sent", ("Sent", ("sent",))),
+    ("other", ("Skipped & cancelled", ("skipped", "cancelled"))),
+])
+RECENT = timedelta(days=30)  # how far back the sent and skipped tabs look
+RECENT_LIMIT = 300
+
+
+# ---------------------------------------------------------------- the queue
+
+@dataclass
+class QueueRow:
+    delivery_id: int | None
+    post_id: int | None
+    subject: str
+    title: str
+    channel: str
+    kind: str
+    state: str
+    when: datetime  # due, or sent for sent ones (UTC)
+    note: str = ""
+
+    @property
+    def group_key(self) -> str:
+        return f"post:{self.post_id}" if self.post_id else self.subject
+
+
+@dataclass
+class Group:
+    key: str
+    title: str
+    post_id: int | None
+    rows: list[QueueRow] = field(default_factory=list)
+
+
+def tab_counts(s: Session) -> dict[str, int]:
+    counts = dict(s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
+    return {tab: sum(counts.get(state, 0) for state in states) for tab, (_, states) in TABS.items()}
+
+
+def queue_rows(s: Session, settings: Settings, tab: str, now: datetime | None = None) -> list[QueueRow]:
+    now = now or utcnow()
+    states = TABS[tab][1]
+    query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
+             .where(Delivery.state.in_(states)))
+    if tab in ("sent", "other"):
+        query = query.where(Delivery.updated_at >= now - RECENT).order_by(Delivery.updated_at.desc())
+        query = query.limit(RECENT_LIMIT)
+    else:
+        query = query.order_by(Delivery.due_at, Delivery.id)
+    rows = []
+    for d, title in s.execute(query).all():
+        when = d.sent_at if d.state == "sent" and d.sent_at else d.due_at
+        note = d.last_error or d.hold_reason or ""
+        rows.append(QueueRow(d.id, d.post_id, d.subject, title or _digest_title(d.subject), d.channel, d.kind,
+                             d.state, when, note))
+    if tab == "upcoming":
+        rows += next_editions(settings, now)
+        rows.sort(key=lambda r: (r.when, r.channel))
+    return rows
+
+
+def next_editions(settings: Settings, now: datetime) -> list[QueueRow]:
+    result = []
+    for name, channel in settings.enabled_channels().items():
+        if channel.mode == "digest":
+            at = next_digest(channel, settings, now)
+            result.append(QueueRow(None, None, "digest:next", "Next digest edition", name, channel.kind, "next",
+                                   at, "what it holds so far is on the Digest page"))
+    return result
+
+
+def group_by_post(rows: list[QueueRow]) -> list[Group]:
+    groups: OrderedDict[str, Group] = OrderedDict()
+    for row in rows:
+        group = groups.setdefault(row.group_key, Group(row.group_key, row.title, row.post_id))
+        group.rows.append(row)
+    return list(groups.values())
+
+
+def group_by_channel(rows: list[QueueRow], settings: Settings) -> list[Group]:
+    order = {name: i for i, name in enumerate(settings.channels)}
+    groups: dict[str, Group] = {}
+    for row in rows:
+        groups.setdefault(row.channel, Group(row.channel, row.channel, None)).rows.append(row)
+    return sorted(groups.values(), key=lambda g: (order.get(g.key, len(order)), g.key))
+
+
+def _digest_title(subject: str) -> str:
+    return f"Digest edition {subject.removeprefix('digest:')}" if subject.startswith("digest:") else subject
+
+
+# ---------------------------------------------------------------- one delivery
+
+@dataclass
+class EmailPreview:
+    subject: str
+    preheader: str
+    sender: str
+    to: str
+    reply_to: str | None
+    html: str
+    text: str
+    size: int
+    sensitive: bool
+    list_unsubscribe: str = ""
+    limit: int = MAX_HTML_BYTES
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.size / self.limit))
+
+    @property
+    def level(self) -> str:
+        return "over" if self.size > self.limit else "near" if self.size > 0.85 * self.limit else "ok"
+
+    @property
+    def kilobytes(self) -> str:
+        return f"{self.size / 1000:.1f}"
+
+
+def email_preview(payload: dict, settings: Settings, subscribers_active: int | None = None) -> EmailPreview:
+    """The email as its first recipient gets it (unsubscribe links personalized like a send)."""
+    message = email_messages(payload, settings)[0]
+    html_part = message.get_body(("html",))
+    text_part = message.get_body(("plain",))
+    html = html_part.get_content() if html_part is not None else payload.get("html", "")
+    text = text_part.get_content() if text_part is not None else payload.get("text", "")
+    if payload.get("audience") == "subscribers":
+        to = "the subscriber list" + (f" ({subscribers_active} active)" if subscribers_active is not None else "")
+    else:
+        to = ", ".join(payload.get("to") or []) or "(no recipients)"
+    return EmailPreview(subject=payload.get("subject", ""), preheader=payload.get("preheader", ""),
+                        sender=payload.get("from", ""), to=to, reply_to=payload.get("reply_to"), html=html,
+                        text=text, size=len(html.encode()), sensitive=bool(payload.get("sensitive")),
+                        list_unsubscribe=str(message.get("List-Unsubscribe", "")))
+
+
+@dataclass
+class Segment:
+    kind: str  # "text", "link", "tag"
+    value: str
+
+
+@dataclass
+class SocialCard:
+    kind: str
+    network: str
+    text: str  # as a person reads it (and edits it)
+    segments: list[Segment]
+    measured: Measured
+    hashtags: list[str]
+    image: str | None = None
+    link: str | None = None
+    domain: str = ""
+    card_title: str = ""
+    card_description: str = ""
+    spoiler: str = ""
+    title: str = ""  # Pinterest's pin title
+    title_limit: int = 0
+    handle: str = ""
+    not_applicable: str = ""
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.measured.count / max(1, self.measured.limit)))
+
+    @property
+    def level(self) -> str:
+        m = self.measured
+        return "over" if m.count > m.limit else "near" if m.count > 0.9 * m.limit else "ok"
+
+    @property
+    def remaining(self) -> int:
+        return self.measured.limit - self.measured.count
+
+
+def social_card(kind: str, payload: dict, settings: Settings, channel: str, post: PostData | None) -> SocialCard:
+    options = settings.channels[channel].options if channel in settings.channels else {}
+    if kind not in SNIPPET_FIELDS or not payload or SNIPPET_FIELDS[kind] not in payload:
+        return SocialCard(kind, NETWORKS.get(kind, kind), "", [], Measured(0, 0), [],
+                          not_applicable=str((payload or {}).get("not_applicable") or "nothing to show"))
+    text = snippet_text(kind, payload)
+    card = SocialCard(kind=kind, network=NETWORKS[kind], text=text, segments=_segments(kind, text, payload),
+                      measured=measure_snippet(kind, payload, options),
+                      hashtags=[text[s:e] for s, e in find_hashtags(text)])
+    post_image = absolute(post.image_url, post.url) if post else None
+    card.image = post_image if is_http(post_image) else None
+    card.link = post.url if post else None
+    card.card_title = post.title if post else ""
+    card.card_description = (post.summary or "") if post else ""
+    if kind == "facebook":
+        card.link = payload.get("link") or card.link
+    elif kind == "linkedin":
+        article = (payload.get("content") or {}).get("article") or {}
+        card.link = article.get("source") or card.link
+        card.card_title = article.get("title") or card.card_title
+        card.card_description = article.get("description") or ""
+        card.image = payload.get("_thumbnail_url") or card.image
+    elif kind == "pinterest":
+        card.link = payload.get("link") or card.link
+        card.image = (payload.get("media_source") or {}).get("url") or card.image
+        card.title, card.title_limit = payload.get("title", ""), 100
+    elif kind == "bluesky":
+        external = (payload.get("embed") or {}).get("external") or {}
+        card.link = external.get("uri") or card.link
+        card.card_title = external.get("title") or card.card_title
+        card.card_description = external.get("description") or ""
+        card.image = payload.get("_thumbnail_url") or card.image
+    elif kind == "mastodon":
+        card.spoiler = payload.get("spoiler_text") or ""
+    card.domain = (urlsplit(card.link).hostname or "").removeprefix("www.") if card.link else ""
+    card.handle = _handle(kind, settings, options)
+    return card
+
+
+def _handle(kind: str, settings: Settings, options: dict) -> str:
+    """The account's handle as the network shows it (``options.handle``, else made from the site)."""
+    if options.get("handle"):
+        return str(options["handle"])
+    host = (urlsplit(settings.site.url).hostname or "").removeprefix("www.")
+    if kind == "bluesky":
+        return f"@{host}"
+    name = host.split(".")[0]
+    if kind == "mastodon":
+        instance = (urlsplit(str(options.get("instance") or "")).hostname or "")
+        return f"@{name}@{instance}" if instance else f"@{name}"
+    if kind in ("facebook", "linkedin"):
+        return "Page" if kind == "facebook" else "Organization"
+    return f"@{name}"
+
+
+def _segments(kind: str, text: str, payload: dict) -> list[Segment]:
+    """TEXT split into plain text, links and hashtags (Bluesky: exactly where its facets say)."""
+    spans: list[tuple[int, int, str]] = []
+    if kind == "bluesky":
+        data = text.encode()
+        for facet in payload.get("facets") or []:
+            index = facet.get("index") or {}
+            start = len(data[: index.get("byteStart", 0)].decode(errors="ignore"))
+            end = len(data[: index.get("byteEnd", 0)].decode(errors="ignore"))
+            feature = ((facet.get("features") or [{}])[0].get("$type") or "")
+            spans.append((start, end, "tag" if feature.endswith("#tag") else "link"))
+    else:
+        spans = [(s, e, "link") for s, e in find_links(text)] + [(s, e, "tag") for s, e in find_hashtags(text)]
+    result, pos = [], 0
+    for start, end, what in sorted(spans):
+        if start < pos:
+            continue
+        if start > pos:
+            result.append(Segment("text", text[pos:start]))
+        result.append(Segment(what, text[start:end]))
+        pos = end
+    if pos < len(text):
+        result.append(Segment("text", text[pos:]))
+    return result
+
+
+@dataclass
+class DeliveryView:
+    row: Delivery
+    channel_known: bool
+    email: EmailPreview | None = None
+    social: SocialCard | None = None
+    error: str = ""
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def network(self) -> str:
+        return NETWORKS.get(self.row.kind, self.row.kind)
+
+    @property
+    def editable(self) -> bool:
+        return self.row.state in ("planned", "held") and self.social is not None and not self.social.not_applicable
+
+    @property
+    def busy(self) -> bool:
+        return self.row.state in ("claimed", "sending")
+
+
+def delivery_view(row: Delivery, settings: Settings, post: PostData | None, events: list[Event],
+                  subscribers_active: int | None = None) -> DeliveryView:
+    view = DeliveryView(row, row.channel in settings.channels, events=events)
+    payload = row.payload or {}
+    try:
+        if row.kind == "email":
+            if "html" in payload:
+                view.email = email_preview(payload, settings, subscribers_active)
+            else:
+                view.error = "Nothing to preview: this delivery has no rendered message."
+        else:
+            view.social = social_card(row.kind, payload, settings, row.channel, post)
+    except Exception as exc:  # a preview must never take the page down; say what broke
+        view.error = f"This preview could not be shown ({type(exc).__name__}: {exc})."
+    return view
+
+
+def events_by_delivery(s: Session, ids: list[int]) -> dict[int, list[Event]]:
+    result: dict[int, list[Event]] = {i: [] for i in ids}
+    if ids:
+        for event in s.scalars(select(Event).where(Event.delivery_id.in_(ids))
+                               .order_by(Event.at.desc(), Event.id.desc())):
+            result[event.delivery_id].append(event)
+    return result
+
+
+# ---------------------------------------------------------------- the next digest editions
+
+@dataclass
+class DigestView:
+    channel: str
+    at: datetime
+    since: datetime
+    key: str
+    titles: list[str]
+    email: EmailPreview | None
+    error: str = ""
+
+
+def next_digests(s: Session, settings: Settings, now: datetime | None = None,
+                 subscribers_active: int | None = None) -> list[DigestView]:
+    """Each digest channel's next edition as it would be sent now (the posts ready so far)."""
+    now = now or utcnow()
+    result = []
+    for name, channel in settings.enabled_channels().items():
+        if channel.mode != "digest":
+            continue
+        edition = upcoming_edition(s, settings, name, now)
+        at = next_digest(channel, settings, now)
+        posts = edition_posts(edition)
+        view = DigestView(name, at, edition.since, edition.key, [p.title for p in posts], None)
+        if posts and channel.kind == "email":
+            try:
+                view.email = email_preview(digest_payload(posts, settings, name, {**edition.as_dict(),
+                                                                                   "at": at.isoformat()}),
+                                           settings, subscribers_active)
+            except Exception as exc:
+                view.error = f"The edition could not be rendered ({type(exc).__name__}: {exc})."
+        result.append(view)
+    return result

@@ -1,0 +1,312 @@
+"""The desk's pages and actions (routes on ``syndicate.web.desk.bp``).
+
+Every action is one of syndicate/engine/actions.py (a compare-and-set on the delivery,
+recorded with the signed-in person as actor): a delivery a worker has already claimed is
+refused with the reason shown, never raced. Actions answer with a redirect back to the page
+and a one-line message (post/redirect/get), except a refused edit, which shows the page again
+with the text as typed so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from syndicate import subscribers
+from syndicate.engine import actions
+from syndicate.engine.actions import ActionRefused
+from syndicate.engine.deliver import deliver
+from syndicate.engine.dispatch import claim_one
+from syndicate.engine.manual import send_post_now
+from syndicate.engine.schedule import wall_to_utc
+from syndicate.ledger.db import transaction
+from syndicate.ledger.models import Delivery, Post, utcnow
+from syndicate.model import PostData
+from syndicate.safety import matched_topics
+from syndicate.web import auth, ledger, settings
+from syndicate.web.desk import CSP, bp, previews
+from syndicate.web.desk.testmail import SendTestError, send_test_email
+
+RESOLUTIONS = {"sent": "marked as sent", "retry": "set to be sent again", "cancel": "cancelled"}
+
+
+@bp.after_request
+def _strict(response):
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+@bp.app_template_filter("local")
+def local_time(value: datetime | None, style: str = "long") -> str:
+    """A UTC instant in the site's time zone: "Tue Nov 24, 9:00 AM" (the year when not this year)."""
+    if value is None:
+        return "—"
+    here = value.astimezone(settings().site.tz)
+    year = "" if here.year == datetime.now(here.tzinfo).year else f" {here.year}"
+    if style == "short":
+        return f"{here:%b} {here.day}{year}, {_clock(here)}"
+    return f"{here:%a %b} {here.day}{year}, {_clock(here)}"
+
+
+@bp.app_template_filter("input_time")
+def input_time(value: datetime) -> str:
+    """The value of a datetime-local input, in the site's time zone."""
+    return value.astimezone(settings().site.tz).strftime("%Y-%m-%dT%H:%M")
+
+
+@bp.app_template_filter("actor")
+def actor_label(actor: str) -> str:
+    if actor.startswith("desk:"):
+        return actor.removeprefix("desk:")
+    if actor.startswith("cli:"):
+        return f"{actor.removeprefix('cli:')} (command line)"
+    return {"planner": "Planner", "dispatcher": "Dispatcher", "reaper": "Reaper", "cli": "Command line"}.get(
+        actor, actor.replace("worker:", "Worker "))
+
+
+@bp.app_template_test("match_color")
+def match_color(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{3,8}", value) is not None
+
+
+def _clock(t: datetime) -> str:
+    return f"{t.hour % 12 or 12}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}"
+
+
+def _page(template: str, status: int = 200, **context):
+    site = settings().site
+    now = datetime.now(site.tz)
+    with transaction(ledger()) as s:
+        counts = previews.tab_counts(s)
+    return render_template(template, site=site, staff=auth.current_user(), counts=counts,
+                           tz_label=f"{site.timezone.replace('_', ' ')} ({now:%Z})",
+                           labels=previews.STATE_LABELS, networks=previews.NETWORKS, **context), status
+
+
+# ---------------------------------------------------------------- pages
+
+
+@bp.get("/")
+@auth.login_required
+def queue():
+    tab = request.args.get("tab", "upcoming")
+    if tab not in previews.TABS:
+        tab = "upcoming"
+    by = "channel" if request.args.get("by") == "channel" else "post"
+    with transaction(ledger()) as s:
+        rows = previews.queue_rows(s, settings(), tab)
+    groups = previews.group_by_channel(rows, settings()) if by == "channel" else previews.group_by_post(rows)
+    return _page("desk/queue.html", tab=tab, by=by, tabs=previews.TABS, groups=groups, total=len(rows))
+
+
+@bp.get("/post/<int:post_id>")
+@auth.login_required
+def post_page(post_id: int):
+    return _post_page(post_id)
+
+
+def _post_page(post_id: int, drafts: dict[int, str] | None = None, errors: dict[int, str] | None = None,
+               status: int = 200):
+    cfg = settings()
+    factory = ledger()
+    with transaction(factory) as s:
+        post = s.get(Post, post_id)
+        if post is None:
+            abort(404)
+        rows = list(s.scalars(select(Delivery).where(Delivery.post_id == post_id)))
+        events = previews.events_by_delivery(s, [r.id for r in rows])
+    order = {name: i for i, name in enumerate(cfg.channels)}
+    rows.sort(key=lambda r: (order.get(r.channel, len(order)), r.id))
+    data = PostData.from_dict(post.data)
+    active = subscribers.counts(factory).get("active", 0)
+    views = [previews.delivery_view(r, cfg, data, events[r.id], active) for r in rows]
+    unplanned = [name for name in cfg.enabled_channels()
+                 if cfg.channels[name].mode != "digest" and name not in {r.channel for r in rows}]
+    activity = sorted((e for r in rows for e in events[r.id]), key=lambda e: (e.at, e.id), reverse=True)
+    return _page("desk/post.html", status, post=post, data=data, views=views, unplanned=unplanned,
+                 topics=matched_topics(data, cfg.safety), activity=activity, drafts=drafts or {},
+                 errors=errors or {}, deliveries={r.id: r for r in rows})
+
+
+@bp.get("/delivery/<int:delivery_id>")
+@auth.login_required
+def delivery_page(delivery_id: int):
+    factory = ledger()
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            abort(404)
+        if row.post_id is not None:
+            return redirect(url_for("desk.post_page", post_id=row.post_id, _anchor=f"d{row.id}"))
+        events = previews.events_by_delivery(s, [row.id])[row.id]
+    view = previews.delivery_view(row, settings(), None, events, subscribers.counts(factory).get("active", 0))
+    return _page("desk/delivery.html", view=view, drafts={}, errors={})
+
+
+@bp.get("/digest")
+@auth.login_required
+def digest_page():
+    factory = ledger()
+    with transaction(factory) as s:
+        editions = previews.next_digests(s, settings(), subscribers_active=subscribers.counts(factory)
+                                         .get("active", 0))
+        planned = list(s.scalars(select(Delivery).where(Delivery.subject.like("digest:%"),
+                                                        Delivery.state.in_(("planned", "held", "claimed",
+                                                                            "sending", "unknown", "failed")))
+                                 .order_by(Delivery.due_at)))
+    return _page("desk/digest.html", editions=editions, planned=planned)
+
+
+# ---------------------------------------------------------------- actions
+
+
+@bp.post("/delivery/<int:delivery_id>/<action>")
+@auth.login_required
+def act(delivery_id: int, action: str):
+    handler = _ACTIONS.get(action)
+    if handler is None:
+        abort(404)
+    with transaction(ledger()) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            abort(404)
+        post_id, channel = row.post_id, row.channel
+    back = (url_for("desk.post_page", post_id=post_id, _anchor=f"d{delivery_id}") if post_id
+            else url_for("desk.delivery_page", delivery_id=delivery_id))
+    actor = auth.current_user().actor
+    try:
+        message, category = handler(delivery_id, actor, channel)
+    except _Redo as redo:
+        return _post_page(post_id, drafts={delivery_id: redo.draft}, errors={delivery_id: redo.message},
+                          status=400) if post_id else _refused(redo.message, back)
+    except (ActionRefused, SendTestError, ValueError) as exc:
+        return _refused(_explain(delivery_id, str(exc)), back)
+    flash(message, category)
+    return redirect(back)
+
+
+class _Redo(Exception):
+    """A refused edit: the page is shown again with the text as typed."""
+
+    def __init__(self, message: str, draft: str):
+        super().__init__(message)
+        self.message, self.draft = message, draft
+
+
+def _refused(message: str, back: str):
+    flash(message, "error")
+    return redirect(back)
+
+
+def _explain(delivery_id: int, message: str) -> str:
+    """The actions module's reason, with what it means for the person at the desk."""
+    with transaction(ledger()) as s:
+        state = s.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
+    reason = message.removeprefix(f"delivery {delivery_id}: ").rstrip(".")
+    text = (reason[:1].upper() + reason[1:] if "nothing was changed" in reason
+            else f"Nothing was changed: {reason}") + "."
+    if state in ("claimed", "sending"):
+        text += " A worker has already picked this delivery up and is sending it; it can no longer be changed here."
+    return text
+
+
+def _channel_label(channel: str) -> str:
+    ch = settings().channels.get(channel)
+    return f"{previews.NETWORKS.get(ch.kind, ch.kind)} ({channel})" if ch else channel
+
+
+def _approve(delivery_id: int, actor: str, channel: str):
+    row = actions.approve(ledger(), delivery_id, actor)
+    when = "with the next run" if row.due_at <= utcnow() else f"on {local_time(row.due_at)}"
+    return f"Approved. {_channel_label(channel)} goes out {when}.", "success"
+
+
+def _hold(delivery_id: int, actor: str, channel: str):
+    reason = " ".join(request.form.get("reason", "").split())[:300]
+    actions.hold(ledger(), delivery_id, actor, reason=reason or f"held by {actor.removeprefix('desk:')}")
+    return f"Held. {_channel_label(channel)} waits until someone approves it.", "success"
+
+
+def _cancel(delivery_id: int, actor: str, channel: str):
+    actions.cancel(ledger(), delivery_id, actor)
+    return f"Cancelled. {_channel_label(channel)} will not be sent.", "success"
+
+
+def _send_now(delivery_id: int, actor: str, channel: str):
+    cfg, factory = settings(), ledger()
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        post = s.get(Post, row.post_id) if row.post_id else None
+        state = row.state
+    if state not in ("planned", "held"):
+        raise ActionRefused(f"delivery {delivery_id}: cannot send now a delivery that is {state} "
+                            "(only planned, held)")
+    if channel not in cfg.enabled_channels():
+        raise ActionRefused(f"delivery {delivery_id}: channel {channel!r} is not enabled in the settings")
+    if post is not None:
+        result = send_post_now(factory, cfg, post, [channel], actor)[0]
+        outcome, detail = result.state, result.detail
+    else:  # a digest edition: the same claim and delivery, in-process
+        actions.send_now(factory, delivery_id, actor)
+        claim = claim_one(factory, delivery_id, utcnow(), ttl=cfg.run.claim_ttl, actor=actor)
+        if claim is None:
+            outcome, detail = "busy", ""
+        else:
+            done = deliver(factory, cfg, claim.delivery_id, claim.token, actor=actor)
+            outcome, detail = done.state, done.detail
+    label = _channel_label(channel)
+    if outcome == "sent":
+        return f"Sent. {label} went out just now.", "success"
+    if outcome == "busy":
+        return f"{label} is on its way: a worker picked it up at the same moment.", "info"
+    if outcome in ("claimed", "sending"):
+        raise ActionRefused(f"delivery {delivery_id}: a worker is sending it right now")
+    return f"{label} was not sent: {outcome}" + (f" ({detail})" if detail else "") + ".", "error"
+
+
+def _reschedule(delivery_id: int, actor: str, channel: str):
+    value = request.form.get("when", "").strip()
+    try:
+        wall = datetime.strptime(value, "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise ActionRefused(f"delivery {delivery_id}: {value!r} is not a date and time") from None
+    due = wall_to_utc(wall.date(), wall.time(), settings().site.tz)
+    if due < utcnow() - timedelta(minutes=1):
+        raise ActionRefused(f"delivery {delivery_id}: {local_time(due)} has already passed "
+                            "(use Send now to send at once)")
+    actions.reschedule(ledger(), delivery_id, due, actor)
+    return f"Rescheduled. {_channel_label(channel)} goes out on {local_time(due)}.", "success"
+
+
+def _edit(delivery_id: int, actor: str, channel: str):
+    text = request.form.get("text", "")
+    ch = settings().channels.get(channel)
+    try:
+        actions.edit_text(ledger(), delivery_id, text, actor, options=ch.options if ch else None)
+    except ActionRefused as exc:
+        if "too long" in str(exc) or "empty" in str(exc):
+            raise _Redo(_explain(delivery_id, str(exc)), text) from None
+        raise
+    return f"Saved. The new text for {_channel_label(channel)} is what will be sent.", "success"
+
+
+def _test_email(delivery_id: int, actor: str, channel: str):
+    address = request.form.get("address", "").strip()
+    where = send_test_email(ledger(), settings(), delivery_id, address, actor)
+    return f"Test email sent to {address} ({where}).", "success"
+
+
+def _resolve(delivery_id: int, actor: str, channel: str):
+    outcome = request.form.get("outcome", "")
+    if outcome not in RESOLUTIONS:
+        raise ActionRefused(f"delivery {delivery_id}: choose sent, retry or cancel")
+    actions.resolve(ledger(), delivery_id, outcome, actor)
+    return f"Settled. {_channel_label(channel)} is {RESOLUTIONS[outcome]}.", "success"
+
+
+_ACTIONS = {"approve": _approve, "hold": _hold, "cancel": _cancel, "send-now": _send_now,
+            "reschedule": _reschedule, "edit": _edit, "test-email": _test_email, "resolve": _resolve}
