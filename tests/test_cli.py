@@ -159,3 +159,13 @@ def test_feed_inspect_as_a_subprocess_never_shows_a_traceback(tmp_path):
     code, _, err = run_cli("feed", "inspect", "http://127.0.0.1:9/feed.xml")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_sending_one_channel_by_hand_leaves_the_posts_other_channels_planned(demo, capsys):
+    url = "https://harborwellness.example/2026/11/24/mindful-reset-holiday-season/"
+    assert main(["--config", str(demo), "post", url, "--channel", "x"]) == 0  # polls the feed first
+    outbox = demo.parent / "outbox"
+    assert [p.parent.name for p in outbox.rglob("*.json")] == ["x"]
+    assert main(["--config", str(demo), "run", "--once"]) == 0
+    assert len(list((outbox / "newsletter").glob("*.eml"))) == 5  # that post's newsletter too
+    assert len(list((outbox / "x").glob("*.json"))) == 4  # and no second tweet for it

@@ -136,3 +136,28 @@ def test_a_send_that_outlives_its_lease_is_recorded_when_it_completes(store_url,
     reaper.join()
     assert outcome.state == "sent"
     assert _row(factory).state == "sent"  # the truth, once known, replaces 'unknown'
+
+
+def test_duplicate_on_a_retry_means_the_first_attempt_went_out(store_url, make_settings, monkeypatch, x_fake):
+    settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x")
+    x_fake.fail_next("500")
+    assert _once(settings, factory).state == "planned"
+    # The 500 came back although X had posted it: the retry is refused as duplicate content.
+    x_fake.posts["1"] = {"id": "1", "text": "Hello", "body": {"text": "Hello"}}
+    with transaction(factory) as s:
+        s.execute(update(Delivery).values(due_at=utcnow()))
+    assert _once(settings, factory).state == "unknown"
+    row = _row(factory)
+    assert row.error_class == "duplicate" and "earlier attempt" in row.last_error
+
+
+def test_a_gateway_error_on_a_create_without_duplicate_protection_is_unknown(store_url, make_settings,
+                                                                            monkeypatch):
+    with start_fake("pinterest") as (_url, fake):
+        settings, factory = _setup(store_url, make_settings, monkeypatch, fake, "pinterest")
+        with transaction(factory) as s:
+            s.execute(update(Delivery).values(payload={
+                "board_id": "1", "link": "https://harborwellness.example/p/", "title": "T",
+                "media_source": {"source_type": "image_url", "url": "https://harborwellness.example/a.jpg"}}))
+        fake.fail_next("503")
+        assert _once(settings, factory).state == "unknown"

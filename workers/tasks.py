@@ -41,7 +41,7 @@ def dispatch() -> dict:
     settings = _settings()
     factory = _ledger()
     now = utcnow()
-    reaped = reap_expired(factory, now, actor="reaper")
+    reaped = reap_expired(factory, now, actor="reaper", settings=settings)
     plan_pending(factory, settings, now)
     plan_digests(factory, settings, now)
     claims = claim_due(factory, now, limit=settings.run.batch_size, ttl=settings.run.claim_ttl, actor="dispatcher")

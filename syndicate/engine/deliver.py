@@ -18,10 +18,10 @@ from syndicate import providers
 from syndicate.engine.dispatch import Claim, release
 from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
 from syndicate.engine.retry import retry_due
-from syndicate.engine.states import transition
+from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, utcnow
-from syndicate.providers.base import Job, OutcomeUnknown, ProviderError, RateLimited, Retryable
+from syndicate.providers.base import Duplicate, Job, OutcomeUnknown, ProviderError, RateLimited, Retryable
 from syndicate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,10 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         provider = _provider(settings, job, provider_cache)
         result = provider.send(job)
     except ProviderError as exc:
+        outcome = _failed(factory, settings, job, token, exc, actor)  # the ledger first, always
         if isinstance(exc, RateLimited) and exc.reset_at is not None:
-            limiter.block(_account(settings, job.channel), exc.reset_at)  # every worker waits
-        return _failed(factory, settings, job, token, exc, actor)
+            _block(limiter, _account(settings, job.channel), exc.reset_at)
+        return outcome
     except Exception as exc:  # a bug in an adapter: we cannot know whether the call went out
         log.exception("provider crashed on delivery %s", delivery_id)
         return _failed(factory, settings, job, token, OutcomeUnknown(f"adapter error: {type(exc).__name__}: {exc}"),
@@ -71,13 +72,34 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
                         provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
                         lease_until=None, last_error=None, error_class=None, detail=result.ref)
     if not ok:
-        # The lease ran out and the reaper marked it unknown while we were sending; record the
-        # truth we now know, still fenced by our token.
-        with transaction(factory) as s:
-            transition(s, delivery_id, from_states=("unknown",), token=token, to_state="sent", actor=actor,
-                       provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
-                       detail="provider confirmed after the lease had expired")
+        _late_success(factory, delivery_id, result, actor)
     return Outcome(delivery_id, "sent", result.ref or "")
+
+
+def _late_success(factory, delivery_id: int, result, actor: str) -> None:
+    """The provider accepted after our lease ran out: the reaper (or a person) moved the row
+    meanwhile. Record the truth where the row is settled or waiting; where another worker holds
+    it now, keep the provider's id in the audit trail and say so loudly."""
+    with transaction(factory) as s:
+        ok = transition(s, delivery_id, from_states=("unknown", "planned", "held", "failed", "cancelled"),
+                        to_state="sent", actor=actor, provider_ref=result.ref, provider_url=result.url,
+                        sent_at=utcnow(), claim_token=None, lease_until=None,
+                        detail=f"provider confirmed {result.ref} after the lease had expired")
+        if not ok:
+            state = s.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
+            record(s, delivery_id, actor, "late-success",
+                   f"provider accepted ({result.ref}) after the lease expired, while the delivery was {state}")
+    if not ok:
+        log.error("delivery %s: provider accepted (%s) after the lease expired, but the delivery is now %s; "
+                  "check for a second copy", delivery_id, result.ref, state)
+
+
+def _block(limiter, account: str, until: datetime) -> None:
+    """Make every worker wait for the provider's reset; best effort (the row already waits)."""
+    try:
+        limiter.block(account, until)
+    except Exception as exc:  # the limiter's Redis is down: this row's due_at still holds
+        log.warning("could not share the rate limit of %s (%s)", account, type(exc).__name__)
 
 
 def _account(settings: Settings, channel_name: str) -> str:
@@ -137,9 +159,9 @@ def _failed(factory, settings: Settings, job: Job, token: str, exc: ProviderErro
         first_try = s.scalar(select(func.min(Event.at)).where(Event.delivery_id == job.delivery_id,
                                                                Event.to_state == "sending"))
         state, values = _after_error(exc, attempts, now, settings, job, first_try or now)
+        values = {"last_error": str(exc), **values}
         transition(s, job.delivery_id, from_states=("sending",), token=token, to_state=state, actor=actor,
-                   now=now, last_error=str(exc), error_class=exc.error_class, lease_until=None,
-                   detail=message, **values)
+                   now=now, error_class=exc.error_class, lease_until=None, detail=message, **values)
     log.warning("delivery %s (%s): %s -> %s", job.delivery_id, job.channel, message, state)
     return Outcome(job.delivery_id, state, message)
 
@@ -147,10 +169,13 @@ def _failed(factory, settings: Settings, job: Job, token: str, exc: ProviderErro
 def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Settings, job: Job,
                  first_try: datetime):
     exhausted = attempts >= settings.run.max_attempts
+    if isinstance(exc, Duplicate) and attempts > 1:
+        # Refused as a copy on a retry: our earlier attempt most likely went through.
+        return "unknown", {"last_error": f"{exc} — an earlier attempt probably went out; check the account"}
     if isinstance(exc, OutcomeUnknown):
         # Resend only where the provider will drop a repeat of the same key, and only while it
         # still remembers the key (Mastodon forgets after an hour); else a person decides.
-        window = _dedup_window(settings, job)
+        window = providers.dedup_window(settings, job.channel)
         due = retry_due(now, attempts, settings.run)
         if window is None or exhausted or due - first_try > window:
             return "unknown", {}
@@ -159,15 +184,3 @@ def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Set
         reset = exc.reset_at if isinstance(exc, RateLimited) else None
         return "planned", {"due_at": retry_due(now, attempts, settings.run, reset), "claim_token": None}
     return "failed", {}
-
-
-def _dedup_window(settings: Settings, job: Job) -> timedelta | None:
-    """How long the provider remembers an idempotency key; None where it does not deduplicate."""
-    channel = settings.channels.get(job.channel)
-    try:
-        cls = providers.get(channel.provider) if channel else None
-    except providers.UnknownProvider:
-        return None
-    if cls is None or not cls.deduplicates:
-        return None
-    return cls.dedup_window or timedelta.max

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.states import new_token, transition
 from syndicate.ledger.db import transaction
-from syndicate.ledger.models import Delivery
+from syndicate.ledger.models import Delivery, Event
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,20 @@ class Claim:
 
 
 def claim_due(factory: sessionmaker[Session], now: datetime, *, limit: int, ttl: timedelta,
-              actor: str = "dispatcher") -> list[Claim]:
-    """Claim up to LIMIT deliveries due at NOW; each claim expires after TTL unless sent."""
+              actor: str = "dispatcher", due_by: datetime | None = None,
+              exclude: set[int] | frozenset[int] = frozenset()) -> list[Claim]:
+    """Claim up to LIMIT deliveries due by DUE_BY (default NOW); each claim's lease runs from
+    NOW (the real clock: other workers' reapers judge it) for TTL unless sent. EXCLUDE: rows
+    this pass already handled, so a retry planned for later is not taken again at once."""
     claims = []
+    where = [Delivery.state == "planned", Delivery.due_at <= (due_by or now)]
+    if exclude:
+        where.append(Delivery.id.notin_(exclude))
     with transaction(factory) as s:
         # SKIP LOCKED lets two dispatchers on PostgreSQL take different rows instead of
         # waiting on each other; the compare-and-set below is what makes it correct anywhere.
         ids = s.scalars(
-            select(Delivery.id).where(Delivery.state == "planned", Delivery.due_at <= now)
+            select(Delivery.id).where(*where)
             .order_by(Delivery.due_at, Delivery.id).limit(limit).with_for_update(skip_locked=True)
         ).all()
         for delivery_id in ids:
@@ -68,18 +74,27 @@ class ReapResult:
     unknown: int = 0  # sending when the lease ran out: the provider may have it
 
 
-def reap_expired(factory: sessionmaker[Session], now: datetime, actor: str = "reaper") -> ReapResult:
+def reap_expired(factory: sessionmaker[Session], now: datetime, actor: str = "reaper",
+                 settings=None) -> ReapResult:
+    """Free expired leases. An expired ``sending`` becomes ``unknown`` — unless SETTINGS say the
+    channel's provider deduplicates and still remembers the first attempt, in which case
+    sending again is safe and it is planned again (an interrupted newsletter batch resumes)."""
     result = ReapResult()
     with transaction(factory) as s:
         expired = s.execute(
-            select(Delivery.id, Delivery.state, Delivery.claim_token)
+            select(Delivery.id, Delivery.state, Delivery.claim_token, Delivery.channel)
             .where(Delivery.state.in_(("claimed", "sending")), Delivery.lease_until < now)
         ).all()
-        for delivery_id, state, token in expired:
+        for delivery_id, state, token, channel in expired:
             if state == "claimed":
                 ok = transition(s, delivery_id, from_states=("claimed",), token=token, to_state="planned",
                                 actor=actor, now=now, claim_token=None, lease_until=None,
                                 detail="claim expired before sending; planned again")
+                result.reclaimed += ok
+            elif _safe_to_resend(s, settings, delivery_id, channel, now):
+                ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="planned",
+                                actor=actor, now=now, claim_token=None, lease_until=None, due_at=now,
+                                detail="send lease expired; the provider deduplicates, so it resumes")
                 result.reclaimed += ok
             else:
                 ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="unknown",
@@ -89,3 +104,16 @@ def reap_expired(factory: sessionmaker[Session], now: datetime, actor: str = "re
                                 detail="send lease expired; outcome unknown, needs a human or a safe retry")
                 result.unknown += ok
     return result
+
+
+def _safe_to_resend(s: Session, settings, delivery_id: int, channel: str, now: datetime) -> bool:
+    if settings is None:
+        return False
+    from syndicate.providers import dedup_window
+
+    window = dedup_window(settings, channel)
+    if window is None:
+        return False
+    first_try = s.scalar(select(func.min(Event.at)).where(Event.delivery_id == delivery_id,
+                                                          Event.to_state == "sending"))
+    return first_try is not None and now - first_try < window

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine import actions
@@ -44,8 +44,14 @@ def send_post_now(factory: sessionmaker[Session], settings: Settings, post: Post
 def _ensure_deliveries(factory, settings: Settings, post: Post, channels: list[str], now) -> None:
     with transaction(factory) as s:
         row = s.get(Post, post.id)
-        if row.planned_at is None:
-            row.planned_at = now
+        if row.planned_at is None and row.plan != "ignore":
+            # Not planned yet: plan it whole, as the planner would, so that sending one channel
+            # by hand does not leave the post's other channels unplanned.
+            if s.execute(update(Post).where(Post.id == post.id, Post.planned_at.is_(None))
+                         .values(planned_at=now)).rowcount:
+                plan_post(s, settings, row, now)
+        elif row.planned_at is None:
+            row.planned_at = now  # recorded without sending (first poll): only what is asked
         existing = set(s.scalars(select(Delivery.channel).where(Delivery.subject == f"post:{post.id}")))
         missing = [c for c in channels if c not in existing]
         if missing:

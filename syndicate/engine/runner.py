@@ -48,7 +48,9 @@ def run_once(settings: Settings, now: datetime | None = None,
     say("planning deliveries")
     summary.plan = plan_pending(factory, settings, now)
     plan_digests(factory, settings, now, into=summary.plan)
-    summary.reaped = reap_expired(factory, now)
+    # Leases and the reaper always use the real clock (other workers judge them by it);
+    # NOW (--at) only decides what is due.
+    summary.reaped = reap_expired(factory, utcnow(), settings=settings)
     summary.outcomes = deliver_due(factory, settings, now, say)
     return summary
 
@@ -57,9 +59,12 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetim
                 say: Callable[[str], None]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     providers: dict = {}
+    handled: set[int] = set()  # each delivery once per pass: a retry waits for the next pass
     try:
-        while claims := claim_due(factory, now, limit=settings.run.batch_size, ttl=settings.run.claim_ttl):
+        while claims := claim_due(factory, utcnow(), due_by=now, limit=settings.run.batch_size,
+                                  ttl=settings.run.claim_ttl, exclude=handled):
             for claim in claims:
+                handled.add(claim.delivery_id)
                 outcome = deliver(factory, settings, claim.delivery_id, claim.token, actor="runner",
                                   provider_cache=providers)
                 say(f"delivery {claim.delivery_id}: {outcome.state}")

@@ -43,3 +43,18 @@ def get(name: str) -> type[Provider]:
         raise UnknownProvider(f"unknown provider {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
     module, _, cls = target.partition(":")
     return getattr(import_module(module), cls)
+
+
+def dedup_window(settings, channel_name: str):
+    """How long CHANNEL's provider remembers an idempotency key (a timedelta; ``timedelta.max``
+    for good), or None where it does not deduplicate: then an interrupted send is never redone."""
+    from datetime import timedelta
+
+    channel = settings.channels.get(channel_name)
+    try:
+        cls = get(channel.provider) if channel else None
+    except UnknownProvider:
+        return None
+    if cls is None or not cls.deduplicates:
+        return None
+    return cls.dedup_window or timedelta.max

@@ -71,6 +71,13 @@ class Permanent(ProviderError):
     error_class = "permanent"
 
 
+class Duplicate(Permanent):
+    """The provider refused the post as a duplicate of one it already has. On a first attempt
+    that is older content; on a retry it most likely means our earlier attempt went through."""
+
+    error_class = "duplicate"
+
+
 class OutcomeUnknown(ProviderError):
     """The request may have reached the provider (a timeout after sending): never resent blindly."""
 

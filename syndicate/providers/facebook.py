@@ -76,6 +76,7 @@ class FacebookProvider(GraphApiProvider):
     service = "Facebook"
     default_api_base = "https://graph.facebook.com"
     deduplicates = False
+    rejects_duplicates = True  # identical text is refused: a lost answer's retry fails as Duplicate
     token_option = "page_token_env"
     token_what = "Page access token"
 

@@ -62,6 +62,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from syndicate.providers.base import (
     AuthExpired,
+    Duplicate,
     OutcomeUnknown,
     Permanent,
     Provider,
@@ -163,6 +164,9 @@ class HttpProvider(Provider):
     rate_limit_codes: ClassVar[frozenset[str]] = frozenset()
     # Substrings (lower case) of a provider message that mean the post is a duplicate.
     duplicate_markers: ClassVar[tuple[str, ...]] = ("duplicate",)
+    # True where the network itself refuses a repeated post (X, Facebook, LinkedIn): a retry
+    # after a lost answer then fails as Duplicate instead of posting twice.
+    rejects_duplicates: ClassVar[bool] = False
     image_max_bytes: ClassVar[int] = 1_000_000
     # The account's posting limit as "N/period" (engine.ratelimit paces sends by it; a channel
     # option rate_limit overrides it); None where the provider publishes none worth pacing by.
@@ -332,9 +336,14 @@ class HttpProvider(Provider):
         if 400 <= status < 500 and self.is_duplicate(resp, info):
             if "duplicate" not in message.lower():
                 message = self._message(f"duplicate: {info.message}{doing}", status)
-            return Permanent(message, status=status)
+            return Duplicate(message, status=status)
         if info.transient or status in (408, 425):
             return Retryable(message, status=status)
+        if status in (502, 503) and not idempotent and not (self.deduplicates or self.rejects_duplicates):
+            # A gateway error can come back after the backend made the post; where nothing
+            # would catch a second copy, a retry is not safe.
+            return OutcomeUnknown(self._message(f"{info.message}{doing}; the gateway failed, the post "
+                                                f"may have gone through", status), status=status)
         if status == 504 and not idempotent:
             return OutcomeUnknown(self._message(f"{info.message}{doing}; the gateway timed out, the post "
                                                 f"may have gone through", status), status=status)

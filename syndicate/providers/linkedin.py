@@ -42,6 +42,7 @@ class LinkedInProvider(HttpProvider):
     service = "LinkedIn"
     default_api_base = "https://api.linkedin.com"
     deduplicates = False
+    rejects_duplicates = True  # identical text is refused: a lost answer's retry fails as Duplicate
     default_rate = "150/24h"  # posts per member per day
     auth_codes = _AUTH_CODES
     duplicate_markers = ("duplicate",)  # 422 "Content is a duplicate of urn:li:share:..."

@@ -62,6 +62,7 @@ class XProvider(HttpProvider):
     service = "X"
     default_api_base = "https://api.x.com"
     deduplicates = False
+    rejects_duplicates = True  # identical text is refused: a lost answer's retry fails as Duplicate
     default_rate = "100/15m"  # POST /2/tweets per user; the 24-hour cap comes back as a 429 reset
 
     def __init__(self, settings, channel_name, channel):
