@@ -225,33 +225,44 @@ def _placeholder():
     return placeholder
 
 
-def shoot(out: Path, folder: Path | None = None) -> list[Path]:
-    from playwright.sync_api import sync_playwright
-
+def shoot(out: Path, folder: Path | None = None, browser=None) -> list[Path]:
+    """Build the demo desk (in FOLDER, else a temporary folder), serve it, and save the two
+    screenshots into OUT. BROWSER: a Playwright browser already running (else one is started)."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = folder or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         config = write_config(folder)
         posts = seed(config)
         post_id = next(pid for title, pid in posts.items() if title.startswith("Five Grounding"))
-        written = []
-        with Desk(config) as desk, sync_playwright() as pw:
-            browser = launch(pw)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
-                offline(page, desk.url)
-                sign_in(page, desk.url)
-                page.goto(f"{desk.url}/desk/")
-                written.append(out / "desk-queue.png")
-                page.screenshot(path=str(written[-1]), full_page=True)
-                page.goto(f"{desk.url}/desk/post/{post_id}")
-                page.wait_for_load_state("networkidle")
-                page.wait_for_timeout(600)  # the iframes grow to their emails' height
-                written.append(out / "desk-post.png")
-                page.screenshot(path=str(written[-1]), full_page=True)
-            finally:
-                browser.close()
-    return written
+        with Desk(config) as desk:
+            if browser is not None:
+                return _shoot_pages(browser, desk, post_id, out)
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                own = launch(pw)
+                try:
+                    return _shoot_pages(own, desk, post_id, out)
+                finally:
+                    own.close()
+
+
+def _shoot_pages(browser, desk: Desk, post_id: int, out: Path) -> list[Path]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    try:
+        page = context.new_page()
+        offline(page, desk.url)
+        sign_in(page, desk.url)
+        written = [out / "desk-queue.png", out / "desk-post.png"]
+        page.screenshot(path=str(written[0]), full_page=True)
+        page.goto(f"{desk.url}/desk/post/{post_id}")
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(600)  # the iframes grow to their emails' height
+        page.screenshot(path=str(written[1]), full_page=True)
+        return written
+    finally:
+        context.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ import os
 import secrets
 from datetime import timedelta
 
-from flask import Blueprint, Flask, render_template
+from flask import Blueprint, Flask, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from syndicate.settings import Settings
@@ -81,6 +81,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     csrf.exempt(subscriptions.bp)  # one-click unsubscribe: the signed token is the authority
     app.register_blueprint(auth.bp)
     app.register_blueprint(bp)
+
+    @app.after_request
+    def _strict(response):
+        if request.path.startswith("/desk"):  # the desk and its sign-in page (and their static files)
+            response.headers["Content-Security-Policy"] = CSP
+            response.headers["X-Frame-Options"] = "DENY"
+        return response
 
     @app.errorhandler(CSRFError)
     def _csrf_failed(exc):

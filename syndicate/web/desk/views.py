@@ -27,17 +27,10 @@ from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.model import PostData
 from syndicate.safety import matched_topics
 from syndicate.web import auth, ledger, settings
-from syndicate.web.desk import CSP, bp, previews
+from syndicate.web.desk import bp, previews
 from syndicate.web.desk.testmail import SendTestError, send_test_email
 
 RESOLUTIONS = {"sent": "marked as sent", "retry": "set to be sent again", "cancel": "cancelled"}
-
-
-@bp.after_request
-def _strict(response):
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Frame-Options"] = "DENY"
-    return response
 
 
 @bp.app_template_filter("local")
