@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install services lint bench clean
+.PHONY: demo test install services browser lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +21,11 @@ demo: $(STAMP)
 services:
 	bash scripts/services.sh
 
-test: $(STAMP) services
+# Debian's chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	bash scripts/browser.sh
+
+test: $(STAMP) services browser
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
