@@ -115,6 +115,9 @@ class Run(_Strict):
     retry_base: Duration = timedelta(seconds=30)  # first backoff after a retryable error; doubles
     retry_max: Duration = timedelta(hours=6)  # the longest backoff
     max_attempts: int = Field(default=8, ge=1)  # then the delivery fails for a person to look at
+    # The longest one worker task may run (Celery's hard limit; the soft limit is 90% of it).
+    # A long newsletter batch stops at half of it and continues in the next task.
+    task_time_limit: Duration = timedelta(minutes=15)
 
 
 class Fetch(_Strict):
@@ -461,7 +464,8 @@ def secret(name_of_env: str | None, what: str) -> str:
     """Read a secret from the environment variable a setting names; never echo the value."""
     if not name_of_env:
         raise SettingsError(f"{what}: no environment variable named for this secret")
-    value = os.environ.get(name_of_env)
+    # Env files and secret mounts often end a value with a newline; no credential has one.
+    value = (os.environ.get(name_of_env) or "").strip()
     if not value:
         raise SettingsError(f"{what}: environment variable {name_of_env} is not set")
     return value

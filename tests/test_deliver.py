@@ -19,13 +19,13 @@ from syndicate.ledger.models import Delivery, Event, utcnow
 
 @pytest.fixture
 def x_fake():
-    with start_fake("x", stall_seconds=2) as (url, fake):
+    with start_fake("x", stall_seconds=4) as (url, fake):
         yield fake
 
 
 @pytest.fixture
 def masto_fake():
-    with start_fake("mastodon", stall_seconds=2) as (url, fake):
+    with start_fake("mastodon", stall_seconds=4) as (url, fake):
         yield fake
 
 
@@ -33,7 +33,7 @@ def _setup(store_url, make_settings, monkeypatch, fake, kind, **options):
     for key, value in fake.env().items():
         monkeypatch.setenv(key, value)
     settings = make_settings(store_url=store_url, channels={
-        kind: {"kind": kind, "provider": kind, "options": {**fake.options(), "timeout": 1, **options}}},
+        kind: {"kind": kind, "provider": kind, "options": {**fake.options(), "timeout": 2, **options}}},
         run={"retry_base": "10s", "max_attempts": 3})
     factory = open_ledger(store_url)
     with transaction(factory) as s:
@@ -83,7 +83,7 @@ def test_server_errors_retry_then_fail_after_max_attempts(store_url, make_settin
 
 def test_timeout_on_x_is_unknown_and_never_retried(store_url, make_settings, monkeypatch, x_fake):
     settings, factory = _setup(store_url, make_settings, monkeypatch, x_fake, "x")
-    x_fake.fail_next("stall", delay=2)
+    x_fake.fail_next("stall", delay=4)
     assert _once(settings, factory).state == "unknown"
     assert claim_due(factory, utcnow() + timedelta(days=1), limit=5, ttl=timedelta(minutes=1)) == []
 
@@ -91,13 +91,13 @@ def test_timeout_on_x_is_unknown_and_never_retried(store_url, make_settings, mon
 def test_timeout_on_mastodon_is_retried_only_while_the_key_is_remembered(store_url, make_settings, monkeypatch,
                                                                          masto_fake):
     settings, factory = _setup(store_url, make_settings, monkeypatch, masto_fake, "mastodon")
-    masto_fake.fail_next("stall", delay=2)
+    masto_fake.fail_next("stall", delay=4)
     assert _once(settings, factory).state == "planned"  # same Idempotency-Key next time
     # The first attempt was long ago: Mastodon has forgotten the key, a retry could post twice.
     with transaction(factory) as s:
         s.execute(update(Event).values(at=utcnow() - timedelta(hours=2)))
         s.execute(update(Delivery).values(due_at=utcnow()))
-    masto_fake.fail_next("stall", delay=2)
+    masto_fake.fail_next("stall", delay=4)
     assert _once(settings, factory).state == "unknown"
 
 
@@ -122,12 +122,15 @@ def test_a_send_that_outlives_its_lease_is_recorded_when_it_completes(store_url,
     [claim] = claim_due(factory, utcnow(), limit=1, ttl=timedelta(minutes=5))
     # The reaper runs while the worker is still inside the provider call (simulated by reaping
     # far in the future after the claim has become 'sending').
-    x_fake.fail_next("stall", delay=0.5)
+    x_fake.fail_next("stall", delay=0.5)  # records the request, then holds it half a second
     import threading
 
     def reap_midway():
+        # Reap only once the request is inside the provider (the row is 'sending' by then).
         import time
-        time.sleep(0.25)
+        deadline = time.monotonic() + 30
+        while not x_fake.calls("POST", "^/2/tweets$") and time.monotonic() < deadline:
+            time.sleep(0.01)
         reap_expired(factory, utcnow() + timedelta(hours=1))
 
     reaper = threading.Thread(target=reap_midway)

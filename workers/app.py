@@ -30,8 +30,8 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
-        task_time_limit=300,
-        task_soft_time_limit=240,
+        task_time_limit=settings.run.task_time_limit.total_seconds(),
+        task_soft_time_limit=settings.run.task_time_limit.total_seconds() * 0.9,
         enable_utc=True,
         timezone="UTC",
         task_serializer="json",
@@ -41,9 +41,13 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         # message of a dead worker waits before redelivery (the ledger fences the redelivery).
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
+        # A tick that waited longer than one period in a busy queue is dropped: the next one
+        # asks the database the same question, so stale ticks would only pile up.
         beat_schedule={
-            "dispatch": {"task": "syndicate.dispatch", "schedule": settings.run.tick.total_seconds()},
-            "poll": {"task": "syndicate.poll_all", "schedule": settings.run.interval.total_seconds()},
+            "dispatch": {"task": "syndicate.dispatch", "schedule": settings.run.tick.total_seconds(),
+                         "options": {"expires": settings.run.tick.total_seconds()}},
+            "poll": {"task": "syndicate.poll_all", "schedule": settings.run.interval.total_seconds(),
+                     "options": {"expires": settings.run.interval.total_seconds()}},
         },
     )
     app.conf.syndicate_settings = settings

@@ -64,9 +64,11 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
             _block(limiter, _account(settings, job.channel), exc.reset_at)
         return outcome
     except Exception as exc:  # a bug in an adapter: we cannot know whether the call went out
-        log.exception("provider crashed on delivery %s", delivery_id)
-        return _failed(factory, settings, job, token, OutcomeUnknown(f"adapter error: {type(exc).__name__}: {exc}"),
-                       actor)
+        # Only the exception's type reaches the ledger and the log: its text may quote a header.
+        log.error("provider crashed on delivery %s (%s)", delivery_id, type(exc).__name__)
+        log.debug("adapter traceback for delivery %s", delivery_id, exc_info=True)
+        return _failed(factory, settings, job, token,
+                       OutcomeUnknown(f"adapter error: {type(exc).__name__}; see the worker's debug log"), actor)
     with transaction(factory) as s:
         ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="sent", actor=actor,
                         provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),

@@ -278,6 +278,11 @@ class HttpProvider(Provider):
         kwargs.setdefault("allow_redirects", False)
         try:
             resp = self.session.request(method, self.url(path), headers=headers, **kwargs)
+        except (requests.exceptions.InvalidHeader, UnicodeEncodeError):
+            # Raised while building the request, before anything is sent: a credential with a
+            # character no HTTP header may carry (a pasted smart quote, an inner newline).
+            raise AuthExpired(self._message("a credential contains characters an HTTP header cannot carry; "
+                                            "check the environment variables this channel names")) from None
         except requests.RequestException as exc:
             raise self.error_for_exception(exc, idempotent=idempotent, what=what) from None
         if not 200 <= resp.status_code < 300:
