@@ -21,7 +21,15 @@ from syndicate.engine.retry import retry_due
 from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, utcnow
-from syndicate.providers.base import Duplicate, Job, OutcomeUnknown, ProviderError, RateLimited, Retryable
+from syndicate.providers.base import (
+    Duplicate,
+    Incomplete,
+    Job,
+    OutcomeUnknown,
+    ProviderError,
+    RateLimited,
+    Retryable,
+)
 from syndicate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,7 @@ class Outcome:
     delivery_id: int
     state: str  # the state the delivery ended in, or "skipped" if this call did nothing
     detail: str = ""
+    error_class: str | None = None  # the provider error's class, where there was one
 
 
 def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str, *,
@@ -165,12 +174,15 @@ def _failed(factory, settings: Settings, job: Job, token: str, exc: ProviderErro
         transition(s, job.delivery_id, from_states=("sending",), token=token, to_state=state, actor=actor,
                    now=now, error_class=exc.error_class, lease_until=None, detail=message, **values)
     log.warning("delivery %s (%s): %s -> %s", job.delivery_id, job.channel, message, state)
-    return Outcome(job.delivery_id, state, message)
+    return Outcome(job.delivery_id, state, message, exc.error_class)
 
 
 def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Settings, job: Job,
                  first_try: datetime):
     exhausted = attempts >= settings.run.max_attempts
+    if isinstance(exc, Incomplete):  # progress, not failure: continue now, uncounted
+        return "planned", {"due_at": now, "claim_token": None, "attempts": max(0, attempts - 1),
+                           "last_error": None}
     if isinstance(exc, Duplicate) and attempts > 1:
         # Refused as a copy on a retry: our earlier attempt most likely went through.
         return "unknown", {"last_error": f"{exc} — an earlier attempt probably went out; check the account"}

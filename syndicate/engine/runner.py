@@ -69,6 +69,8 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetim
                                   provider_cache=providers)
                 say(f"delivery {claim.delivery_id}: {outcome.state}")
                 outcomes.append(outcome)
+                if outcome.error_class == "incomplete":  # a long batch continues in this pass
+                    handled.discard(claim.delivery_id)
     finally:
         for provider in providers.values():
             provider.close()

@@ -71,6 +71,13 @@ class Permanent(ProviderError):
     error_class = "permanent"
 
 
+class Incomplete(ProviderError):
+    """A long batch stopped at its time budget with work left (recipients not yet mailed):
+    the delivery continues in the next task at once, and this does not count as an attempt."""
+
+    error_class = "incomplete"
+
+
 class Duplicate(Permanent):
     """The provider refused the post as a duplicate of one it already has. On a first attempt
     that is older content; on a retry it most likely means our earlier attempt went through."""
@@ -82,6 +89,12 @@ class OutcomeUnknown(ProviderError):
     """The request may have reached the provider (a timeout after sending): never resent blindly."""
 
     error_class = "unknown"
+
+
+def batch_budget(settings: Settings) -> float:
+    """Seconds a provider may spend on one batch before it raises Incomplete: half the task
+    time limit, so a long newsletter never meets Celery's soft limit mid-recipient."""
+    return settings.run.task_time_limit.total_seconds() / 2
 
 
 class Provider:
