@@ -526,3 +526,22 @@ def test_test_smtp_option_for_channels_without_their_own_mail_server(make_settin
         row = desk.delivery(GROUNDING, "newsletter")
         assert "via SMTP 127.0.0.1" in text_of(act(desk.client(), row.id, "test-email", address="qa@example.org"))
         assert server.handler.counts() == {"qa@example.org": 1}
+
+
+def test_a_held_digest_edition_is_previewed_approved_and_sent_from_its_own_page(make_settings, demo_feed_path):
+    channels = {**CHANNELS, "weekly": {"kind": "email", "provider": "outbox", "mode": "digest", "hold": True,
+                                       "to": ["r@example.org"], "digest": {"every": "week", "day": "tue", "at": "09:00"}}}
+    desk = make_desk(make_settings, demo_feed_path, channels=channels)
+    run_once(desk.settings, NOW + timedelta(days=7))  # the next Tuesday's edition holds the five posts
+    with transaction(desk.factory) as s:
+        edition = s.scalar(select(Delivery).where(Delivery.channel == "weekly", Delivery.state == "held"))
+    client = desk.client()
+    assert "Digest edition 2026-W49" in text_of(client.get("/desk/?tab=held"))
+    page = text_of(client.get(f"/desk/delivery/{edition.id}"))
+    assert edition.payload["subject"] in page and "srcdoc=" in page and ">Approve</button>" in page
+    assert "Approved." in text_of(act(client, edition.id, "approve"))
+    assert "written to the outbox" in text_of(act(client, edition.id, "test-email", address="me@example.org"))
+    assert "Sent. Email (weekly) went out just now." in text_of(act(client, edition.id, "send-now"))
+    assert desk.row(edition.id).state == "sent"
+    post_row = desk.delivery(GROUNDING, "x")  # a post's delivery page is the post page
+    assert client.get(f"/desk/delivery/{post_row.id}").headers["Location"] == f"/desk/post/{post_row.post_id}#d{post_row.id}"
