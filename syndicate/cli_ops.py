@@ -319,7 +319,7 @@ def cmd_recipients(args) -> int:
     from rich.table import Table
 
     from syndicate.engine.runner import ledger
-    from syndicate.providers.smtp import recipient_report
+    from syndicate.recipients import recipient_report
 
     settings = load_settings(args)
     rows = recipient_report(ledger(settings), args.id)

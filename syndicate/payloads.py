@@ -67,22 +67,33 @@ def personalize(payload: dict, recipient: str, token: str, *, message_id: str | 
     replaced by TOKEN, their signed unsubscribe token."""
     from syndicate.render import EmailContent
 
-    web = payload.get("unsubscribe_https")
-    mailto = payload.get("unsubscribe_mailto") or _default_mailto(payload)
+    template = payload.get("unsubscribe_https")
+    web, mailto = unsubscribe_links(payload, token)
     html, text = payload["html"], payload["text"]
-    if web and "{token}" in web:
-        url = web.replace("{token}", token)
-        html = html.replace(escape(web), escape(url)).replace(web, url)
-        text = text.replace(web, url)
-        web = url
-    if mailto:
-        mailto = mailto.replace("{token}", token) if "{token}" in mailto else _with_subject(mailto, token)
+    if template and "{token}" in template:
+        html = html.replace(escape(template), escape(web)).replace(template, web)
+        text = text.replace(template, web)
     content = EmailContent(subject=payload["subject"], preheader=payload["preheader"], html=html, text=text,
                            sensitive=payload.get("sensitive", False))
     domain = parseaddr(payload["from"])[1].rpartition("@")[2] or "localhost"
     return build_message(content, from_addr=payload["from"], to_addr=recipient, reply_to=payload.get("reply_to"),
                          unsubscribe_https=web, unsubscribe_mailto=mailto, message_id_domain=domain,
                          message_id=message_id)
+
+
+def unsubscribe_links(payload: dict, token: str) -> tuple[str | None, str | None]:
+    """(web, mailto): one recipient's unsubscribe links, TOKEN (their signed unsubscribe token)
+    in place of "{token}". The mailto is the channel's, else one to the From address; without
+    "{token}" in it, the token goes into its subject. Either may be None (none configured).
+    ``render.email.unsubscribe_headers(web, mailto)`` makes the RFC 8058 headers of them; this is
+    what ``personalize`` puts in each message, and what direct-send APIs get per recipient."""
+    web = payload.get("unsubscribe_https")
+    mailto = payload.get("unsubscribe_mailto") or _default_mailto(payload)
+    if web and "{token}" in web:
+        web = web.replace("{token}", token)
+    if mailto:
+        mailto = mailto.replace("{token}", token) if "{token}" in mailto else _with_subject(mailto, token)
+    return web, mailto
 
 
 def _default_mailto(payload: dict) -> str | None:

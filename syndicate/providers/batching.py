@@ -2,23 +2,26 @@
 
 The direct-send adapters (Postmark, Mailgun, SendGrid Mail Send, Amazon SES v2) mail the
 same people as SMTP, the same way, and keep the same per-recipient records; only the wire
-differs. Everything but the wire is SMTP's own code, imported from ``smtp.py``:
+differs. Everything but the wire is shared with SMTP:
 
-* who: ``audience = "subscribers"`` mails the active subscribers (read at send time), else
-  the channel's ``to`` list; suppressed addresses are skipped either way;
+* who, and the records: ``recipients.py`` (``audience = "subscribers"`` mails the active
+  subscribers, read at send time, else the channel's ``to`` list; suppressed addresses are
+  skipped either way; one ``recipient_sends`` row per (delivery, recipient));
 * the unsubscribe link: each recipient's signed token (``subscribers.unsubscribe_token``)
   goes into the footer link and into the RFC 8058 ``List-Unsubscribe`` /
-  ``List-Unsubscribe-Post`` headers, which ``payloads.personalize`` builds per recipient;
-* the records: one ``recipient_sends`` row per (delivery, recipient).
+  ``List-Unsubscribe-Post`` headers: ``payloads.unsubscribe_links`` and
+  ``render.email.unsubscribe_headers``, the very code ``payloads.personalize`` builds an
+  SMTP message with.
 
-A batch, step by step: every recipient of the batch is claimed (``sending``, committed)
-*before* the API call; then the API's answer is recorded per recipient: ``sent`` (with the
-provider's message id), ``failed`` (refused for good, e.g. an inactive or invalid address),
-or ``deferred`` (not accepted: throttled, a 5xx, a 4xx for the whole request). A timeout
-after the request went out leaves the batch ``unknown``. A retried delivery skips everyone
-``sent``, ``failed``, ``sending`` or ``unknown`` (the last two may have the message: they are
-reported, never mailed again) and goes on with the deferred and the not yet tried. Hence
-``deduplicates = True``: the engine may retry the delivery, whatever the error.
+A batch, step by step: every recipient of the batch is claimed (``sending``, committed, one
+transaction for the batch) *before* the API call; then the API's answer is recorded per
+recipient, again in one transaction: ``sent`` (with the provider's message id), ``failed``
+(refused for good, e.g. an inactive or invalid address), or ``deferred`` (not accepted:
+throttled, a 5xx, a 4xx for the whole request). A timeout after the request went out leaves
+the batch ``unknown``. A retried delivery skips everyone ``sent``, ``failed``, ``sending`` or
+``unknown`` (the last two may have the message: they are reported, never mailed again) and
+goes on with the deferred and the not yet tried. Hence ``deduplicates = True``: the engine
+may retry the delivery, whatever the error.
 
 The first batch that fails stops the send: its error (with the progress so far) goes to the
 engine, which retries after the provider's reset time (RateLimited), a backoff (Retryable,
@@ -39,12 +42,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any, ClassVar
 
 from syndicate import subscribers
 from syndicate.ledger.db import open_ledger
-from syndicate.payloads import personalize
+from syndicate.payloads import personalize, unsubscribe_links
 from syndicate.providers.base import (
     AuthExpired,
     Job,
@@ -55,14 +57,19 @@ from syndicate.providers.base import (
     SendResult,
 )
 from syndicate.providers.http import HttpProvider
-
-# The per-recipient bookkeeping is SMTP's, shared (see the module doc).
-from syndicate.providers.smtp import BatchReport, SmtpProvider, _claim, _LeaseKeeper, _record
+from syndicate.recipients import (  # Outcome is re-exported for the adapters
+    BatchReport,
+    LeaseKeeper,
+    Outcome,
+    claim,
+    pending_recipients,
+    record,
+)
+from syndicate.render.email import unsubscribe_headers
 from syndicate.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
-UNSUBSCRIBE_HEADERS = ("List-Unsubscribe", "List-Unsubscribe-Post")
 TEMPLATE_RECIPIENT = "recipient@example.invalid"  # the To of the shared body (never used as an address)
 
 
@@ -85,18 +92,8 @@ class Recipient:
 
 
 @dataclass
-class Outcome:
-    """What the provider said about one recipient of a batch."""
-
-    state: str  # "sent" | "failed" | "deferred"
-    message_id: str | None = None
-    code: int | None = None
-    error: str | None = None
-
-
-@dataclass
 class BatchAnswer:
-    outcomes: dict[str, Outcome]  # by address; a recipient missing here is recorded deferred
+    outcomes: dict[str, Outcome]  # by address ("sent", "failed" or "deferred"); one missing is deferred
     stop: ProviderError | None = None  # raised once the outcomes are recorded (a throttled entry)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -132,19 +129,17 @@ class DirectSendProvider(HttpProvider):
     def send(self, job: Job) -> SendResult:
         factory = open_ledger(self.settings.store_url)
         report = BatchReport()
-        todo = SmtpProvider._todo(self, factory, job, job.payload, report)
+        todo = pending_recipients(factory, job, report)
         answers: list[dict[str, Any]] = []
         if todo:
             content = self.content(job)
-            lease = _LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
+            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
             for addresses in self.batches(content, todo):
                 lease.keep()
-                claimed = []
-                for address in addresses:
-                    if _claim(factory, job.delivery_id, address):
-                        claimed.append(address)
-                    else:
-                        report.unresolved.append(address)  # another worker holds it right now
+                claimed = claim(factory, job.delivery_id, addresses)
+                if len(claimed) < len(addresses):
+                    held = set(claimed)  # the others: another worker holds them right now
+                    report.unresolved.extend(a for a in addresses if a not in held)
                 if not claimed:
                     continue
                 batch = self._personalize(factory, job, claimed)
@@ -175,16 +170,14 @@ class DirectSendProvider(HttpProvider):
 
     def _personalize(self, factory, job: Job, addresses: list[str]) -> list[Recipient]:
         batch = []
-        envelope = {**job.payload, "html": "", "text": ""}  # only the headers are wanted here
         for address in addresses:
             try:
                 token = subscribers.unsubscribe_token(self.settings, address)
             except SettingsError as exc:
-                for claimed in addresses:
-                    _record(factory, job.delivery_id, claimed, "deferred", error=str(exc))
+                record(factory, job.delivery_id, {claimed: Outcome("deferred", error=str(exc))
+                                                  for claimed in addresses})
                 raise AuthExpired(str(exc)) from None
-            message: EmailMessage = personalize(envelope, address, token)
-            headers = {name: str(message[name]) for name in UNSUBSCRIBE_HEADERS if message[name]}
+            headers = unsubscribe_headers(*unsubscribe_links(job.payload, token))
             batch.append(Recipient(address=address, token=token, headers=headers))
         return batch
 
@@ -194,8 +187,7 @@ class DirectSendProvider(HttpProvider):
                         report: BatchReport) -> None:
         state = "unknown" if isinstance(exc, OutcomeUnknown) else "deferred"
         code = exc.status if isinstance(exc.status, int) else None
-        for address in claimed:
-            _record(factory, job.delivery_id, address, state, error=str(exc), code=code)
+        record(factory, job.delivery_id, {address: Outcome(state, error=str(exc), code=code) for address in claimed})
         if state == "unknown":
             report.unresolved.extend(claimed)
             log.warning("delivery %s (%s): %s recipients in a batch of unknown outcome are not mailed again",
@@ -205,16 +197,11 @@ class DirectSendProvider(HttpProvider):
 
     def _record_answer(self, factory, job: Job, claimed: list[str], answer: BatchAnswer,
                        report: BatchReport) -> None:
-        for address in claimed:
-            outcome = answer.outcomes.get(address) or Outcome("deferred", error="no answer for this recipient")
-            _record(factory, job.delivery_id, address, outcome.state, error=outcome.error, code=outcome.code,
-                    message_id=outcome.message_id)
-            if outcome.state == "sent":
-                report.sent += 1
-            elif outcome.state == "failed":
-                report.failed += 1
-            else:
-                report.deferred += 1
+        results = {address: answer.outcomes.get(address) or Outcome("deferred", error="no answer for this recipient")
+                   for address in claimed}
+        record(factory, job.delivery_id, results)
+        for outcome in results.values():
+            report.count(outcome.state if outcome.state in ("sent", "failed") else "deferred")
 
     def _result(self, job: Job, report: BatchReport, answers: list[dict[str, Any]]) -> SendResult:
         summary = report.summary()
@@ -225,8 +212,7 @@ class DirectSendProvider(HttpProvider):
             raise Retryable(f"{self.service}: {report.deferred} recipients not accepted yet; {summary}")
         if report.failed and not (report.sent or report.already or report.unresolved):
             raise Permanent(f"{self.service}: every recipient was refused; {summary}")
-        details = {"sent": report.sent, "failed": report.failed, "already": report.already,
-                   "suppressed": report.suppressed, "unresolved": report.unresolved}
+        details = report.details()
         if answers:
             details["batches"] = answers
         return SendResult(ref=f"{self.service}: {summary}", details=details)

@@ -14,13 +14,14 @@ Certificates are verified; ``ca_file`` names extra trusted CAs. ``timeout`` (sec
 address). ``audience = "subscribers"`` sends to the active subscribers (read at send time),
 otherwise to the channel's ``to`` list. Suppressed addresses are skipped either way.
 
-Exactly once per recipient. One connection is opened (and reused) for a batch; each
-recipient gets its own SMTP transaction, recorded in ``recipient_sends`` (unique per
-delivery and recipient): ``sending`` is committed *before* MAIL FROM and ``sent`` after the
-server's 250, so a crash mid-batch leaves at most the one recipient being sent in
-``sending``. A resumed delivery skips everyone already ``sent``, ``failed``, ``sending`` or
-``unknown`` (those last two may have the message: they are reported, never mailed again) and
-continues with the rest. Hence ``deduplicates = True``: the engine may retry the delivery.
+Exactly once per recipient (the rules and the records: ``recipients.py``). One connection
+is opened (and reused) for a batch; each recipient gets its own SMTP transaction, recorded in
+``recipient_sends`` (unique per delivery and recipient): ``sending`` is claimed and committed
+*before* MAIL FROM, one recipient at a time, and ``sent`` recorded after the server's 250, so
+a crash mid-batch leaves at most the one recipient being sent in ``sending``. A resumed
+delivery skips everyone already ``sent``, ``failed``, ``sending`` or ``unknown`` (those last
+two may have the message: they are reported, never mailed again) and continues with the rest.
+Hence ``deduplicates = True``: the engine may retry the delivery.
 
 Errors (``base.py`` vocabulary):
 
@@ -48,19 +49,12 @@ import logging
 import re
 import smtplib
 import ssl
-import time
-from dataclasses import dataclass, field
-from datetime import timedelta
 from email import policy
 from email.utils import parseaddr
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
-
 from syndicate import subscribers
-from syndicate.ledger.db import open_ledger, transaction
-from syndicate.ledger.models import Delivery, RecipientSend, utcnow
-from syndicate.ledger.upsert import insert_ignore
+from syndicate.ledger.db import open_ledger
+from syndicate.ledger.models import utcnow
 from syndicate.payloads import personalize
 from syndicate.providers.base import (
     AuthExpired,
@@ -71,12 +65,20 @@ from syndicate.providers.base import (
     Retryable,
     SendResult,
 )
+from syndicate.recipients import (
+    BatchReport,
+    LeaseKeeper,
+    Outcome,
+    claim,
+    pending_recipients,
+    recipient_report,  # noqa: F401  (re-exported: its former home)
+    record,
+)
 from syndicate.settings import SettingsError, secret
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-LEASE_EVERY = 30.0  # seconds between extensions of the delivery's send lease during a long batch
 _CRLF = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -95,26 +97,6 @@ class _Lost(Exception):
     def __init__(self, message: str, after_content: bool):
         super().__init__(message)
         self.after_content = after_content
-
-
-@dataclass
-class BatchReport:
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    already: int = 0  # sent or failed by an earlier attempt
-    suppressed: int = 0
-    unresolved: list[str] = field(default_factory=list)  # sending/unknown: may have it, never resent
-    lost: str | None = None  # why the batch stopped early
-    lost_after_content: bool = False  # ... and the recipient being sent may have the message
-
-    def summary(self) -> str:
-        parts = [f"{self.sent} sent"]
-        for label, n in (("failed", self.failed), ("deferred", self.deferred), ("done earlier", self.already),
-                         ("suppressed", self.suppressed), ("unresolved", len(self.unresolved))):
-            if n:
-                parts.append(f"{n} {label}")
-        return ", ".join(parts)
 
 
 class SmtpProvider(Provider):
@@ -143,13 +125,15 @@ class SmtpProvider(Provider):
         payload = job.payload
         sender = self.options.get("envelope_from") or parseaddr(payload.get("from") or "")[1]
         report = BatchReport()
-        todo = self._todo(factory, job, payload, report)
+        todo = pending_recipients(factory, job, report)
         if todo:
             conn = self._connection()
-            lease = _LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
+            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
             for recipient in todo:
                 lease.keep()
-                if not _claim(factory, job.delivery_id, recipient):
+                # Claimed one at a time, right before its SMTP transaction: a crash leaves at
+                # most this one recipient in `sending`.
+                if not claim(factory, job.delivery_id, [recipient]):
                     report.unresolved.append(recipient)  # another worker holds it right now
                     continue
                 state = self._send_one(factory, conn, job, sender, recipient, report)
@@ -160,32 +144,20 @@ class SmtpProvider(Provider):
                     break
         return self._result(job, report)
 
-    def _todo(self, factory, job: Job, payload: dict, report: BatchReport) -> list[str]:
-        """The recipients still to mail, in order; counts the rest into REPORT."""
-        with transaction(factory) as s:
-            wanted = _recipients(s, payload)
-            blocked = subscribers.suppressed_among(s, wanted)
-            done = dict(s.execute(select(RecipientSend.recipient, RecipientSend.state)
-                                  .where(RecipientSend.delivery_id == job.delivery_id)).all())
-        todo = []
-        for recipient in wanted:
-            state = done.get(recipient)
-            if state in ("sent", "failed"):
-                report.already += 1
-            elif state in ("sending", "unknown"):
-                report.unresolved.append(recipient)
-            elif recipient in blocked:
-                report.suppressed += 1
-            else:
-                todo.append(recipient)
-        return todo
-
     def _send_one(self, factory, conn: smtplib.SMTP, job: Job, sender: str, recipient: str,
                   report: BatchReport) -> str:
+        """Mail one claimed RECIPIENT and record the outcome; the state recorded."""
+
+        def note(state: str, exc: Exception | None = None, code: int | None = None,
+                 message_id: str | None = None) -> str:
+            record(factory, job.delivery_id, {recipient: Outcome(state, message_id=message_id, code=code,
+                                                                 error=str(exc) if exc is not None else None)})
+            return state
+
         try:
             token = subscribers.unsubscribe_token(self.settings, recipient)
         except SettingsError as exc:
-            _record(factory, job.delivery_id, recipient, "deferred", error=str(exc))
+            note("deferred", exc)
             raise AuthExpired(str(exc)) from None
         message = personalize(job.payload, recipient, token, message_id=_message_id(job, recipient, sender))
         data = message.as_bytes(policy=policy.SMTP)
@@ -193,21 +165,21 @@ class SmtpProvider(Provider):
             code = _transaction(conn, sender, recipient, data)
         except _Deferred as exc:
             report.deferred += 1
-            return _record(factory, job.delivery_id, recipient, "deferred", error=str(exc), code=_code(exc))
+            return note("deferred", exc, _code(exc))
         except _Refused as exc:
             report.failed += 1
-            return _record(factory, job.delivery_id, recipient, "failed", error=str(exc), code=_code(exc))
+            return note("failed", exc, _code(exc))
         except _Lost as exc:
             report.lost, report.lost_after_content = f"{recipient}: {exc}", exc.after_content
             if exc.after_content:
                 report.unresolved.append(recipient)
-                return _record(factory, job.delivery_id, recipient, "unknown", error=str(exc))
-            return _record(factory, job.delivery_id, recipient, "deferred", error=str(exc))
+                return note("unknown", exc)
+            return note("deferred", exc)
         except _SenderRefused as exc:
-            _record(factory, job.delivery_id, recipient, "deferred", error=str(exc), code=exc.code)
+            note("deferred", exc, exc.code)
             raise Permanent(f"SMTP {self.host}: sender {sender!r} refused: {exc}", status=exc.code) from None
         report.sent += 1
-        return _record(factory, job.delivery_id, recipient, "sent", code=code, message_id=message["Message-ID"])
+        return note("sent", code=code, message_id=message["Message-ID"])
 
     def _result(self, job: Job, report: BatchReport) -> SendResult:
         summary = report.summary()
@@ -223,9 +195,7 @@ class SmtpProvider(Provider):
             raise Retryable(f"SMTP {self.host}: {report.deferred} recipients deferred (4xx); {summary}")
         if report.failed and not (report.sent or report.already or report.unresolved):
             raise Permanent(f"SMTP {self.host}: every recipient was refused; {summary}")
-        details = {"sent": report.sent, "failed": report.failed, "already": report.already,
-                   "suppressed": report.suppressed, "unresolved": report.unresolved}
-        return SendResult(ref=f"smtp {self.host}: {summary}", details=details)
+        return SendResult(ref=f"smtp {self.host}: {summary}", details=report.details())
 
     # ------------------------------------------------------------------ the connection
 
@@ -404,80 +374,6 @@ def _message_id(job: Job, recipient: str, sender: str) -> str:
     domain = sender.rpartition("@")[2] or "localhost"
     digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
     return f"<{job.key}.{digest}@{domain}>"
-
-
-# ---------------------------------------------------------------------- the ledger side
-
-
-def _recipients(s: Session, payload: dict) -> list[str]:
-    """Who this delivery is for, normalized and without repeats, in a stable order."""
-    if payload.get("audience") == "subscribers":
-        addresses = subscribers.active_recipients(s)
-    else:
-        addresses = list(payload.get("to") or [])
-    seen, result = set(), []
-    for address in addresses:
-        try:
-            normalized = subscribers.normalize(address)
-        except subscribers.InvalidAddress:
-            log.warning("skipping invalid recipient address %r", address)
-            continue
-        if normalized not in seen:
-            seen.add(normalized)
-            result.append(normalized)
-    return result
-
-
-def _claim(factory: sessionmaker[Session], delivery_id: int, recipient: str) -> bool:
-    """Mark RECIPIENT ``sending`` (committed before any SMTP command): new, or deferred before."""
-    now = utcnow()
-    with transaction(factory) as s:
-        if insert_ignore(s, RecipientSend, {"delivery_id": delivery_id, "recipient": recipient, "state": "sending",
-                                            "attempts": 1, "created_at": now, "updated_at": now},
-                         ["delivery_id", "recipient"]):
-            return True
-        claimed = s.execute(update(RecipientSend)
-                            .where(RecipientSend.delivery_id == delivery_id, RecipientSend.recipient == recipient,
-                                   RecipientSend.state == "deferred")
-                            .values(state="sending", attempts=RecipientSend.attempts + 1, updated_at=now)
-                            .execution_options(synchronize_session=False)).rowcount
-        return claimed == 1
-
-
-def _record(factory: sessionmaker[Session], delivery_id: int, recipient: str, state: str, *,
-            error: str | None = None, code: int | None = None, message_id: str | None = None) -> str:
-    with transaction(factory) as s:
-        s.execute(update(RecipientSend)
-                  .where(RecipientSend.delivery_id == delivery_id, RecipientSend.recipient == recipient,
-                         RecipientSend.state == "sending")
-                  .values(state=state, error=error, code=code, message_id=message_id, updated_at=utcnow())
-                  .execution_options(synchronize_session=False))
-    return state
-
-
-class _LeaseKeeper:
-    """Extends the delivery's send lease while a long batch runs, so the reaper does not take
-    a live send for a dead one."""
-
-    def __init__(self, factory, delivery_id: int, ttl: timedelta):
-        self.factory, self.delivery_id, self.ttl = factory, delivery_id, ttl
-        self.last = time.monotonic()
-
-    def keep(self) -> None:
-        if time.monotonic() - self.last < min(LEASE_EVERY, self.ttl.total_seconds() / 3):
-            return
-        self.last = time.monotonic()
-        with transaction(self.factory) as s:
-            s.execute(update(Delivery).where(Delivery.id == self.delivery_id, Delivery.state == "sending")
-                      .values(lease_until=utcnow() + self.ttl).execution_options(synchronize_session=False))
-
-
-def recipient_report(factory: sessionmaker[Session], delivery_id: int) -> list[RecipientSend]:
-    """Every recipient record of one delivery (for `syndicate email recipients`)."""
-    with transaction(factory) as s:
-        return list(s.scalars(select(RecipientSend).where(RecipientSend.delivery_id == delivery_id)
-                              .order_by(RecipientSend.id)))
-
 
 
 def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:

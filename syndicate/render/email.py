@@ -289,14 +289,18 @@ def build_message(content: EmailContent, *, from_addr: str, to_addr: str, reply_
         msg["Reply-To"] = reply_to
     msg["Date"] = format_datetime(date or datetime.now(UTC))
     msg["Message-ID"] = message_id or make_msgid(domain=message_id_domain)
-    _unsubscribe_headers(msg, unsubscribe_https, unsubscribe_mailto)
+    for name, value in unsubscribe_headers(unsubscribe_https, unsubscribe_mailto).items():
+        msg[name] = value
     msg.set_content(content.text, subtype="plain", charset="utf-8")
     msg.add_alternative(content.html, subtype="html", charset="utf-8")
     return msg
 
 
-def _unsubscribe_headers(msg: EmailMessage, web: str | None, mailto: str | None) -> None:
-    """RFC 2369 List-Unsubscribe, plus RFC 8058 one-click when the web URL is https.
+def unsubscribe_headers(web: str | None, mailto: str | None) -> dict[str, str]:
+    """The unsubscribe headers for one recipient's links (``payloads.unsubscribe_links``):
+    RFC 2369 ``List-Unsubscribe``, plus RFC 8058 one-click ``List-Unsubscribe-Post`` when the
+    web URL is https; empty without links. Every message and every direct-send API call gets
+    its headers from here.
 
     A plain-http URL (a demo site) still goes into List-Unsubscribe, but one-click is only
     offered over https, as RFC 8058 requires.
@@ -304,11 +308,13 @@ def _unsubscribe_headers(msg: EmailMessage, web: str | None, mailto: str | None)
     scheme = web.split(":", 1)[0].lower() if web else None
     if scheme not in {None, "http", "https"}:
         raise ValueError(f"the unsubscribe URL must be http(s), got {web!r}")
+    headers: dict[str, str] = {}
     targets = [f"<{web}>"] if web else []
     if mailto:
         targets.append(f"<{mailto if mailto.lower().startswith('mailto:') else 'mailto:' + mailto}>")
     if targets:
-        msg["List-Unsubscribe"] = ", ".join(targets)
+        headers["List-Unsubscribe"] = ", ".join(targets)
     if scheme == "https":
         # One click: the mailbox provider POSTs this body to the https URL.
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
