@@ -6,16 +6,33 @@ site's time zone), ``plan_digests`` creates one delivery with subject ``digest:<
 (``2026-W48`` weekly, ``2026-11-24`` daily). Unique per (subject, channel), so two dispatchers
 planning at once create it once.
 
-Which posts an edition holds: posts with plan "send" (not held floods, not the ignored
-backlog) whose ready time (first seen + the channel's ``delay``) lies after the previous
-edition's end and at or before this edition's time (the same rule ``due_at`` uses, so a post
-is in exactly one edition). The window starts where the last edition *planned* ended, so an
-edition missed while nothing ran is not lost: the next one covers the whole gap. An edition
-with no posts is recorded as ``skipped`` ("no new posts").
+Which posts an edition holds is recorded, not inferred from a time window: each edition's
+posts are rows of ``digest_items`` (unique per channel and post), written in the transaction
+that creates the edition's delivery. An edition takes every post that qualifies and is in no
+edition of the channel yet: plan "send" (not held floods, not the ignored backlog), not a
+moved duplicate, ready (first seen + the channel's ``delay``) at or before the edition's time,
+and ready after the channel's series start. So a post is in exactly one edition, whatever the
+timing: a poll stamps ``first_seen_at`` when it starts but commits after fetch and parse, so a
+post first seen at 08:59:55 may appear only at 09:00:05, after the 09:00 edition was planned
+without it; the next edition takes it. An edition missed while nothing ran is not lost either:
+the next one takes everything still unassigned. An edition with no posts is recorded as
+``skipped`` ("no new posts").
 
-A channel's first edition: when it is planned more than a grace period after its time (the
-channel was just added, or the tool just installed), it is recorded as skipped and the series
-starts with the next edition, so adding a digest never mails out the archive.
+Two dispatchers: planning the same edition, the second finds the delivery there (unique
+subject) and writes nothing. Planning two different editions at once (a catch-up racing a
+lagging clock), both may pick the same post: the second to write its ``digest_items`` row finds
+it taken (PostgreSQL waits for the first to commit, SQLite admits one writer at a time), rolls
+back its whole edition and plans it again without that post. Rows are written in post id
+order, so two such transactions never deadlock. An edition older than one already planned is
+never created.
+
+A channel's first edition: its series starts at the previous edition time, so the first
+edition holds only the posts ready since then, never the archive. When it is planned more than
+a grace period after its time (the channel was just added, or the tool just installed), it is
+recorded as skipped and the series starts at its time: the next edition holds what came after.
+Every edition's payload records the series start (``edition.series_start``); a channel whose
+editions predate ``digest_items`` (ledger revision 0004) starts its series where its last such
+edition ended.
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syndicate.engine.planner import PlanResult
 from syndicate.engine.schedule import digest_edition_key, next_digest
 from syndicate.ledger.db import transaction
-from syndicate.ledger.models import Delivery, Event, Post
+from syndicate.ledger.models import Delivery, DigestItem, Event, Post
 from syndicate.ledger.upsert import insert_ignore
 from syndicate.model import PostData
 from syndicate.payloads import digest_payload
@@ -45,17 +62,23 @@ SERIES_STARTS = "the digest starts with the next edition (earlier posts are not 
 NOT_EMAIL = "digests are emails only; this channel is not an email channel"
 # Editions repeat at most daily: two weeks back always reaches the edition before the last.
 _LOOKBACK = timedelta(days=15)
+# Planning an edition again after a concurrent edition took one of its posts: each retry
+# re-reads what is taken, so a second attempt succeeds unless yet another edition races it.
+_ATTEMPTS = 3
 
 
 @dataclass
 class Edition:
-    """One edition's window: posts ready in (since, until]; ``at`` is the edition's time."""
+    """One edition: ``posts`` are ready after ``start`` (the channel's series start) and at or
+    before ``until``, and in no other edition; ``since`` is where the previous edition ended
+    (shown to people: "posts since ..."); ``at`` is the edition's time."""
 
     channel: str
     key: str
     at: datetime
     since: datetime
     until: datetime
+    start: datetime
     posts: list[Post] = field(default_factory=list)
 
     @property
@@ -64,7 +87,20 @@ class Edition:
 
     def as_dict(self) -> dict:
         return {"key": self.key, "at": self.at.isoformat(), "since": self.since.isoformat(),
-                "until": self.until.isoformat(), "post_ids": [p.id for p in self.posts]}
+                "until": self.until.isoformat(), "series_start": self.start.isoformat(),
+                "post_ids": [p.id for p in self.posts]}
+
+
+@dataclass
+class _Series:
+    """What a channel's planned editions say: where its series starts and where the last ended."""
+
+    start: datetime
+    last_until: datetime
+
+
+class _Taken(Exception):
+    """Another edition of the channel took one of this edition's posts first."""
 
 
 def plan_digests(factory: sessionmaker[Session], settings: Settings, now: datetime,
@@ -100,26 +136,37 @@ def previous_edition_at(channel: Channel, settings: Settings, at: datetime) -> d
 
 def current_edition(s: Session, settings: Settings, name: str, now: datetime) -> tuple[Edition, bool] | None:
     """The edition due at NOW (the latest at or before it) and whether it is the channel's
-    first; None when no edition time has passed yet."""
+    first; None when no edition time has passed yet, or when that edition (or a later one)
+    is planned already."""
     channel = settings.channels[name]
     at = latest_edition_at(channel, settings, now)
     if at is None:
         return None
-    last_until = _last_until(s, name)
-    since = last_until if last_until is not None else previous_edition_at(channel, settings, at)
-    edition = Edition(name, digest_edition_key(channel, settings, at), at, min(since, at), at)
-    edition.posts = _posts_in(s, channel, edition.since, edition.until)
-    return edition, last_until is None
+    series = _series(s, name)
+    if series is not None and series.last_until >= at:
+        return None
+    if series is not None:
+        start, since = series.start, series.last_until
+    elif now - at > _grace(settings):  # planned late: the series starts here, with nothing
+        start = since = at
+    else:
+        start = since = previous_edition_at(channel, settings, at)
+    edition = Edition(name, digest_edition_key(channel, settings, at), at, min(since, at), at, min(start, at))
+    edition.posts = _unassigned_posts(s, channel, name, edition.start, edition.until)
+    return edition, series is None
 
 
 def upcoming_edition(s: Session, settings: Settings, name: str, now: datetime) -> Edition:
-    """The next edition as it stands at NOW: the posts ready since the last one, so far."""
+    """The next edition as it stands at NOW: the posts it would take, so far."""
     channel = settings.channels[name]
     at = next_digest(channel, settings, now)
-    last_until = _last_until(s, name)
-    since = last_until if last_until is not None else (latest_edition_at(channel, settings, now) or now)
-    edition = Edition(name, digest_edition_key(channel, settings, at), at, min(since, now), now)
-    edition.posts = _posts_in(s, channel, edition.since, edition.until)
+    series = _series(s, name)
+    if series is not None:
+        start, since = series.start, series.last_until
+    else:
+        start = since = latest_edition_at(channel, settings, now) or now
+    edition = Edition(name, digest_edition_key(channel, settings, at), at, min(since, now), now, min(start, now))
+    edition.posts = _unassigned_posts(s, channel, name, edition.start, edition.until)
     return edition
 
 
@@ -128,6 +175,17 @@ def edition_posts(edition: Edition) -> list[PostData]:
 
 
 def _plan_channel(factory, settings: Settings, name: str, channel: Channel, index: int,
+                  now: datetime) -> str | None:
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return _plan_edition(factory, settings, name, channel, index, now)
+        except _Taken as exc:
+            log.info("digest of %s: %s (attempt %d of %d)", name, exc, attempt, _ATTEMPTS)
+    raise RuntimeError(f"the digest edition of {name} could not be planned: other editions kept "
+                       f"taking its posts ({_ATTEMPTS} attempts)")
+
+
+def _plan_edition(factory, settings: Settings, name: str, channel: Channel, index: int,
                   now: datetime) -> str | None:
     with transaction(factory) as s:
         found = current_edition(s, settings, name, now)
@@ -143,8 +201,12 @@ def _plan_channel(factory, settings: Settings, name: str, channel: Channel, inde
                "post_url": None, "hold_reason": reason, "last_error": error,
                "error_class": "render" if error else None, "created_at": now, "updated_at": now}
         if not insert_ignore(s, Delivery, row, ["subject", "channel"]):
-            return None
+            return None  # another dispatcher planned this edition a moment ago
         did = s.scalar(select(Delivery.id).where(Delivery.key == row["key"]))
+        for post_id in sorted(p.id for p in edition.posts):  # one lock order for every dispatcher
+            if not insert_ignore(s, DigestItem, {"delivery_id": did, "channel": name, "post_id": post_id},
+                                 ["channel", "post_id"]):
+                raise _Taken(f"post {post_id} is in another edition already; planning {edition.key} again")
         s.add(Event(delivery_id=did, at=now, actor="planner", action="created", to_state=state,
                     detail=f"digest {edition.key}: {len(edition.posts)} posts" + (f"; {reason or error}"
                                                                                    if reason or error else "")))
@@ -153,12 +215,11 @@ def _plan_channel(factory, settings: Settings, name: str, channel: Channel, inde
 
 def _render(settings: Settings, name: str, channel: Channel, edition: Edition, first: bool, now: datetime):
     """(state, reason, payload, error) of an edition's delivery. The payload always records the
-    edition's window, so the next edition starts where this one ended."""
+    edition (its time, its series start, its posts), whatever its state."""
     window = {"edition": edition.as_dict()}
     if channel.kind != "email":
         return "skipped", NOT_EMAIL, window, None
     if first and now - edition.at > _grace(settings):
-        window["edition"]["post_ids"] = []
         return "skipped", SERIES_STARTS, window, None
     if not edition.posts:
         return "skipped", NO_POSTS, window, None
@@ -166,7 +227,7 @@ def _render(settings: Settings, name: str, channel: Channel, edition: Edition, f
         payload = digest_payload(edition_posts(edition), settings, name, edition.as_dict())
     except RenderError as exc:
         return "failed", None, window, f"render failed: {exc}"
-    except Exception as exc:  # a broken override template: record it, keep the window
+    except Exception as exc:  # a broken override template: record it, keep the edition's posts
         log.exception("rendering digest %s for %s failed", edition.key, name)
         return "failed", None, window, f"render failed: {type(exc).__name__}: {exc}"
     if channel.hold:
@@ -179,20 +240,25 @@ def _grace(settings: Settings) -> timedelta:
     return max(timedelta(hours=1), 2 * settings.run.interval)
 
 
-def _last_until(s: Session, name: str) -> datetime | None:
-    """Where the channel's last planned edition ended (None: it has none yet)."""
+def _series(s: Session, name: str) -> _Series | None:
+    """The channel's series as its planned editions record it (None: it has none yet)."""
     rows = s.scalars(select(Delivery.payload).where(Delivery.channel == name, Delivery.subject.like("digest:%"))
                      .order_by(Delivery.id.desc()).limit(5))
-    for payload in rows:
-        until = (payload or {}).get("edition", {}).get("until")
-        if until:
-            return datetime.fromisoformat(until)
-    return None
+    editions = [e for e in ((payload or {}).get("edition") for payload in rows) if e and e.get("until")]
+    if not editions:
+        return None
+    last_until = max(datetime.fromisoformat(e["until"]) for e in editions)
+    start = next((datetime.fromisoformat(e["series_start"]) for e in editions if e.get("series_start")), None)
+    # Editions planned before digest_items (revision 0004) held their windows' posts: the
+    # series (as far as membership goes) starts where the last of them ended.
+    return _Series(start if start is not None else last_until, last_until)
 
 
-def _posts_in(s: Session, channel: Channel, since: datetime, until: datetime) -> list[Post]:
-    """Posts to send whose ready time (first seen + delay) is in (SINCE, UNTIL], newest first."""
+def _unassigned_posts(s: Session, channel: Channel, name: str, start: datetime, until: datetime) -> list[Post]:
+    """Posts to send whose ready time (first seen + delay) is in (START, UNTIL] and that are in
+    no edition of channel NAME yet, newest first."""
+    taken = select(DigestItem.id).where(DigestItem.channel == name, DigestItem.post_id == Post.id).exists()
     posts = list(s.scalars(select(Post).where(Post.plan == "send", Post.duplicate_of.is_(None),
-                                              Post.first_seen_at > since - channel.delay,
-                                              Post.first_seen_at <= until - channel.delay)))
+                                              Post.first_seen_at > start - channel.delay,
+                                              Post.first_seen_at <= until - channel.delay, ~taken)))
     return sorted(posts, key=lambda p: (p.published_at or p.first_seen_at, p.id), reverse=True)

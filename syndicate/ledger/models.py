@@ -226,3 +226,25 @@ class StaffUser(Base):
     last_login_at: Mapped[datetime | None]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
+
+
+# --- Digest editions: which posts each edition holds (migration 0004) ---
+
+
+class DigestItem(Base):
+    """One post in one digest edition (the edition's delivery row).
+
+    Unique per (channel, post): a post is in at most one edition of a digest channel, whatever
+    the order in which polls commit and dispatchers plan (engine/digest.py).
+    """
+
+    __tablename__ = "digest_items"
+    __table_args__ = (
+        UniqueConstraint("channel", "post_id", name="uq_digest_items_channel_post"),
+        Index("ix_digest_items_delivery", "delivery_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(100))
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
