@@ -144,7 +144,7 @@ def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl
                           now=now, attempts=row.attempts + 1, lease_until=now + ttl):
             return None
         return Job(delivery_id=row.id, key=row.key, channel=row.channel, kind=row.kind,
-                   payload=row.payload, post_url=row.post_url)
+                   payload=row.payload, post_url=row.post_url, token=token)
 
 
 def _provider(settings: Settings, job: Job, cache: dict | None) -> providers.Provider:

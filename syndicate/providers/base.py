@@ -24,6 +24,9 @@ class Job:
     kind: str
     payload: dict[str, Any]
     post_url: str | None = None
+    # The claim token this send holds (fencing): a provider that keeps the lease alive during a
+    # long batch extends it only while the delivery still carries this token.
+    token: str | None = None
 
 
 @dataclass(frozen=True)
