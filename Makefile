@@ -31,8 +31,13 @@ test: $(STAMP) services browser
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Benchmarks side by side with peers (bench/RESULTS.md). bench/run.py installs the peers on first
+# use under bench/.work/ (rss2email from PyPI in its own venv, npm mjml with the machine's node).
+# 10,000 due deliveries by default (about 15 minutes on 2 cores); BENCH_ARGS= for the full
+# 100,000, BENCH_ARGS=--quick for a smoke run, or name benchmarks: BENCH_ARGS="poll render".
+BENCH_ARGS ?= --scale 0.1
 bench: $(STAMP) services
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf outbox syndicate.db syndicate.db-wal syndicate.db-shm preview

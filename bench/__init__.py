@@ -1,0 +1,1 @@
+"""Benchmarks: see bench/run.py and bench/RESULTS.md."""

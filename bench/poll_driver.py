@@ -1,0 +1,64 @@
+"""One poll of every feed in a URL list, as its own process (timed from outside, like r2e).
+
+    python bench/poll_driver.py --urls FILE --store URL --driver sequential|concurrent|batched
+
+sequential: the library's loop (engine/runner.py run_once polls one feed after another).
+concurrent, batched: the prototypes in bench/ (see their docstrings).
+Prints one JSON line: the statuses counted and the poll's own duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--urls", required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--driver", choices=["sequential", "concurrent", "batched"], default="sequential")
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--per-host", type=int, default=4)
+    args = parser.parse_args()
+
+    from syndicate import settings as settings_mod
+    from syndicate.engine.poll import poll_feed
+    from syndicate.ledger.db import open_ledger
+    from syndicate.ledger.models import utcnow
+
+    start = time.perf_counter()  # after imports, as bench/r2e_timed.py measures rss2email
+    urls = json.loads(Path(args.urls).read_text())
+    settings = settings_mod.from_dict({
+        "site": {"name": "Bench", "url": "https://bench.example"},
+        "store": {"url": args.store},
+        "feeds": [{"name": f"f{i:03d}", "url": u} for i, u in enumerate(urls)],
+        "channels": {},
+    }, base_dir=Path(args.store.removeprefix("sqlite:///")).parent)
+    factory = open_ledger(settings.store_url)
+    now = utcnow()
+    if args.driver == "sequential":
+        results = [poll_feed(factory, settings, feed, now) for feed in settings.feeds]
+    elif args.driver == "concurrent":
+        from bench.concurrent_poll import poll_concurrently
+
+        results = poll_concurrently(factory, settings, now, workers=args.workers, per_host=args.per_host)
+    else:
+        from bench.batched_poll import poll_batched
+
+        results = poll_batched(factory, settings, now, workers=args.workers, per_host=args.per_host)
+    took = time.perf_counter() - start
+    counts = Counter(r.status for r in results)
+    print(json.dumps({"statuses": counts, "poll_seconds": took,
+                      "posts": sum(r.new + r.recorded + r.held for r in results)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
