@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -10,7 +12,7 @@ from sqlalchemy import select
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import Delivery, Post
 from syndicate.model import PostData
-from syndicate.payloads import build_payload, email_messages
+from syndicate.payloads import build_payload, email_messages, personalize, preview_token
 from syndicate.render import NotApplicable
 from syndicate.settings import Settings
 
@@ -54,3 +56,41 @@ def write_preview(settings: Settings, post: Post, channels: list[str], out: Path
 def _write(path: Path, data: bytes) -> list[Path]:
     path.write_bytes(data)
     return [path]
+
+
+@dataclass
+class DigestPreview:
+    channel: str
+    key: str  # the edition, e.g. "2026-W49"
+    at: datetime  # when it goes out (UTC)
+    since: datetime  # posts first seen after this go in it
+    subject: str | None = None  # None: no new posts, the edition would be skipped
+    posts: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def write_digest_preview(settings: Settings, channel: str, out: Path, now: datetime,
+                         latest: int | None = None) -> DigestPreview:
+    """Render CHANNEL's next digest edition as of NOW into OUT (.html, .txt and the .eml a
+    subscriber would get). LATEST: show the N latest posts instead, to see the design."""
+    from syndicate.engine.digest import edition_posts, upcoming_edition
+    from syndicate.payloads import digest_payload
+
+    with transaction(open_ledger(settings.store_url)) as s:
+        edition = upcoming_edition(s, settings, channel, now)
+        posts = edition_posts(edition)
+        if latest:
+            rows = s.scalars(select(Post).where(Post.plan != "ignore").order_by(Post.id.desc()).limit(latest))
+            posts = [PostData.from_dict(p.data) for p in rows]
+    result = DigestPreview(channel, edition.key, edition.at, edition.since, posts=len(posts))
+    if not posts:
+        return result
+    payload = digest_payload(posts, settings, channel, edition.as_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"{channel}-{edition.key}"
+    to = (payload["to"] or ["subscriber@example.org"])[0]
+    result.subject = payload["subject"]
+    result.files = (_write(base.with_suffix(".html"), payload["html"].encode())
+                    + _write(base.with_suffix(".txt"), payload["text"].encode())
+                    + _write(base.with_suffix(".eml"), bytes(personalize(payload, to, preview_token(settings, to)))))
+    return result

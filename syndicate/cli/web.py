@@ -1,11 +1,33 @@
-"""Preview desk commands: staff accounts (`syndicate users ...`), and the desk in `syndicate serve`."""
+"""The web app: `syndicate serve` (preview desk, unsubscribe and confirm links) and staff accounts."""
 
 from __future__ import annotations
 
 import getpass
 import sys
 
-from syndicate.cli import UsageError, load_settings, out
+from syndicate.cli.common import UsageError, load_settings, out
+
+
+def cmd_serve(args) -> int:
+    import os
+
+    from werkzeug.serving import run_simple
+
+    from syndicate.engine.runner import ledger
+    from syndicate.web import auth, create_app
+
+    settings = load_settings(args)
+    users = auth.list_users(ledger(settings))
+    out.print(f"preview desk: http://{args.host}:{args.port}/desk/ ("
+              + (f"{len(users)} staff account{'s' if len(users) != 1 else ''})" if users
+                 else "no staff accounts yet: add one with `syndicate users add NAME`)"))
+    if not os.environ.get(settings.web.secret_env or ""):
+        out.print(f"[yellow]warning:[/] {settings.web.secret_env} is not set: desk sign-ins end when the "
+                  "server restarts, and unsubscribe links cannot be checked")
+    app = create_app(settings)
+    out.print(f"serving on http://{args.host}:{args.port} (public address: {settings.public_url}); Ctrl-C to stop")
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False, use_debugger=False)
+    return 0
 
 
 def _read_password(args) -> str:
@@ -79,29 +101,14 @@ def cmd_users_remove(args) -> int:
     return 0
 
 
-def _serve_with_desk(serve):
-    """`syndicate serve`, saying where the desk is and what it still needs."""
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the web app: the preview desk (/desk), unsubscribe and confirm links",
+                       description="Run the web app: the preview desk at /desk (staff sign in), one-click "
+                                   "unsubscribe and confirm links (open to all).")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.set_defaults(func=cmd_serve)
 
-    def cmd_serve(args) -> int:
-        import os
-
-        from syndicate.engine.runner import ledger
-        from syndicate.web import auth
-
-        settings = load_settings(args)
-        users = auth.list_users(ledger(settings))
-        out.print(f"preview desk: http://{args.host}:{args.port}/desk/ ("
-                  + (f"{len(users)} staff account{'s' if len(users) != 1 else ''})" if users
-                     else "no staff accounts yet: add one with `syndicate users add NAME`)"))
-        if not os.environ.get(settings.web.secret_env or ""):
-            out.print(f"[yellow]warning:[/] {settings.web.secret_env} is not set: desk sign-ins end when the "
-                      "server restarts, and unsubscribe links cannot be checked")
-        return serve(args)
-
-    return cmd_serve
-
-
-def register_desk(sub) -> None:
     users = sub.add_parser("users", help="preview desk staff accounts: add, list, remove").add_subparsers(
         dest="users_cmd", metavar="ACTION", required=True)
     p = users.add_parser("add", help="create an account (asks for the password twice)")
@@ -115,12 +122,3 @@ def register_desk(sub) -> None:
     p = users.add_parser("remove", help="delete an account (its sessions end at once)")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_users_remove)
-
-    serve = sub.choices.get("serve")
-    if serve is not None:
-        serve.description = ("Run the web app: the preview desk at /desk (staff sign in), one-click "
-                             "unsubscribe and confirm links (open to all).")
-        serve.set_defaults(func=_serve_with_desk(serve.get_default("func")))
-        for action in sub._choices_actions:
-            if action.dest == "serve":
-                action.help = "run the web app: the preview desk (/desk), unsubscribe and confirm links"

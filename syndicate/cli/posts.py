@@ -1,71 +1,13 @@
-"""The `syndicate` command line. Each subcommand is a thin layer over the library.
-
-Exit codes: 0 success, 1 something went wrong while working (a delivery failed), 2 bad input
-(settings, arguments, an unreadable feed), always with one clear line and never a traceback.
-"""
+"""Posts by hand: inspect a feed, send one post now, preview a post or the next digest."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from syndicate import __version__
-from syndicate import settings as settings_mod
-
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal:  # piped or captured: tables need more than rich's 80-column default
-    out.width = 150
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit code 2."""
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--at: not an ISO 8601 time: {value!r} (e.g. 2026-11-24T09:00:00+00:00)") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def load_settings(args) -> settings_mod.Settings:
-    return settings_mod.load(args.config)
-
-
-# ---------------------------------------------------------------- run
-
-
-def cmd_run(args) -> int:
-    from syndicate.engine.runner import run_forever, run_once
-    from syndicate.report import print_run_summary
-
-    settings = load_settings(args)
-    now = parse_time(args.at)
-    if args.once or now is not None:
-        with out.status("working…") as status:
-            summary = run_once(settings, now, progress=lambda msg: status.update(msg))
-        print_run_summary(out, settings, summary)
-        return 1 if any(o.state == "failed" for o in summary.outcomes) else 0
-    out.print(f"running every {settings.run.interval}; Ctrl-C to stop")
-    try:
-        run_forever(settings, on_summary=lambda s: print_run_summary(out, settings, s))
-    except KeyboardInterrupt:
-        out.print("stopped")
-    return 0
-
-
-# ---------------------------------------------------------------- feed inspect
+from syndicate.cli.common import UsageError, load_settings, out, parse_time
 
 
 def cmd_feed_inspect(args) -> int:
@@ -93,9 +35,6 @@ def cmd_feed_inspect(args) -> int:
                       p.url, p.author or "-", ", ".join(p.categories[:4]), "yes" if p.image_url else "-")
     out.print(table)
     return 0
-
-
-# ---------------------------------------------------------------- post / preview
 
 
 def _resolve_post(settings, ref: str):
@@ -163,36 +102,33 @@ def cmd_preview_post(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- status
-
-
-def cmd_status(args) -> int:
-    from syndicate.report import print_status, status_rows
+def cmd_preview_digest(args) -> int:
+    from syndicate.ledger.models import utcnow
+    from syndicate.preview import write_digest_preview
 
     settings = load_settings(args)
-    rows = status_rows(settings)
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
-        print_status(out, settings, rows)
+    names = args.channel or [n for n, c in settings.enabled_channels().items() if c.mode == "digest"]
+    if not names:
+        raise UsageError("no enabled channel has mode = \"digest\"")
+    for name in names:
+        if name not in settings.channels or settings.channels[name].mode != "digest":
+            raise UsageError(f"--channel: {name!r} is not a digest channel")
+    now = parse_time(args.at) or utcnow()
+    tz = settings.site.tz
+    for name in names:
+        preview = write_digest_preview(settings, name, Path(args.out), now, args.latest)
+        when = f"{preview.at.astimezone(tz):%a %Y-%m-%d %H:%M %Z}"
+        if preview.subject is None:
+            out.print(f"{name}: edition {preview.key} ({when}): no new posts since "
+                      f"{preview.since.astimezone(tz):%Y-%m-%d %H:%M}; it would be skipped")
+            continue
+        out.print(f"{name}: edition {preview.key} ({when}), {preview.posts} posts: \"{preview.subject}\"")
+        for path in preview.files:
+            out.print(f"  {path}")
     return 0
 
 
-# ---------------------------------------------------------------- parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syndicate", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="version", version=f"syndicate {__version__}")
-    parser.add_argument("-c", "--config", help="settings file (default: $SYNDICATE_CONFIG, else ./settings.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("run", help="poll feeds, plan and deliver what is due")
-    p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep running)")
-    p.add_argument("--at", metavar="TIME", help="act as if it were TIME (ISO 8601); implies --once")
-    p.set_defaults(func=cmd_run)
-
+def register(sub) -> None:
     feed = sub.add_parser("feed", help="work with feeds").add_subparsers(dest="feed_cmd", metavar="ACTION",
                                                                           required=True)
     p = feed.add_parser("inspect", help="parse one feed (URL or file) and show its normalized posts")
@@ -213,37 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     p.add_argument("--out", default="preview", metavar="DIR", help="folder to write into (default: ./preview)")
     p.set_defaults(func=cmd_preview_post)
-
-    p = sub.add_parser("status", help="every delivery: channel, post, state, due time, attempts, errors")
-    p.add_argument("--json", action="store_true", help="print as JSON")
-    p.set_defaults(func=cmd_status)
-
-    for register in _extensions():
-        register(sub)
-    return parser
-
-
-def _extensions():
-    """Commands that live with their own module (workers, scheduling, operator actions)."""
-    from syndicate import cli_desk, cli_ops
-
-    return [cli_ops.register, cli_ops.register_celery, cli_ops.register_engine, cli_ops.register_email,
-            cli_desk.register_desk]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args) or 0
-    except (settings_mod.SettingsError, UsageError) as exc:
-        err.print(f"syndicate: error: {exc}", markup=False)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p = preview.add_parser("digest", help="render the next digest edition into a folder")
+    p.add_argument("--channel", action="append", metavar="NAME", help="only this digest channel (repeatable)")
+    p.add_argument("--out", default="preview", metavar="DIR", help="folder to write into (default: ./preview)")
+    p.add_argument("--at", metavar="TIME", help="as if it were TIME (ISO 8601)")
+    p.add_argument("--latest", type=int, metavar="N", help="show the N latest posts instead (to see the design)")
+    p.set_defaults(func=cmd_preview_digest)

@@ -1,0 +1,7 @@
+"""`python -m syndicate.cli`."""
+
+import sys
+
+from syndicate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""What every command shares: the consoles, bad-input errors, times, settings, the actor."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+
+from rich.console import Console
+
+from syndicate import settings as settings_mod
+
+out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:  # piped or captured: tables need more than rich's 80-column default
+    out.width = 150
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at: not an ISO 8601 time: {value!r} (e.g. 2026-11-24T09:00:00+00:00)") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def load_settings(args) -> settings_mod.Settings:
+    return settings_mod.load(args.config)
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in some containers
+        return "cli"
+

@@ -1,0 +1,150 @@
+"""Email commands: the subscriber list, per-recipient records, and the email lint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from syndicate.cli.common import UsageError, load_settings, out
+
+
+def cmd_subscribers_import(args) -> int:
+
+    from syndicate import subscribers
+    from syndicate.engine.runner import ledger
+
+    settings = load_settings(args)
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    report = subscribers.import_csv(ledger(settings), settings, path)
+    for line, value, why in report.invalid:
+        out.print(f"[yellow]line {line}:[/] {value!r} skipped: {why}", markup=True)
+    out.print(f"{path.name}: {report.added} added" + (f" ({report.pending} pending confirmation)"
+                                                       if report.pending else "")
+              + f", {report.updated} updated, {report.unchanged} already there, {report.suppressed} suppressed "
+              f"(unsubscribed earlier: not added back), {report.duplicates} duplicates, {len(report.invalid)} invalid")
+    return 0
+
+
+def cmd_subscribers_list(args) -> int:
+
+    from syndicate import subscribers
+    from syndicate.engine.runner import ledger
+
+    settings = load_settings(args)
+    factory = ledger(settings)
+    rows = subscribers.list_subscribers(factory, args.status)
+    if args.json:
+        print(json.dumps([{"email": r.email, "name": r.name, "status": r.status, "source": r.source,
+                           "created_at": r.created_at.isoformat()} for r in rows], indent=2, ensure_ascii=False))
+        return 0
+    table = Table("email", "name", "status", "since", "source")
+    for r in rows:
+        table.add_row(r.email, r.name or "-", r.status, f"{r.created_at:%Y-%m-%d}", r.source or "-")
+    out.print(table)
+    totals = subscribers.counts(factory)
+    out.print(", ".join(f"{totals.get(k, 0)} {k}" for k in ("active", "pending", "unsubscribed", "suppressed")))
+    return 0
+
+
+def cmd_subscribers_remove(args) -> int:
+    from syndicate import subscribers
+    from syndicate.engine.runner import ledger
+
+    settings = load_settings(args)
+    try:
+        known = subscribers.remove(ledger(settings), args.email)
+    except subscribers.InvalidAddress as exc:
+        raise UsageError(f"{args.email!r}: {exc}") from None
+    note = "" if known else " (it was not on the list; it is suppressed all the same)"
+    out.print(f"{args.email}: removed and suppressed: never mailed again{note}")
+    return 0
+
+
+def cmd_subscribers_invite(args) -> int:
+    from syndicate.providers.smtp import send_invites
+
+    settings = load_settings(args)
+    channel = settings.channels.get(args.channel)
+    if channel is None or channel.kind != "email" or channel.provider != "smtp":
+        raise UsageError(f"--channel: {args.channel!r} is not an email channel with provider = \"smtp\"")
+    sent, failed = send_invites(settings, args.channel)
+    out.print(f"{sent} confirmation emails sent" + (f", {len(failed)} failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_recipients(args) -> int:
+
+    from syndicate.engine.runner import ledger
+    from syndicate.recipients import recipient_report
+
+    settings = load_settings(args)
+    rows = recipient_report(ledger(settings), args.id)
+    if not rows:
+        out.print(f"delivery {args.id}: no recipient records (not an SMTP delivery, or not sent yet)")
+        return 0
+    table = Table("recipient", "state", "code", "attempts", "detail")
+    for r in rows:
+        table.add_row(r.recipient, r.state, str(r.code or "-"), str(r.attempts), r.error or r.message_id or "")
+    out.print(table)
+    unresolved = [r.recipient for r in rows if r.state in ("sending", "unknown")]
+    if unresolved:
+        out.print(f"[yellow]{len(unresolved)} recipients may or may not have the message (a crash or a "
+                  f"dropped connection mid-send); they are never mailed again by this delivery.[/]")
+    return 0
+
+
+def cmd_lint_email(args) -> int:
+
+    from syndicate import lint_email
+    from syndicate.settings import SettingsError
+
+    try:
+        hosts = lint_email.site_hosts(load_settings(args), args.allow_host or [])
+    except SettingsError:
+        if not args.allow_host:
+            raise
+        hosts = {h.lower().removeprefix("www.") for h in args.allow_host}
+    failed = False
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        findings = lint_email.lint_file(path, hosts)
+        failed = failed or bool(findings)
+        if not findings:
+            out.print(f"{path}: ok")
+        for finding in findings:
+            out.print(f"{path}: {finding}", markup=False)
+    return 1 if failed else 0
+
+
+def register(sub) -> None:
+    subs = sub.add_parser("subscribers", help="the subscriber list: import, list, remove, invite").add_subparsers(
+        dest="subscribers_cmd", metavar="ACTION", required=True)
+    p = subs.add_parser("import", help="add addresses from a CSV file (email[,name]); safe to repeat")
+    p.add_argument("file", metavar="FILE.csv")
+    p.set_defaults(func=cmd_subscribers_import)
+    p = subs.add_parser("list", help="show the list")
+    p.add_argument("--status", choices=("active", "pending", "unsubscribed"))
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_subscribers_list)
+    p = subs.add_parser("remove", help="take an address off the list and never mail it again")
+    p.add_argument("email", metavar="EMAIL")
+    p.set_defaults(func=cmd_subscribers_remove)
+    p = subs.add_parser("invite", help="double opt-in: email each pending address its confirm link")
+    p.add_argument("--channel", required=True, metavar="NAME", help="the SMTP email channel to send with")
+    p.set_defaults(func=cmd_subscribers_invite)
+
+    p = sub.add_parser("recipients", help="per-recipient send records of one email delivery")
+    p.add_argument("id", type=int, metavar="DELIVERY_ID")
+    p.set_defaults(func=cmd_recipients)
+
+    p = sub.add_parser("lint-email", help="check rendered emails: size, alt text, URLs, hosts, headers")
+    p.add_argument("files", nargs="+", metavar="FILE.eml|FILE.html")
+    p.add_argument("--allow-host", action="append", metavar="HOST",
+                   help="another host images may load from (repeatable)")
+    p.set_defaults(func=cmd_lint_email)
