@@ -110,8 +110,10 @@ class Outbox(_Strict):
 class Run(_Strict):
     interval: Duration = timedelta(minutes=15)  # how often `syndicate run` polls and dispatches
     claim_ttl: Duration = timedelta(minutes=5)  # a claim or send older than this is reaped
-    batch_size: int = Field(default=50, ge=1)  # deliveries claimed per dispatcher tick
-    tick: Duration = timedelta(seconds=15)  # how often beat asks the ledger what is due (workers)
+    batch_size: int = Field(default=200, ge=1)  # deliveries claimed per dispatcher tick
+    # Workers: claim no more while this many deliver messages already wait in the broker.
+    max_queued: int = Field(default=400, ge=1)
+    tick: Duration = timedelta(seconds=5)  # how often beat asks the ledger what is due (workers)
     retry_base: Duration = timedelta(seconds=30)  # first backoff after a retryable error; doubles
     retry_max: Duration = timedelta(hours=6)  # the longest backoff
     max_attempts: int = Field(default=8, ge=1)  # then the delivery fails for a person to look at
@@ -124,6 +126,8 @@ class Fetch(_Strict):
     timeout: Duration = timedelta(seconds=20)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     user_agent: str = "Syndicate/0.1 (+https://github.com/syndicate)"
+    concurrency: int = Field(default=8, ge=1, le=256)  # feeds fetched at once by one poll
+    per_host: int = Field(default=2, ge=1)  # requests in flight to one host at most
 
 
 class Feed(_Strict):

@@ -347,3 +347,19 @@ def test_thread_race_on_claims_many_ticks(cluster):
     for t in threads:
         t.join()
     assert sorted(claimed) == sorted(ids)
+
+
+def test_dispatch_claims_no_more_than_the_queue_can_hold(cluster):
+    """Back-pressure: with no worker consuming, repeated dispatches stop claiming once
+    run.max_queued deliver messages wait in the broker (claims would only expire there)."""
+    import subprocess
+    import sys
+
+    cluster.config.write_text(cluster.config.read_text().replace("max_attempts = 5", "max_attempts = 5\nmax_queued = 5"))
+    ids = cluster.seed(30)
+    env = {**__import__("os").environ, **cluster.env, "SYNDICATE_CONFIG": str(cluster.config)}
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", "import workers.app; from workers.tasks import dispatch; dispatch()"], env=env,
+                       cwd=Path(__file__).resolve().parents[1], check=True, timeout=60)
+    states = Counter(cluster.states()[i] for i in ids)
+    assert states == {"claimed": 5, "planned": 25}

@@ -36,15 +36,36 @@ def _ledger():
     return open_ledger(_settings().store_url)
 
 
-@shared_task(name="syndicate.dispatch")
-def dispatch() -> dict:
+def _queued(task) -> int | None:
+    """Messages waiting in the deliver queue (None if the broker can't say)."""
+    from amqp.exceptions import ChannelError
+
+    try:
+        with task.app.connection_for_write() as conn:
+            queue = task.app.conf.task_default_queue
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError as exc:
+        if "NOT_FOUND" in str(exc):  # on Redis an empty queue does not exist
+            return 0
+        return None
+    except Exception:  # noqa: BLE001 - a broker that can't count must not stop dispatching
+        return None
+
+
+@shared_task(name="syndicate.dispatch", bind=True)
+def dispatch(self) -> dict:
     settings = _settings()
     factory = _ledger()
     now = utcnow()
     reaped = reap_expired(factory, now, actor="reaper", settings=settings)
     plan_pending(factory, settings, now)
     plan_digests(factory, settings, now)
-    claims = claim_due(factory, now, limit=settings.run.batch_size, ttl=settings.run.claim_ttl, actor="dispatcher")
+    # Back-pressure: claim only what the workers can start before the claims' leases run out;
+    # claims waiting in a long queue would expire and be claimed again (harmless, but waste).
+    queued = _queued(self)
+    room = settings.run.batch_size if queued is None else max(0, settings.run.max_queued - queued)
+    limit = min(settings.run.batch_size, room)
+    claims = claim_due(factory, now, limit=limit, ttl=settings.run.claim_ttl, actor="dispatcher") if limit else []
     published = 0
     for claim in claims:
         try:
@@ -56,8 +77,10 @@ def dispatch() -> dict:
             for rest in claims[published:]:
                 release(factory, rest, actor="dispatcher")
             break
+    if claims and len(claims) == limit and published == len(claims):
+        self.apply_async(expires=settings.run.tick.total_seconds())  # a backlog: go on now, not next tick
     return {"claimed": len(claims), "published": published, "reclaimed": reaped.reclaimed,
-            "unknown": reaped.unknown}
+            "unknown": reaped.unknown, "queued": queued}
 
 
 @shared_task(name="syndicate.deliver")
@@ -84,5 +107,7 @@ def poll_feed(name: str) -> str:
     factory = _ledger()
     now = utcnow()
     result = poll_one(factory, settings, feed, now)
-    plan_pending(factory, settings, now)
+    planned = plan_pending(factory, settings, now)
+    if planned.planned:  # new work may be due now: don't leave it for the next tick
+        dispatch.apply_async(expires=settings.run.tick.total_seconds())
     return result.status

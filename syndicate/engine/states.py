@@ -44,7 +44,9 @@ def transition(
     where = [Delivery.id == delivery_id, Delivery.state.in_(from_states)]
     if token is not None:
         where.append(Delivery.claim_token == token)
-    old_state = session.scalar(select(Delivery.state).where(Delivery.id == delivery_id))
+    # The audit trail wants the state left; with one allowed state the update itself proves it.
+    old_state = from_states[0] if len(from_states) == 1 else session.scalar(
+        select(Delivery.state).where(Delivery.id == delivery_id))
     result = session.execute(
         update(Delivery).where(*where).values(state=to_state, updated_at=now, **values)
         .execution_options(synchronize_session=False)
