@@ -2,7 +2,9 @@
 
     python bench/poll_driver.py --urls FILE --store URL --driver sequential|concurrent|batched
 
-sequential: the library's loop (engine/runner.py run_once polls one feed after another).
+library: the library's poll, engine/poll.py poll_feeds with the settings' defaults (fetch.concurrency
+8, fetch.per_host 2), as engine/runner.py run_once calls it.
+sequential: poll_feed for one feed after another (what each per-feed worker task does).
 concurrent, batched: the prototypes in bench/ (see their docstrings).
 Prints one JSON line: the statuses counted and the poll's own duration.
 """
@@ -23,13 +25,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--urls", required=True)
     parser.add_argument("--store", required=True)
-    parser.add_argument("--driver", choices=["sequential", "concurrent", "batched"], default="sequential")
+    parser.add_argument("--driver", choices=["library", "sequential", "concurrent", "batched"], default="library")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--per-host", type=int, default=4)
     args = parser.parse_args()
 
     from syndicate import settings as settings_mod
-    from syndicate.engine.poll import poll_feed
+    from syndicate.engine.poll import poll_feed, poll_feeds
     from syndicate.ledger.db import open_ledger
     from syndicate.ledger.models import utcnow
 
@@ -43,7 +45,9 @@ def main() -> int:
     }, base_dir=Path(args.store.removeprefix("sqlite:///")).parent)
     factory = open_ledger(settings.store_url)
     now = utcnow()
-    if args.driver == "sequential":
+    if args.driver == "library":
+        results = poll_feeds(factory, settings, settings.feeds, now)
+    elif args.driver == "sequential":
         results = [poll_feed(factory, settings, feed, now) for feed in settings.feeds]
     elif args.driver == "concurrent":
         from bench.concurrent_poll import poll_concurrently

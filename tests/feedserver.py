@@ -5,6 +5,7 @@
     server.redirect("/old", "/feed.xml", status=301)
     fetch(server.url("/old"))
     server.hits["/feed.xml"]              # requests per path
+    server.max_in_flight                  # the most requests it was answering at once
 
 Routes can answer with any status and headers, honour If-None-Match / If-Modified-Since with a
 304, redirect, wait before answering (``delay``), drip the body slowly (``drip``), omit
@@ -43,14 +44,19 @@ class Route:
 
 
 class FeedServer:
-    """A threaded HTTP/1.0 server on 127.0.0.1 at a free port, serving ``Route``s by path."""
+    """A threaded HTTP/1.0 server on 127.0.0.1 (or another loopback ``host``) at a free port,
+    serving ``Route``s by path."""
 
-    def __init__(self, routes: dict[str, Route] | None = None):
+    def __init__(self, routes: dict[str, Route] | None = None, host: str = "127.0.0.1"):
         self.routes: dict[str, Route] = dict(routes or {})
         self.hits: Counter[str] = Counter()
         self.requests: list[dict[str, str]] = []  # the headers of every request, in order
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most at once since start
+        self._count_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.host = host
+        self._httpd = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -61,7 +67,7 @@ class FeedServer:
         return self._httpd.server_address[1]
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def route(self, path: str, body: bytes = b"", **options) -> Route:
         self.routes[path] = Route(body=body, **options)
@@ -111,6 +117,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (the stdlib's naming)
         server = self.feed_server
+        with server._count_lock:
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        self._counted = True
+        try:
+            return self._answer(server)
+        finally:
+            self._uncount()
+
+    def _uncount(self) -> None:
+        # Before the response is written: a client may send its next request as soon as it has
+        # read this one, possibly before this handler returns.
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.feed_server._count_lock:
+                self.feed_server.in_flight -= 1
+
+    def _answer(self, server: FeedServer):
         server.hits[self.path] += 1
         server.requests.append({k.lower(): v for k, v in self.headers.items()})
         route = server.routes.get(self.path)
@@ -135,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, headers: dict[str, str], send_length: bool = True,
               drip: float = 0.0) -> None:
+        self._uncount()
         try:
             self.send_response(status)
             for key, value in headers.items():

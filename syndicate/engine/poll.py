@@ -5,22 +5,34 @@ The rules (DESIGN.md, "Feeds"): the first poll records what is there without sen
 post's fingerprint and not resent; an edited post (same identity, new content) is updated,
 not resent; a poll that suddenly finds more than ``flood_threshold`` new posts holds them for a
 human; a failed fetch or a broken document records the error and forgets nothing.
+
+``poll_feeds`` polls many feeds concurrently (a bounded thread pool, a bound per host) with the
+ledger work batched; ``poll_feed`` is the same code for one feed. Overlapping polls of a feed are
+harmless: posts and feeds are inserted with ON CONFLICT DO NOTHING on their unique keys.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-from sqlalchemy import select
+import requests
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.feeds import FeedError, fetch, parse, split_fingerprint
+from syndicate.feeds.fetch import FetchResult
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Feed, Post
-from syndicate.ledger.upsert import insert_ignore
-from syndicate.model import PostData
+from syndicate.ledger.upsert import insert_ignore_many
+from syndicate.model import ParsedFeed, PostData
 from syndicate.settings import Feed as FeedSettings
+from syndicate.settings import Fetch as FetchSettings
 from syndicate.settings import Settings
 
 
@@ -38,72 +50,226 @@ class PollResult:
 
 def poll_feed(factory: sessionmaker[Session], settings: Settings, feed_cfg: FeedSettings,
               now: datetime) -> PollResult:
-    feed_id, etag, last_modified = _feed_row(factory, feed_cfg, settings)
-    location = settings.feed_location(feed_cfg)
+    """Poll one feed (the per-feed worker task, ``syndicate poll``): ``poll_feeds`` for one."""
+    return poll_feeds(factory, settings, [feed_cfg], now, workers=1)[0]
+
+
+def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterable[FeedSettings],
+               now: datetime, *, workers: int | None = None, per_host: int | None = None) -> list[PollResult]:
+    """Poll many feeds at once; the results are in the order of FEEDS.
+
+    Fetching and parsing run in a pool of ``workers`` threads (default ``fetch.concurrency``),
+    each with its own reused ``requests.Session``, and with at most ``per_host`` requests
+    (default ``fetch.per_host``) in flight to any one host. The ledger work is batched and done
+    by the calling thread: every feed's validators are read in one query, each changed feed's
+    new posts are inserted with one statement in one transaction, and every 304 and every
+    error is recorded in one UPDATE each at the end. A feed that fails affects no other.
+    """
+    feeds = list(feeds)
+    if not feeds:
+        return []
+    workers = max(1, min(workers or settings.fetch.concurrency, len(feeds)))
+    per_host = max(1, per_host or settings.fetch.per_host)
+    locations = [settings.feed_location(f) for f in feeds]
+    rows = _feed_rows(factory, feeds, locations)
+    results: list[PollResult | None] = [None] * len(feeds)
+    unchanged: list[int] = []
+    failed: dict[int, str] = {}
+
+    def settle(i: int, outcome: _Fetched | FeedError) -> None:
+        name = feeds[i].name
+        if isinstance(outcome, FeedError):
+            failed[rows[i].id] = str(outcome)
+            results[i] = PollResult(name, "error", error=str(outcome))
+        elif outcome.parsed is None:  # 304
+            unchanged.append(rows[i].id)
+            results[i] = PollResult(name, "unchanged")
+        else:
+            results[i] = _record_changed(factory, rows[i].id, feeds[i], outcome, now)
+
+    settings_fetch = settings.fetch
+    if workers == 1:
+        with requests.Session() as http:
+            for i, location in enumerate(locations):
+                settle(i, _fetch_and_parse(settings_fetch, location, rows[i], http, nullcontext()))
+    else:
+        _poll_in_threads(settings_fetch, locations, rows, settle, workers, per_host)
+    _record_polled(factory, unchanged, failed, now)
+    return results  # type: ignore[return-value]  (every index settled)
+
+
+@dataclass
+class _Row:
+    id: int
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass
+class _Fetched:
+    fetched: FetchResult
+    parsed: ParsedFeed | None  # None: 304 Not Modified
+
+
+def _host(location: str) -> str:
+    """The key of a location's per-host bound ('' for local files: no bound)."""
+    if not location.lower().startswith(("http://", "https://")):
+        return ""
     try:
-        fetched = fetch(location, etag=etag, last_modified=last_modified,
-                        timeout=settings.fetch.timeout.total_seconds(),
-                        max_bytes=settings.fetch.max_bytes, user_agent=settings.fetch.user_agent)
+        return (urlsplit(location).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[_Row], settle,
+                     workers: int, per_host: int) -> None:
+    hosts = [_host(loc) for loc in locations]
+    slots = {host: threading.BoundedSemaphore(per_host) for host in set(hosts) if host}
+    local = threading.local()
+    sessions: list[requests.Session] = []
+    sessions_lock = threading.Lock()
+
+    def http() -> requests.Session:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            with sessions_lock:
+                sessions.append(session)
+        return session
+
+    def one(i: int) -> _Fetched | FeedError:
+        slot = slots[hosts[i]] if hosts[i] else nullcontext()
+        return _fetch_and_parse(fetch_cfg, locations[i], rows[i], http(), slot)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll")
+    try:
+        futures = {pool.submit(one, i): i for i in _interleaved(hosts)}
+        for future in as_completed(futures):
+            settle(futures.pop(future), future.result())  # popped: its document is freed once recorded
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for session in sessions:
+            session.close()
+
+
+def _interleaved(hosts: list[str]) -> list[int]:
+    """Indices taken round-robin across hosts, so the pool is not filled with feeds all waiting
+    for one host's slots while other hosts sit idle."""
+    by_host: dict[str, list[int]] = {}
+    for i, host in enumerate(hosts):
+        by_host.setdefault(host, []).append(i)
+    groups = list(by_host.values())
+    return [g[k] for k in range(max(map(len, groups))) for g in groups if k < len(g)]
+
+
+def _fetch_and_parse(fetch_cfg: FetchSettings, location: str, row: _Row, http: requests.Session,
+                     slot) -> _Fetched | FeedError:
+    try:
+        with slot:  # held only while talking to the host; parsing happens after
+            fetched = fetch(location, etag=row.etag, last_modified=row.last_modified,
+                            timeout=fetch_cfg.timeout.total_seconds(), max_bytes=fetch_cfg.max_bytes,
+                            user_agent=fetch_cfg.user_agent, session=http)
         if fetched.status == 304:
-            _mark_polled(factory, feed_id, now, error=None, unchanged=True)
-            return PollResult(feed_cfg.name, "unchanged")
+            return _Fetched(fetched, None)
         parsed = parse(fetched.body, url=fetched.final_url or location, content_type=fetched.content_type)
+        return _Fetched(fetched, parsed)
     except FeedError as exc:
-        _mark_polled(factory, feed_id, now, error=str(exc))
-        return PollResult(feed_cfg.name, "error", error=str(exc))
-    result = _record_posts(factory, feed_id, feed_cfg, parsed.posts, now)
-    result.warnings = parsed.warnings
+        return exc
+
+
+# Names or ids per IN (...) list: well under SQLite's and PostgreSQL's bound-parameter limits.
+_IN_CHUNK = 500
+
+
+def _chunks(items: list, size: int = _IN_CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _feed_rows(factory, feeds: list[FeedSettings], locations: list[str]) -> list[_Row]:
+    """Every feed's ledger row and conditional-GET validators, in one transaction (one query
+    when the rows exist; missing rows are created first)."""
+    url_of = {f.name: loc for f, loc in zip(feeds, locations, strict=True)}
+    names = list(url_of)
+    columns = (Feed.id, Feed.name, Feed.url, Feed.etag, Feed.last_modified)
     with transaction(factory) as s:
-        feed = s.get(Feed, feed_id)
-        feed.etag, feed.last_modified = fetched.etag, fetched.last_modified
-        feed.final_url, feed.title = fetched.final_url, parsed.title
-        feed.polls += 1
-        feed.last_polled_at = feed.last_ok_at = now
-        feed.last_error = None
+        found = {r.name: r for chunk in _chunks(names) for r in s.execute(select(*columns)
+                                                                          .where(Feed.name.in_(chunk)))}
+        if missing := [n for n in names if n not in found]:
+            for chunk in _chunks(missing):  # an overlapping poll may create them too: ignored
+                insert_ignore_many(s, Feed, [{"name": n, "url": url_of[n], "polls": 0} for n in chunk],
+                                   ["name"], returning=Feed.id)
+                found.update({r.name: r for r in s.execute(select(*columns).where(Feed.name.in_(chunk)))})
+        rows = {}
+        for name in names:
+            r = found[name]
+            if r.url != url_of[name]:  # the feed moved in settings: its validators no longer apply
+                s.execute(update(Feed).where(Feed.id == r.id).values(url=url_of[name], etag=None,
+                                                                     last_modified=None))
+                rows[name] = _Row(r.id, None, None)
+            else:
+                rows[name] = _Row(r.id, r.etag, r.last_modified)
+    return [rows[f.name] for f in feeds]
+
+
+def _record_polled(factory, unchanged: list[int], failed: dict[int, str], now: datetime) -> None:
+    """Every 304 in one UPDATE, every error in one executemany; a failed fetch forgets nothing
+    (only when it was tried and why it failed)."""
+    if not unchanged and not failed:
+        return
+    with transaction(factory) as s:
+        for chunk in _chunks(unchanged):
+            s.execute(update(Feed).where(Feed.id.in_(chunk))
+                      .values(last_polled_at=now, last_ok_at=now, last_error=None))
+        if failed:
+            s.execute(update(Feed), [{"id": feed_id, "last_polled_at": now, "last_error": error}
+                                     for feed_id, error in failed.items()])
+
+
+def _record_changed(factory, feed_id: int, feed_cfg: FeedSettings, outcome: _Fetched,
+                    now: datetime) -> PollResult:
+    fetched, parsed = outcome.fetched, outcome.parsed
+    with transaction(factory) as s:
+        result = _record_in(s, feed_id, feed_cfg, parsed.posts, now)
+        result.warnings = parsed.warnings
+        s.execute(update(Feed).where(Feed.id == feed_id).values(
+            etag=fetched.etag, last_modified=fetched.last_modified, final_url=fetched.final_url,
+            title=parsed.title, polls=Feed.polls + 1, last_polled_at=now, last_ok_at=now, last_error=None))
     return result
-
-
-def _feed_row(factory, feed_cfg: FeedSettings, settings: Settings) -> tuple[int, str | None, str | None]:
-    url = settings.feed_location(feed_cfg)
-    with transaction(factory) as s:
-        insert_ignore(s, Feed, {"name": feed_cfg.name, "url": url, "polls": 0}, ["name"])
-        feed = s.scalar(select(Feed).where(Feed.name == feed_cfg.name))
-        if feed.url != url:  # the feed moved in settings: conditional-GET validators no longer apply
-            feed.url, feed.etag, feed.last_modified = url, None, None
-        return feed.id, feed.etag, feed.last_modified
-
-
-def _mark_polled(factory, feed_id: int, now: datetime, error: str | None, unchanged: bool = False) -> None:
-    with transaction(factory) as s:
-        feed = s.get(Feed, feed_id)
-        feed.last_polled_at = now
-        feed.last_error = error
-        if unchanged:
-            feed.last_ok_at = now
 
 
 def _record_posts(factory, feed_id: int, feed_cfg: FeedSettings, posts: list[PostData],
                   now: datetime) -> PollResult:
-    result = PollResult(feed_cfg.name, "ok")
     with transaction(factory) as s:
-        first_poll = s.get(Feed, feed_id).polls == 0 and not s.scalar(
-            select(Post.id).where(Post.feed_id == feed_id).limit(1))
-        known = {p.identity: p for p in s.scalars(select(Post).where(Post.feed_id == feed_id))}
-        moves = MoveDetector(known.values())
-        fresh: list[PostData] = []
-        for post in posts:
-            if (old := known.get(post.identity)) is not None:
-                result.edited += _update_if_edited(old, post, now)
-            else:
-                fresh.append(post)
-        plans = _plans_for(fresh, moves, first_poll, feed_cfg)
-        for post, (plan, duplicate_of) in zip(fresh, plans, strict=True):
-            inserted = insert_ignore(s, Post, _post_row(feed_id, post, plan, duplicate_of, now),
-                                     ["feed_id", "identity"])
-            if inserted:  # an overlapping poll may have recorded it first: then it is theirs
-                result.new += plan == "send"
-                result.held += plan == "hold"
-                result.recorded += plan == "ignore"
+        return _record_in(s, feed_id, feed_cfg, posts, now)
+
+
+def _record_in(s: Session, feed_id: int, feed_cfg: FeedSettings, posts: list[PostData],
+               now: datetime) -> PollResult:
+    result = PollResult(feed_cfg.name, "ok")
+    first_poll = s.scalar(select(Feed.polls).where(Feed.id == feed_id)) == 0 and not s.scalar(
+        select(Post.id).where(Post.feed_id == feed_id).limit(1))
+    known = {p.identity: p for p in s.scalars(select(Post).where(Post.feed_id == feed_id))}
+    moves = MoveDetector(known.values())
+    fresh: list[PostData] = []
+    for post in posts:
+        if (old := known.get(post.identity)) is not None:
+            result.edited += _update_if_edited(old, post, now)
+        else:
+            fresh.append(post)
+    plans = _plans_for(fresh, moves, first_poll, feed_cfg)
+    rows: dict[str, dict] = {}  # the first of posts sharing an identity wins, as row-by-row inserts did
+    for post, (plan, duplicate_of) in zip(fresh, plans, strict=True):
+        rows.setdefault(post.identity, _post_row(feed_id, post, plan, duplicate_of, now))
+    if rows:
+        s.flush()  # edits first, then one INSERT for every new post
+        # An overlapping poll may have recorded some first: those are theirs, not counted here.
+        for identity in insert_ignore_many(s, Post, list(rows.values()), ["feed_id", "identity"],
+                                           returning=Post.identity):
+            plan = rows[identity]["plan"]
+            result.new += plan == "send"
+            result.held += plan == "hold"
+            result.recorded += plan == "ignore"
     return result
 
 

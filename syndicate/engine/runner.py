@@ -17,7 +17,7 @@ from syndicate.engine.deliver import Outcome, deliver
 from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import ReapResult, claim_due, reap_expired
 from syndicate.engine.planner import PlanResult, plan_pending
-from syndicate.engine.poll import PollResult, poll_feed
+from syndicate.engine.poll import PollResult, poll_feeds
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
 from syndicate.settings import Settings
@@ -42,9 +42,9 @@ def run_once(settings: Settings, now: datetime | None = None,
     say = progress or (lambda _msg: None)
     factory = ledger(settings)
     summary = RunSummary(at=now)
-    for feed in settings.feeds:
-        say(f"polling {feed.name}")
-        summary.polls.append(poll_feed(factory, settings, feed, now))
+    if settings.feeds:
+        say(f"polling {len(settings.feeds)} feed(s), {settings.fetch.concurrency} at a time")
+        summary.polls = poll_feeds(factory, settings, settings.feeds, now)
     say("planning deliveries")
     summary.plan = plan_pending(factory, settings, now)
     plan_digests(factory, settings, now, into=summary.plan)
