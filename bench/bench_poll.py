@@ -6,9 +6,11 @@ answers 304 to the validators stored by the first). Each side runs as its own pr
 is timed from "modules imported" to "state saved" (bench/poll_driver.py, bench/r2e_timed.py);
 the whole command, start-up included, is recorded too.
 
-Ours: the library's path (``poll_feeds`` with the default settings, as ``run_once`` does),
-``poll_feed`` for one feed after another (each per-feed worker task's path), then the two
-prototypes in bench/ that showed what would reach the goals.
+Ours: the library's path (``poll_feeds`` with the default settings, as ``run_once`` does), the
+same with ``fetch.concurrency = 16``, and ``poll_feed`` for one feed after another (each per-feed
+worker task's path, with no concurrency of its own). The prototypes that led to ``poll_feeds``
+(bench/concurrent_poll.py, bench/batched_poll.py) can still be run with
+``bench/poll_driver.py --driver concurrent|batched``.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from bench.common import (
 COUNT, HOSTS, DELAY = 200, 20, 0.02
 DRIVERS = {
     "library": "library: poll_feeds (run_once), 8 threads, <= 2 per host",
+    "library-16": "library: poll_feeds with fetch.concurrency = 16",
     "sequential": "library: poll_feed, one feed after another",
-    "concurrent": "prototype: poll_feed in 16 threads, <= 4 per host",
-    "batched": "prototype: + batched bookkeeping, 2 parse processes",
 }
 
 

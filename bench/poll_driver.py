@@ -4,6 +4,7 @@
 
 library: the library's poll, engine/poll.py poll_feeds with the settings' defaults (fetch.concurrency
 8, fetch.per_host 2), as engine/runner.py run_once calls it.
+library-N: the same with fetch.concurrency = N (per_host stays 2).
 sequential: poll_feed for one feed after another (what each per-feed worker task does).
 concurrent, batched: the prototypes in bench/ (see their docstrings).
 Prints one JSON line: the statuses counted and the poll's own duration.
@@ -25,7 +26,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--urls", required=True)
     parser.add_argument("--store", required=True)
-    parser.add_argument("--driver", choices=["library", "sequential", "concurrent", "batched"], default="library")
+    parser.add_argument("--driver", choices=["library", "library-16", "sequential", "concurrent", "batched"],
+                        default="library")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--per-host", type=int, default=4)
     args = parser.parse_args()
@@ -42,10 +44,11 @@ def main() -> int:
         "store": {"url": args.store},
         "feeds": [{"name": f"f{i:03d}", "url": u} for i, u in enumerate(urls)],
         "channels": {},
+        **({"fetch": {"concurrency": int(args.driver.split("-")[1])}} if "-" in args.driver else {}),
     }, base_dir=Path(args.store.removeprefix("sqlite:///")).parent)
     factory = open_ledger(settings.store_url)
     now = utcnow()
-    if args.driver == "library":
+    if args.driver.startswith("library"):
         results = poll_feeds(factory, settings, settings.feeds, now)
     elif args.driver == "sequential":
         results = [poll_feed(factory, settings, feed, now) for feed in settings.feeds]

@@ -167,3 +167,22 @@ def test_every_304_is_recorded_in_one_update(make_settings, feed_server):
     assert {(f.last_ok_at, f.last_polled_at, f.polls, f.last_error) for f in feeds} == {
         (T0 + timedelta(hours=1), T0 + timedelta(hours=1), 1, None)}
     assert all(r.get("if-none-match") for r in feed_server.requests[12:])
+
+
+def test_an_unexpected_error_in_one_feed_fails_only_that_feed(make_settings, feed_server, monkeypatch):
+    from syndicate.engine import poll as poll_mod
+
+    for n in range(4):
+        feed_server.route(f"/{n}.xml", rss([item(n)]))
+    real_parse = poll_mod.parse
+
+    def parse(body, **kw):
+        if kw["url"].endswith("/2.xml"):
+            raise RecursionError("a parser bug")
+        return real_parse(body, **kw)
+
+    monkeypatch.setattr(poll_mod, "parse", parse)
+    settings = make_settings(feeds=[{"name": f"f{n}", "url": feed_server.url(f"/{n}.xml")} for n in range(4)])
+    results = poll_feeds(open_ledger(settings.store_url), settings, settings.feeds, T0, workers=2)
+    assert [r.status for r in results] == ["ok", "ok", "error", "ok"]
+    assert "RecursionError" in results[2].error

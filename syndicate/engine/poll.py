@@ -13,6 +13,7 @@ harmless: posts and feeds are inserted with ON CONFLICT DO NOTHING on their uniq
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -34,6 +35,8 @@ from syndicate.model import ParsedFeed, PostData
 from syndicate.settings import Feed as FeedSettings
 from syndicate.settings import Fetch as FetchSettings
 from syndicate.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,6 +178,9 @@ def _fetch_and_parse(fetch_cfg: FetchSettings, location: str, row: _Row, http: r
         return _Fetched(fetched, parsed)
     except FeedError as exc:
         return exc
+    except Exception as exc:  # a bug (in a parser, say) fails this feed, not the whole poll
+        log.exception("polling %s failed unexpectedly", location)
+        return FeedError(location, f"unexpected error ({type(exc).__name__})")
 
 
 # Names or ids per IN (...) list: well under SQLite's and PostgreSQL's bound-parameter limits.
