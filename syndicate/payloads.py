@@ -302,6 +302,12 @@ class _Part:
         self.fixed_width = max((len(line) for line in fixed), default=0)
         self.fixed_ascii = all(line.isascii() for line in fixed)
         self._qp: list[bytes] | None = None
+        # The variable lines cut around the token, each piece QP-escaped once (escaping is
+        # character by character; only the wrapping into 78-column lines needs the whole line).
+        pattern = re.compile(b"(" + b"|".join(re.escape(s) for s in stand_ins if s) + b")") if self.variable else None
+        self.pieces = {i: [piece if piece in stand_ins else _qp_escape(piece) for piece in pattern.split(self.lines[i])]
+                       for i in self.variable}
+        self.heads = {i: _qp_head("".join(p for p in self.pieces[i][:1])) for i in self.variable}
         self._choice: str | None = None  # QP or base64, when the token is past the first 10 lines
         self._head = {}
         self.model = model
@@ -341,8 +347,11 @@ class _Part:
         qp = self._quoted()
         if self.variable:
             qp = qp.copy()
+            escaped = {stand_in: _qp_escape(value) for stand_in, value in subs}
             for i in self.variable:
-                qp[i] = _qp_line(lines[i])
+                head, start = self.heads[i]
+                qp[i] = _qp_wrap("".join(escaped.get(p, p) if isinstance(p, bytes) else p
+                                         for p in self.pieces[i]), start, head).encode("ascii")
         return self.headers(cte), b"".join(qp)
 
     def _cte(self, lines: list[bytes]) -> str:
@@ -364,6 +373,58 @@ class _Part:
 def _qp_line(line: bytes) -> bytes:
     # quoprimime.body_encode works line by line: the body's encoding is the lines' encodings.
     return quoprimime.body_encode(line.decode("latin-1") + "\n", _LINE_WIDTH).replace("\n", "\r\n").encode("ascii")
+
+
+def _qp_escape(data: bytes) -> str:
+    return data.decode("latin-1").translate(quoprimime._QUOPRI_BODY_ENCODE_MAP)
+
+
+def _qp_head(prefix: str) -> tuple[str, int]:
+    """The wrapped lines of an escaped line that PREFIX alone decides (whatever follows it),
+    and where the wrapping goes on from."""
+    out, start, width = [], 0, _LINE_WIDTH - 1
+    while start + _LINE_WIDTH + 1 <= len(prefix):
+        stop = start + width
+        if prefix[stop - 2] == "=":
+            out.append(prefix[start:stop - 1])
+            start = stop - 2
+        elif prefix[stop - 1] == "=":
+            out.append(prefix[start:stop])
+            start = stop - 1
+        else:
+            out.append(prefix[start:stop] + "=")
+            start = stop
+    return "".join(piece + "\r\n" for piece in out), start
+
+
+def _qp_wrap(line: str, start: int = 0, head: str = "") -> str:
+    """One escaped line wrapped as ``quoprimime.body_encode`` wraps it, CRLF-ended (its code,
+    after the escaping), going on from START after the lines HEAD (see ``_qp_head``)."""
+    out, width = [], _LINE_WIDTH - 1
+    last = len(line) - 1 - _LINE_WIDTH
+    while start <= last:
+        stop = start + width
+        if line[stop - 2] == "=":
+            out.append(line[start:stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            out.append(line[start:stop])
+            start = stop - 1
+        else:
+            out.append(line[start:stop] + "=")
+            start = stop
+    if line and line[-1] in " \t":
+        room = start - last
+        if room >= 3:
+            tail = quoprimime.quote(line[-1])
+        elif room == 2:
+            tail = line[-1] + "=\r\n"
+        else:
+            tail = "=\r\n" + quoprimime.quote(line[-1])
+        out.append(line[start:-1] + tail)
+    else:
+        out.append(line[start:])
+    return head + "\r\n".join(out) + "\r\n"
 
 
 class PersonalizedMessage(EmailMessage):

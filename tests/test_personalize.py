@@ -64,6 +64,10 @@ VARIANTS = {
     "mostly non-latin (base64)": {**_payload(), "text": ("Καλημέρα σας, αυτή είναι μια μεγάλη γραμμή κειμένου "
                                                           "στα ελληνικά για δοκιμή. " * 4 + "\n") * 14
                                   + "https://wellness.example/unsubscribe?u={token}\n"},
+    "token deep in long lines": {**_payload(), "text": "".join(
+        f"{'é=x ' * n}https://wellness.example/unsubscribe?u={{token}} {'ü ' * n}\t\n" for n in range(0, 90, 7)),
+        "html": "".join(f"<p>{'a=é' * n}<a href=\"https://wellness.example/unsubscribe?u={{token}}\">"
+                        f"{'z' * n} </a></p> " for n in range(0, 200, 13))},
     "http unsubscribe": _payload(unsubscribe_https="http://wellness.example/u/{token}"),
     "mailto with token": _payload(unsubscribe_mailto="mailto:leave+{token}@wellness.example"),
     "mailto with its own subject": _payload(unsubscribe_mailto="mailto:leave@wellness.example?subject=stop"),
