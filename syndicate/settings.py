@@ -126,7 +126,7 @@ class Fetch(_Strict):
     timeout: Duration = timedelta(seconds=20)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     user_agent: str = "Syndicate/0.1 (+https://github.com/syndicate)"
-    concurrency: int = Field(default=8, ge=1, le=256)  # feeds fetched at once by one poll
+    concurrency: int = Field(default=16, ge=1, le=256)  # feeds fetched at once by one poll
     per_host: int = Field(default=2, ge=1)  # requests in flight to one host at most
 
 
