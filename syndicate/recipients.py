@@ -28,7 +28,14 @@ The rules, whatever the wire:
    and never mailed again. A crash between claim and record leaves ``sending``: at most the
    recipients of the one call in flight.
 5. A long batch keeps the delivery's send lease alive (``LeaseKeeper``), so the reaper does not
-   take a live send for a dead one and hand it to a second worker.
+   take a live send for a dead one and hand it to a second worker; the extension is fenced by
+   the send's claim token, and a send that finds its claim gone stops mailing (``ClaimLost``).
+6. A long batch stops between recipients (SMTP) or API calls when it has used its time budget
+   (``providers.base.batch_budget``: half the task time limit) and raises ``Incomplete``: the
+   engine continues it at once, uncounted. Celery's soft time limit, raised wherever the task
+   happens to be, is caught too: ``InFlight`` says how far the recipients in hand got, and
+   ``InFlight.settle`` records them accordingly (``deferred`` if nothing that could mail them
+   went out, ``unknown`` if it may have), so nothing is left ``sending`` that was not tried.
 
 ``claim`` and ``record`` each take any number of recipients in one transaction: the direct-send
 adapters claim a whole API batch at once and record its answers at once. SMTP claims one
@@ -50,6 +57,7 @@ from syndicate import subscribers
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
 from syndicate.ledger.upsert import insert_ignore_many
+from syndicate.providers.base import ClaimLost, Incomplete, ProviderError, Retryable
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +107,11 @@ class BatchReport:
             if n:
                 parts.append(f"{n} {label}")
         return ", ".join(parts)
+
+    def settled(self) -> int:
+        """Recipients this send took out of the to-do list (sent, failed, or now unresolved):
+        a send that settled nobody made no progress."""
+        return self.sent + self.failed + len(self.unresolved)
 
     def details(self) -> dict:
         """The counts for ``SendResult.details``."""
@@ -205,19 +218,102 @@ def record(factory: sessionmaker[Session], delivery_id: int, results: Mapping[st
 class LeaseKeeper:
     """Extends the delivery's send lease while a long batch runs, so the reaper does not take
     a live send for a dead one. Call ``keep()`` before each recipient or API call: it writes
-    at most every LEASE_EVERY seconds (or a third of the TTL, if shorter)."""
+    at most every LEASE_EVERY seconds (or a third of the TTL, if shorter).
 
-    def __init__(self, factory: sessionmaker[Session], delivery_id: int, ttl: timedelta):
-        self.factory, self.delivery_id, self.ttl = factory, delivery_id, ttl
+    The extension is fenced: it applies only while the delivery is ``sending`` under TOKEN (the
+    claim token this send holds, ``Job.token``). Where it is not, the lease was reaped (the send
+    stalled for longer than the TTL) and the delivery was planned again, cancelled, or claimed by
+    another worker: ``keep()`` raises ``ClaimLost`` and the send must stop mailing. The lease
+    can only be lost after more than a TTL without an extension, longer than the interval
+    between writes, so the first ``keep()`` after such a stall writes, and notices. Without a
+    token (a send outside the engine's claims) the lease is extended unfenced and never lost.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], delivery_id: int, ttl: timedelta,
+                 token: str | None = None):
+        self.factory, self.delivery_id, self.ttl, self.token = factory, delivery_id, ttl, token
         self.last = time.monotonic()
 
     def keep(self) -> None:
         if time.monotonic() - self.last < min(LEASE_EVERY, self.ttl.total_seconds() / 3):
             return
         self.last = time.monotonic()
+        where = [Delivery.id == self.delivery_id, Delivery.state == "sending"]
+        if self.token is not None:
+            where.append(Delivery.claim_token == self.token)
         with transaction(self.factory) as s:
-            s.execute(update(Delivery).where(Delivery.id == self.delivery_id, Delivery.state == "sending")
-                      .values(lease_until=utcnow() + self.ttl).execution_options(synchronize_session=False))
+            result = s.execute(update(Delivery).where(*where).values(lease_until=utcnow() + self.ttl)
+                               .execution_options(synchronize_session=False))
+        if self.token is not None and result.rowcount == 0:
+            raise ClaimLost(f"lost the claim on delivery {self.delivery_id}: its send lease was taken back "
+                            "(the delivery was planned again, cancelled or claimed by another worker)")
+
+
+class InFlight:
+    """The recipients a send holds right now and how far their provider call got, so that an
+    interruption anywhere (Celery's soft time limit) leaves their records right (``settle``):
+
+    ``claiming``  the claim may or may not have committed: left alone (at worst they stay
+                  ``sending``: reported as may-have-it, never mailed twice)
+    ``claimed``   held, and nothing that could mail them went out yet (SMTP: before the message
+                  content; an API: before the call): ``deferred``, claimed again later
+    ``issued``    the message content / the API call may have reached the provider: ``unknown``
+    ``answered``  the provider answered: its outcomes are recorded (again: ``record`` only
+                  changes rows still ``sending``, so a record that had committed is left alone)
+    """
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.stage, self.addresses, self.outcomes = "idle", [], {}
+
+    def claiming(self, addresses: Iterable[str]) -> None:
+        self.stage, self.addresses, self.outcomes = "claiming", list(addresses), {}
+
+    def claimed(self, addresses: Iterable[str]) -> None:
+        self.stage, self.addresses = "claimed", list(addresses)
+
+    def issued(self) -> None:
+        if self.stage == "claimed":
+            self.stage = "issued"
+
+    def answered(self, outcomes: Mapping[str, Outcome]) -> None:
+        self.stage, self.outcomes = "answered", dict(outcomes)
+
+    def settle(self, factory: sessionmaker[Session], delivery_id: int, report: BatchReport, why: str) -> None:
+        """Record the recipients in hand after an interruption (WHY), count them into REPORT."""
+        if self.stage == "answered":
+            results = self.outcomes
+        elif self.stage == "claimed":
+            results = {a: Outcome("deferred", error=f"{why}, before anything was sent") for a in self.addresses}
+        elif self.stage == "issued":
+            results = {a: Outcome("unknown", error=f"{why}, after the message went out")
+                       for a in self.addresses}
+        else:
+            results = {}
+        stage = self.stage
+        self.clear()
+        if not results:
+            return
+        record(factory, delivery_id, results)
+        for address, outcome in results.items():
+            if outcome.state == "unknown":
+                report.unresolved.append(address)
+            else:
+                report.count(outcome.state)
+        log.warning("delivery %s: %s with %d recipients in hand (%s): recorded %s", delivery_id, why,
+                    len(results), stage, ", ".join(sorted({o.state for o in results.values()})))
+
+
+def stopped_early(where: str, why: str, report: BatchReport, total: int, settled_before: int) -> ProviderError:
+    """The error for a send that stops with recipients left (its time budget, or Celery's soft
+    time limit): ``Incomplete`` (continued at once, not counted as an attempt) when it settled
+    someone since SETTLED_BEFORE (``report.settled()`` when it began); else ``Retryable`` (a
+    counted attempt with a backoff), so a list that cannot move does not loop for ever."""
+    if report.settled() > settled_before:
+        return Incomplete(f"{where}: {why}: sent {report.sent} of {total}; continuing ({report.summary()})")
+    return Retryable(f"{where}: {why} before any recipient was settled ({report.summary()})")
 
 
 def recipient_report(factory: sessionmaker[Session], delivery_id: int) -> list[RecipientSend]:

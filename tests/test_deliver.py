@@ -164,3 +164,28 @@ def test_a_gateway_error_on_a_create_without_duplicate_protection_is_unknown(sto
                 "media_source": {"source_type": "image_url", "url": "https://harborwellness.example/a.jpg"}}))
         fake.fail_next("503")
         assert _once(settings, factory).state == "unknown"
+
+
+def test_channels_naming_the_same_credential_share_one_rate_limit_account(make_settings):
+    """account_key: option `account`, else the credential's variable name (token_env,
+    page_token_env, api_key_env, server_token_env), else the channel's name; per provider."""
+    from syndicate.engine.ratelimit import account_key
+
+    def channel(provider, **options):
+        return {"kind": "email", "provider": provider, "options": options}
+
+    settings = make_settings(channels={
+        "news": channel("postmark", server_token_env="PM_TOKEN"),
+        "alerts": channel("postmark", server_token_env="PM_TOKEN"),
+        "other": channel("postmark", server_token_env="PM_OTHER"),
+        "mg1": channel("mailgun", api_key_env="MG_KEY", domain="a.example"),
+        "mg2": channel("mailgun", api_key_env="MG_KEY", domain="b.example"),
+        "sg": channel("sendgrid", api_key_env="MG_KEY"),
+        "named": channel("mailgun", api_key_env="MG_KEY", account="shared"),
+        "bare": channel("smtp", host="127.0.0.1"),
+    })
+    key = {name: account_key(name, ch) for name, ch in settings.channels.items()}
+    assert key["news"] == key["alerts"] == "postmark:PM_TOKEN" != key["other"]
+    assert key["mg1"] == key["mg2"] == "mailgun:MG_KEY"
+    assert key["sg"] == "sendgrid:MG_KEY"  # another provider: its own limit
+    assert key["named"] == "mailgun:shared" and key["bare"] == "smtp:bare"

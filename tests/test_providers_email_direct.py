@@ -25,7 +25,14 @@ from test_providers_email_support import (
 
 from syndicate import subscribers
 from syndicate.ledger.db import open_ledger
-from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.base import (
+    AuthExpired,
+    Incomplete,
+    OutcomeUnknown,
+    Permanent,
+    RateLimited,
+    Retryable,
+)
 
 # provider -> (fake, the send call's path, the API's batch limit)
 PROVIDERS = {
@@ -250,3 +257,108 @@ def test_through_the_engine_a_throttled_delivery_is_rescheduled_then_completes(s
         delivered = [m["to"] for m in fake.delivered]
         assert sorted(delivered) == emails and len(delivered) == len(set(delivered))
         assert set(recipients(settings, delivery_id).values()) == {"sent"}
+
+
+def test_a_long_list_stops_at_its_time_budget_and_the_engine_continues_it(store_url, make_settings, monkeypatch,
+                                                                           direct):
+    """task_time_limit 2s: a send may spend 1 s, and every API call takes 0.4 s. The send stops
+    between calls; deliver() plans it again at once, uncounted, until it is sent: every
+    recipient mailed once, the attempts untouched."""
+    from datetime import timedelta
+
+    from syndicate.engine.deliver import deliver
+    from syndicate.engine.dispatch import claim_due
+    from syndicate.engine.ratelimit import MemoryLimiter
+    from syndicate.ledger.db import transaction
+    from syndicate.ledger.models import Delivery, utcnow
+
+    provider_name, fake, path, _ = direct
+    emails = addresses(14, start=700)
+    settings = email_settings(make_settings, monkeypatch, fake, provider_name, to=emails, batch_size=2)
+    settings = settings.model_copy(update={
+        "store": settings.store.model_copy(update={"url": store_url}),
+        "run": settings.run.model_copy(update={"task_time_limit": timedelta(seconds=2)})})
+    fake.fail_next("stall", count=100, delay=0.4, path=path)  # each call: 0.4 s, then processed
+    factory = open_ledger(store_url)
+    with transaction(factory) as s:
+        s.add(Delivery(key=f"engine-budget-{provider_name}", subject="post:budget", channel="news", kind="email",
+                       provider=provider_name, state="planned", due_at=utcnow(), payload=rendered_payload(settings)))
+    provider = build_email(settings, provider_name)
+    outcomes = []
+    while len(outcomes) < 20:
+        [claim] = claim_due(factory, utcnow(), limit=1, ttl=timedelta(minutes=5))
+        outcomes.append(deliver(factory, settings, claim.delivery_id, claim.token, limiter=MemoryLimiter(),
+                                provider_cache={"news": provider}))
+        if outcomes[-1].error_class != "incomplete":
+            break
+    *rounds, last = outcomes
+    assert len(rounds) >= 2 and last.state == "sent", outcomes
+    assert all(o.state == "planned" and "time budget of 1s used" in o.detail and "; continuing" in o.detail
+               for o in rounds)
+    delivered = [m["to"] for m in fake.delivered]
+    assert sorted(delivered) == emails and len(delivered) == len(set(delivered))
+    with transaction(factory) as s:
+        row = s.query(Delivery).filter_by(key=f"engine-budget-{provider_name}").one()
+        assert row.state == "sent" and row.attempts == 1
+        delivery_id = row.id
+    assert set(recipients(settings, delivery_id).values()) == {"sent"}
+
+
+@pytest.mark.parametrize("where", ["before the call", "during the call", "while recording the answer"])
+def test_the_soft_time_limit_leaves_the_batch_in_hand_right(make_settings, monkeypatch, direct, where):
+    """Celery's soft limit strikes in the 2nd batch: claimed but not yet sent, it goes back to
+    deferred (mailed by the continued send); once the API call had begun, unknown (never mailed
+    again); once answered, recorded as answered. Nobody is left `sending`; nobody gets two."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from syndicate.providers import batching
+
+    _, fake, path, _ = direct
+    emails = addresses(5)
+    settings, provider, payload = _setup(make_settings, monkeypatch, direct, emails, batch_size=2)
+    batches, records = [], []
+    if where == "before the call":
+        real_personalize = provider._personalize
+
+        def personalize(*args, **kwargs):
+            batches.append(1)
+            if len(batches) == 2:
+                raise SoftTimeLimitExceeded()
+            return real_personalize(*args, **kwargs)
+
+        monkeypatch.setattr(provider, "_personalize", personalize)
+    elif where == "during the call":
+        real_send_batch = provider.send_batch
+
+        def send_batch(*args, **kwargs):
+            answer = real_send_batch(*args, **kwargs)
+            batches.append(1)
+            if len(batches) == 2:
+                raise SoftTimeLimitExceeded()  # the call went out; its answer never reaches us
+            return answer
+
+        monkeypatch.setattr(provider, "send_batch", send_batch)
+    else:
+        real_record = batching.record
+
+        def record(*args, **kwargs):
+            records.append(1)
+            if len(records) == 2:
+                raise SoftTimeLimitExceeded()  # before the 2nd batch's answer is committed
+            return real_record(*args, **kwargs)
+
+        monkeypatch.setattr(batching, "record", record)
+    job = email_job(payload)
+    with pytest.raises(Incomplete, match="soft time limit: sent") as stopped:
+        provider.send(job)
+    second = {"before the call": "deferred", "during the call": "unknown", "while recording the answer": "sent"}[where]
+    assert recipients(settings) == {**dict.fromkeys(emails[:2], "sent"), **dict.fromkeys(emails[2:4], second)}
+    assert ("sent 4 of 5" if second == "sent" else "sent 2 of 5") in str(stopped.value)
+
+    result = provider.send(job)  # the engine continues the delivery
+    delivered = [m["to"] for m in fake.delivered]
+    assert sorted(delivered) == emails and len(delivered) == len(set(delivered))
+    states = recipients(settings)
+    assert states == {**dict.fromkeys(emails, "sent"), **({a: "unknown" for a in emails[2:4]} if second == "unknown"
+                                                         else {})}
+    assert result.details["unresolved"] == (emails[2:4] if second == "unknown" else [])

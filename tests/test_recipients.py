@@ -149,6 +149,78 @@ def test_lease_keeper_extends_the_send_lease(factory):
         assert s.scalar(select(Delivery.lease_until).where(Delivery.id == d)) is None
 
 
+def test_lease_keeper_is_fenced_by_the_claim_token(factory):
+    """keep() extends the lease only while the delivery is `sending` under this send's token; once
+    it is not (re-planned and claimed by another worker, or cancelled) it raises ClaimLost."""
+    from datetime import timedelta
+
+    from syndicate.providers.base import ClaimLost, Incomplete
+
+    d = _delivery(factory)
+    with transaction(factory) as s:
+        s.execute(update(Delivery).where(Delivery.id == d).values(claim_token="mine"))
+    keeper = recipients.LeaseKeeper(factory, d, timedelta(minutes=5), token="mine")
+    keeper.last -= recipients.LEASE_EVERY
+    keeper.keep()
+    with transaction(factory) as s:
+        assert s.scalar(select(Delivery.lease_until).where(Delivery.id == d)) > utcnow() + timedelta(minutes=4)
+        # The reaper planned it again and another worker claimed it: `sending`, another token.
+        s.execute(update(Delivery).where(Delivery.id == d).values(claim_token="theirs", lease_until=None))
+    keeper.last -= recipients.LEASE_EVERY
+    with pytest.raises(ClaimLost, match="lost the claim") as lost:
+        keeper.keep()
+    assert isinstance(lost.value, Incomplete)
+    with transaction(factory) as s:  # their lease is left alone
+        assert s.scalar(select(Delivery.lease_until).where(Delivery.id == d)) is None
+        s.execute(update(Delivery).where(Delivery.id == d).values(state="cancelled", claim_token=None))
+    keeper.last -= recipients.LEASE_EVERY
+    with pytest.raises(ClaimLost):
+        keeper.keep()
+    keeper.keep()  # too soon after the last write: no query, nothing raised
+
+
+@pytest.mark.parametrize("stage, expected", [("claiming", None), ("claimed", "deferred"), ("issued", "unknown"),
+                                             ("answered", "sent")])
+def test_in_flight_settles_the_recipients_in_hand_by_how_far_they_got(factory, stage, expected):
+    d = _delivery(factory)
+    people = ["ana@example.org", "ben@example.org"]
+    hand = recipients.InFlight()
+    hand.claiming(people)
+    if stage != "claiming":
+        assert recipients.claim(factory, d, people) == people
+        hand.claimed(people)
+    if stage == "issued":
+        hand.issued()
+    if stage == "answered":
+        hand.issued()
+        hand.answered({p: Outcome("sent", message_id=f"<{p}>") for p in people})
+    report = BatchReport()
+    hand.settle(factory, d, report, "stopped by the task's soft time limit")
+    assert hand.stage == "idle" and hand.addresses == []
+    rows = _rows(factory, d)
+    if expected is None:  # the claim may not have committed: nothing is touched
+        assert rows == {}
+        return
+    assert {p: r.state for p, r in rows.items()} == dict.fromkeys(people, expected)
+    assert report.settled() == (0 if expected == "deferred" else 2)
+    if expected == "deferred":
+        assert report.deferred == 2 and "before anything was sent" in rows[people[0]].error
+        assert recipients.claim(factory, d, people) == people  # claimable again
+    if expected == "unknown":
+        assert report.unresolved == people and "after the message went out" in rows[people[0]].error
+
+
+def test_stopped_early_is_incomplete_only_after_progress():
+    from syndicate.providers.base import Incomplete, Retryable
+
+    report = BatchReport(sent=3, already=2)
+    error = recipients.stopped_early("SMTP h", "time budget of 1s used", report, 10, settled_before=0)
+    assert isinstance(error, Incomplete)
+    assert str(error) == "SMTP h: time budget of 1s used: sent 3 of 10; continuing (3 sent, 2 done earlier)"
+    stuck = BatchReport(deferred=1)
+    assert type(recipients.stopped_early("SMTP h", "x", stuck, 10, settled_before=0)) is Retryable
+
+
 @pytest.mark.parametrize("web, mailto", [
     ("https://w.example/unsubscribe/{token}", None),
     ("https://w.example/unsubscribe/{token}", "mailto:u+{token}@w.example"),

@@ -8,9 +8,12 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from sqlalchemy import select, text
 from test_smtp_support import PUBLIC_URL, SECRET, Recorder, SmtpServer, free_port, smtp_channel, wait_for
 
 from syndicate import subscribers
-from syndicate.engine.actions import resolve
+from syndicate.engine.actions import cancel, resolve
 from syndicate.engine.dispatch import reap_expired
 from syndicate.engine.runner import ledger, run_once
 from syndicate.ledger.db import transaction
@@ -42,10 +45,11 @@ def _secret(monkeypatch):
 def email_settings(make_settings, demo_feed_path, store_url):
     """Settings builder: the demo feed (its newest post sent on the first poll) to an SMTP channel."""
 
-    def build(port: int, **options):
+    def build(port: int, run: dict | None = None, **options):
         return make_settings(store_url=store_url, feeds=[{"name": "wellness", "url": str(demo_feed_path),
                                                           "backfill": 1}],
-                             channels={"news": smtp_channel(port, **options)}, web={"public_url": PUBLIC_URL})
+                             channels={"news": smtp_channel(port, **options)}, web={"public_url": PUBLIC_URL},
+                             **({"run": run} if run else {}))
 
     return build
 
@@ -354,3 +358,149 @@ def test_recipients_command_reports_unresolved(email_settings, tmp_path, capsys)
     assert main(["--config", str(config), "recipients", str(_delivery(settings).id)]) == 0
     out = capsys.readouterr().out
     assert PEOPLE[0] in out and "unknown" in out and "never mailed again" in out
+
+
+def _soon() -> datetime:
+    """A run_once time at which a delivery continued by the engine (due at the real clock's
+    now, which is after T0) is due again in the same pass."""
+    return max(T0, datetime.now(UTC)) + timedelta(minutes=1)
+
+
+def _soft_limit():
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    return SoftTimeLimitExceeded()
+
+
+def test_an_unreadable_reply_after_the_content_is_unknown_and_never_resent(email_settings):
+    """A reply without a code (smtplib's -1) to the message content: the server may have taken
+    it, so that recipient is unknown, the batch stops, and the retry mails only the rest."""
+    handler = Recorder(garbage_after_data={PEOPLE[1]})
+    with SmtpServer(handler) as server:
+        settings = email_settings(server.port)
+        _subscribe(settings, PEOPLE[:3])
+        run_once(settings, T0)
+        first = _delivery(settings)
+        assert first.state == "planned" and first.error_class == "unknown"
+        assert "unreadable reply after the message was sent" in first.last_error
+        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown"}
+        run_once(settings, first.due_at + timedelta(seconds=1))
+    assert handler.counts() == {p: 1 for p in PEOPLE[:3]}  # ben's one copy is the one he got at first
+    assert _delivery(settings).state == "sent"
+    assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown", PEOPLE[2]: "sent"}
+
+
+def test_a_long_list_stops_at_its_time_budget_and_continues_until_everyone_has_it_once(email_settings):
+    """task_time_limit 2s: each send may spend 1 s (half), and the server takes 0.25 s a message.
+    The send stops between recipients, the engine continues it at once (uncounted), and the
+    one pass ends with the delivery sent, everyone mailed once, over one connection."""
+    people = [f"reader{i:02d}@example.org" for i in range(10)]
+    handler = Recorder(delay=0.25)
+    with SmtpServer(handler) as server:
+        settings = email_settings(server.port, run={"task_time_limit": "2s"})
+        _subscribe(settings, people)
+        summary = run_once(settings, _soon())
+    rounds = [o for o in summary.outcomes if o.error_class == "incomplete"]
+    assert len(rounds) >= 2, summary.outcomes
+    assert all(o.state == "planned" and re.search(r"time budget of 1s used: sent \d+ of \d+; continuing", o.detail)
+               for o in rounds)
+    assert summary.outcomes[-1].state == "sent" and len(summary.outcomes) == len(rounds) + 1
+    assert handler.counts() == {p: 1 for p in people}
+    assert len(handler.sessions) == 1  # the connection is kept from one round to the next
+    d = _delivery(settings)
+    assert d.state == "sent" and d.attempts == 1 and d.last_error is None  # rounds are not attempts
+    assert set(_states(settings).values()) == {"sent"}
+
+
+def test_the_soft_time_limit_before_mail_from_defers_that_recipient_and_the_send_continues(email_settings,
+                                                                                         monkeypatch):
+    """Celery's soft limit strikes after a recipient was claimed, before its MAIL FROM: that
+    recipient goes back to deferred (not left `sending`), and the continued send mails them once."""
+    from syndicate.providers import smtp
+
+    real, calls = smtp.personalize, []
+
+    def personalize(payload, recipient, *args, **kwargs):
+        calls.append(recipient)
+        if len(calls) == 3:
+            raise _soft_limit()
+        return real(payload, recipient, *args, **kwargs)
+
+    monkeypatch.setattr(smtp, "personalize", personalize)
+    with SmtpServer() as server:
+        settings = email_settings(server.port)
+        _subscribe(settings, PEOPLE)
+        summary = run_once(settings, _soon())
+    first = summary.outcomes[0]
+    assert first.error_class == "incomplete" and first.state == "planned"
+    assert "stopped by the task's soft time limit: sent 2 of 5; continuing" in first.detail
+    assert summary.outcomes[-1].state == "sent"
+    assert server.handler.counts() == {p: 1 for p in PEOPLE}
+    rows = {r.recipient: r for r in recipient_report(ledger(settings), _delivery(settings).id)}
+    assert {r.state for r in rows.values()} == {"sent"}
+    assert rows[calls[2]].attempts == 2  # claimed, deferred by the interruption, claimed again
+    assert _delivery(settings).attempts == 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+def test_the_soft_time_limit_after_the_content_leaves_that_recipient_unknown(email_settings, monkeypatch):
+    """The soft limit arrives as Celery delivers it: a signal, here while the client waits for
+    the server's reply to ben's message. Ben may have it: unknown, never mailed again; the
+    others are mailed once by the continued send."""
+    handler = Recorder(delay=0.5)
+    real_send = smtplib.SMTP.send
+
+    def send(self, data):
+        real_send(self, data)
+        if isinstance(data, bytes) and data.endswith(b"\r\n.\r\n") and f"To: {PEOPLE[1]}".encode() in data:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)  # strikes inside getreply()
+
+    def strike(signum, frame):
+        raise _soft_limit()
+
+    monkeypatch.setattr(smtplib.SMTP, "send", send)
+    previous = signal.signal(signal.SIGALRM, strike)
+    try:
+        with SmtpServer(handler) as server:
+            settings = email_settings(server.port)
+            _subscribe(settings, PEOPLE[:4])
+            summary = run_once(settings, _soon())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    first = summary.outcomes[0]
+    assert first.error_class == "incomplete" and "soft time limit: sent 1 of 4" in first.detail
+    assert summary.outcomes[-1].state == "sent"
+    assert handler.counts() == {p: 1 for p in PEOPLE[:4]}  # ben's copy is the interrupted one
+    assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown", PEOPLE[2]: "sent", PEOPLE[3]: "sent"}
+    assert "1 unresolved" in _delivery(settings).provider_ref
+
+
+def test_a_send_whose_claim_was_lost_stops_mailing(email_settings):
+    """The worker stalls on its 2nd recipient past its lease; the reaper takes the send back and
+    a person cancels the delivery. When the stale send comes back, its next lease extension finds
+    the claim gone: it records what it sent and mails nobody else; the delivery stays cancelled."""
+    handler = Recorder(hold_at=2)
+    with SmtpServer(handler) as server:
+        settings = email_settings(server.port, run={"claim_ttl": "3s"})  # the keeper writes every 1 s
+        _subscribe(settings, PEOPLE)
+        done: dict = {}
+        worker = threading.Thread(target=lambda: done.update(summary=run_once(settings, _soon())))
+        worker.start()
+        try:
+            wait_for(handler.held.is_set, 30, "the second message")
+            later = datetime.now(UTC) + settings.run.claim_ttl + timedelta(minutes=1)
+            assert reap_expired(ledger(settings), later, settings=settings).reclaimed == 1
+            assert cancel(ledger(settings), _delivery(settings).id, "test").state == "cancelled"
+            time.sleep(1.2)  # past the keeper's interval: its next keep() writes
+        finally:
+            handler.release.set()
+            worker.join(60)
+    assert not worker.is_alive()
+    assert handler.counts() == {PEOPLE[0]: 1, PEOPLE[1]: 1}  # nobody after the claim was lost
+    assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "sent"}  # what it sent is recorded
+    d = _delivery(settings)
+    assert d.state == "cancelled" and d.sent_at is None
+    [outcome] = done["summary"].outcomes
+    assert outcome.error_class == "incomplete" and outcome.state == "cancelled"
+    assert "lost the claim" in outcome.detail and "stopped mailing (2 sent)" in outcome.detail

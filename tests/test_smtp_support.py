@@ -49,6 +49,8 @@ class Recorder:
     received: list[Received] = field(default_factory=list)
     rcpt_replies: dict[str, list[str]] = field(default_factory=dict)  # address -> replies to give, in turn
     drop_after_data: set[str] = field(default_factory=set)  # close the connection before replying
+    garbage_after_data: set[str] = field(default_factory=set)  # accept, but reply without a code
+    delay: float = 0.0  # seconds every message waits for the server's reply (a slow server)
     hold_at: int | None = None  # the Nth message (1-based) waits until `release` is set
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -68,6 +70,8 @@ class Recorder:
         record = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or
                                                                             envelope.content), id(session))
         self.received.append(record)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.hold_at is not None and len(self.received) == self.hold_at:
             self.held.set()
             while not self.release.is_set():
@@ -77,6 +81,9 @@ class Recorder:
             record.confirmed = False
             server.transport.close()
             return "421 closing (never seen by the client)"
+        if set(a.lower() for a in envelope.rcpt_tos) & self.garbage_after_data:
+            self.garbage_after_data -= {a.lower() for a in envelope.rcpt_tos}
+            return "Message accepted, probably"  # no reply code: smtplib reads it as -1
         return "250 Message accepted"
 
     def to(self, address: str) -> list[Received]:

@@ -171,8 +171,14 @@ def _failed(factory, settings: Settings, job: Job, token: str, exc: ProviderErro
                                                                Event.to_state == "sending"))
         state, values = _after_error(exc, attempts, now, settings, job, first_try or now)
         values = {"last_error": str(exc), **values}
-        transition(s, job.delivery_id, from_states=("sending",), token=token, to_state=state, actor=actor,
-                   now=now, error_class=exc.error_class, lease_until=None, detail=message, **values)
+        ok = transition(s, job.delivery_id, from_states=("sending",), token=token, to_state=state, actor=actor,
+                        now=now, error_class=exc.error_class, lease_until=None, detail=message, **values)
+        if not ok:  # the claim was lost meanwhile (reaped, then re-planned or cancelled): fenced
+            state = s.scalar(select(Delivery.state).where(Delivery.id == job.delivery_id)) or "skipped"
+    if not ok:
+        log.warning("delivery %s (%s): %s; the claim was lost meanwhile, the delivery (%s) is left as it is",
+                    job.delivery_id, job.channel, message, state)
+        return Outcome(job.delivery_id, state, f"{message} (claim lost; left {state})", exc.error_class)
     log.warning("delivery %s (%s): %s -> %s", job.delivery_id, job.channel, message, state)
     return Outcome(job.delivery_id, state, message, exc.error_class)
 

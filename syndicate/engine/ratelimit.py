@@ -37,10 +37,17 @@ class Rate:
         return self.period / self.count
 
 
+# The options naming a channel's credential, in the order consulted: channels of one provider
+# whose credential comes from the same environment variable share that provider account's limit.
+CREDENTIAL_OPTIONS = ("token_env", "page_token_env", "api_key_env", "server_token_env")
+
+
 def account_key(channel_name: str, channel: Channel) -> str:
-    """Channels that share credentials share a limit: the account is the token's env var name."""
+    """Channels that share credentials share a limit: the account is option ``account`` if set,
+    else the name of the credential's environment variable (CREDENTIAL_OPTIONS, the first one
+    set), else the channel's own name; prefixed by the provider."""
     opts = channel.options
-    account = opts.get("account") or opts.get("token_env") or opts.get("page_token_env") or channel_name
+    account = opts.get("account") or next((opts[o] for o in CREDENTIAL_OPTIONS if opts.get(o)), None) or channel_name
     return f"{channel.provider}:{account}"
 
 

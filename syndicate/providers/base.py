@@ -81,6 +81,13 @@ class Incomplete(ProviderError):
     error_class = "incomplete"
 
 
+class ClaimLost(Incomplete):
+    """The delivery is no longer this send's: its lease was reaped (then it was planned again,
+    cancelled, or claimed by another worker). The batch stops mailing at once; what it sent is
+    recorded per recipient. The engine's transitions are fenced by the claim token, so nothing
+    this stale send reports changes the delivery."""
+
+
 class Duplicate(Permanent):
     """The provider refused the post as a duplicate of one it already has. On a first attempt
     that is older content; on a retry it most likely means our earlier attempt went through."""
@@ -98,6 +105,16 @@ def batch_budget(settings: Settings) -> float:
     """Seconds a provider may spend on one batch before it raises Incomplete: half the task
     time limit, so a long newsletter never meets Celery's soft limit mid-recipient."""
     return settings.run.task_time_limit.total_seconds() / 2
+
+
+def soft_time_limit() -> tuple[type[BaseException], ...]:
+    """What to catch for Celery's soft time limit (``SoftTimeLimitExceeded``, which Celery raises
+    wherever the task happens to be): a tuple for an ``except`` clause, empty without Celery."""
+    try:
+        from celery.exceptions import SoftTimeLimitExceeded
+    except ImportError:  # the embedded runner works without Celery installed
+        return ()
+    return (SoftTimeLimitExceeded,)
 
 
 class Provider:

@@ -28,6 +28,14 @@ engine, which retries after the provider's reset time (RateLimited), a backoff (
 OutcomeUnknown) or not at all (AuthExpired, Permanent; the deferred recipients are then
 mailed if a person re-queues the delivery).
 
+A long list stops between API calls once the send has used its time budget (half
+``run.task_time_limit``, ``base.batch_budget``) and raises Incomplete: the engine continues
+it at once, and that does not count as an attempt. Celery's soft time limit (90% of the task
+limit) is caught too: a batch claimed but not yet handed to the API goes back to ``deferred``,
+one whose call had begun is ``unknown``, one that was answered is recorded as answered; then
+Incomplete. (A send that settled nobody raises Retryable instead, so it cannot loop.) A send
+whose lease was lost (``recipients.LeaseKeeper``) stops at once with ClaimLost.
+
 The body is built once per delivery: the rendered HTML and text with the unsubscribe
 token replaced by the provider's own per-recipient merge syntax (Mailgun
 ``%recipient.token%``, SendGrid substitutions, SES template data), or, where the API takes
@@ -40,6 +48,7 @@ and maximum: the API's own limit), plus those of ``http.py`` (``api_base``, ``ti
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -49,21 +58,26 @@ from syndicate.ledger.db import open_ledger
 from syndicate.payloads import personalize, unsubscribe_links
 from syndicate.providers.base import (
     AuthExpired,
+    ClaimLost,
     Job,
     OutcomeUnknown,
     Permanent,
     ProviderError,
     Retryable,
     SendResult,
+    batch_budget,
+    soft_time_limit,
 )
 from syndicate.providers.http import HttpProvider
 from syndicate.recipients import (  # Outcome is re-exported for the adapters
     BatchReport,
+    InFlight,
     LeaseKeeper,
     Outcome,
     claim,
     pending_recipients,
     record,
+    stopped_early,
 )
 from syndicate.render.email import unsubscribe_headers
 from syndicate.settings import SettingsError
@@ -106,6 +120,7 @@ class DirectSendProvider(HttpProvider):
     # The per-recipient merge syntax the shared body carries where the token goes; None where
     # each recipient's message is sent whole (the token is put in before sending).
     token_placeholder: ClassVar[str] = "%%SYNDICATE_UNSUBSCRIBE_TOKEN%%"
+    _hand: InFlight | None = None  # the batch in hand during send(): request() marks it issued
 
     @property
     def batch_size(self) -> int:
@@ -127,36 +142,67 @@ class DirectSendProvider(HttpProvider):
     # -- the send ---------------------------------------------------------------------------
 
     def send(self, job: Job) -> SendResult:
+        started = time.monotonic()
+        budget = batch_budget(self.settings)
         factory = open_ledger(self.settings.store_url)
         report = BatchReport()
         todo = pending_recipients(factory, job, report)
         answers: list[dict[str, Any]] = []
-        if todo:
+        if not todo:
+            return self._result(job, report, answers)
+        settled_before = report.settled()
+        hand = self._hand = InFlight()  # the batch in hand, and how far its call got
+        try:
             content = self.content(job)
-            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
-            for addresses in self.batches(content, todo):
-                lease.keep()
+            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl, job.token)
+            for number, addresses in enumerate(self.batches(content, todo)):
+                # Between API calls only, and after at least one: each send makes progress.
+                if number and time.monotonic() - started >= budget:
+                    raise stopped_early(self.service, f"time budget of {budget:g}s used", report, len(todo),
+                                        settled_before)
+                lease.keep()  # raises ClaimLost if the delivery is no longer ours
+                hand.claiming(addresses)
                 claimed = claim(factory, job.delivery_id, addresses)
+                hand.claimed(claimed)
                 if len(claimed) < len(addresses):
                     held = set(claimed)  # the others: another worker holds them right now
                     report.unresolved.extend(a for a in addresses if a not in held)
                 if not claimed:
+                    hand.clear()
                     continue
                 batch = self._personalize(factory, job, claimed)
                 try:
                     answer = self.send_batch(job, content, batch)
                 except ProviderError as exc:
+                    hand.clear()
                     self._record_failure(factory, job, claimed, exc, report)
                     raise _with_progress(exc, report) from None
+                except soft_time_limit():
+                    raise  # settled below, by how far the call got
                 except Exception as exc:  # a bug after the call may have gone out: never resend
+                    hand.clear()
                     self._record_failure(factory, job, claimed, OutcomeUnknown(f"adapter error: {exc}"), report)
                     raise
-                self._record_answer(factory, job, claimed, answer, report)
+                self._record_answer(factory, job, claimed, answer, report, hand)
                 if answer.details:
                     answers.append(answer.details)
                 if answer.stop is not None:
                     raise _with_progress(answer.stop, report)
+        except ClaimLost as exc:
+            raise ClaimLost(f"{self.service}: {exc}; stopped mailing ({report.summary()})") from None
+        except soft_time_limit():
+            hand.settle(factory, job.delivery_id, report, "stopped by the task's soft time limit")
+            raise stopped_early(self.service, "stopped by the task's soft time limit", report, len(todo),
+                                settled_before) from None
+        finally:
+            self._hand = None
         return self._result(job, report, answers)
+
+    def request(self, method: str, path: str, **kwargs: Any):
+        # The API call of a batch begins: from here its recipients may be mailed (``InFlight``).
+        if self._hand is not None:
+            self._hand.issued()
+        return super().request(method, path, **kwargs)
 
     def content(self, job: Job) -> Content:
         """The shared body: the rendered parts with the token replaced by ``token_placeholder``."""
@@ -196,10 +242,12 @@ class DirectSendProvider(HttpProvider):
             report.deferred += len(claimed)
 
     def _record_answer(self, factory, job: Job, claimed: list[str], answer: BatchAnswer,
-                       report: BatchReport) -> None:
+                       report: BatchReport, hand: InFlight) -> None:
         results = {address: answer.outcomes.get(address) or Outcome("deferred", error="no answer for this recipient")
                    for address in claimed}
+        hand.answered(results)
         record(factory, job.delivery_id, results)
+        hand.clear()
         for outcome in results.values():
             report.count(outcome.state if outcome.state in ("sent", "failed") else "deferred")
 

@@ -37,9 +37,20 @@ authentication refused, credentials unset          AuthExpired
                                                    go on
 5xx to MAIL FROM (sender refused)                  Permanent
 the connection drops (or times out) after the      recipient ``unknown`` (not resent), batch
-message content was sent, before the reply         stops; OutcomeUnknown (the retry resumes)
+message content was sent, before the reply, or     stops; OutcomeUnknown (the retry resumes)
+the reply to the content cannot be read
 every recipient refused permanently                Permanent
+the time budget (half ``run.task_time_limit``)     stop between recipients; Incomplete (the
+is used up, recipients left                        engine continues at once, uncounted)
+Celery's soft time limit strikes mid-recipient     that recipient ``deferred`` (before the
+                                                   content) or ``unknown`` (after); Incomplete
+the send lease was lost (reaped; the delivery      stop mailing at once; ClaimLost (an
+planned again, cancelled, or taken by another      Incomplete; the engine's fenced transitions
+worker)                                            leave the delivery as it is)
 =================================================  =============================================
+
+A send that settled nobody before its budget or the soft limit ran out raises Retryable
+instead of Incomplete (a counted attempt, with a backoff), so it cannot loop.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ import logging
 import re
 import smtplib
 import ssl
+import time
 from email import policy
 from email.utils import parseaddr
 
@@ -58,21 +70,26 @@ from syndicate.ledger.models import utcnow
 from syndicate.payloads import personalize
 from syndicate.providers.base import (
     AuthExpired,
+    ClaimLost,
     Job,
     OutcomeUnknown,
     Permanent,
     Provider,
     Retryable,
     SendResult,
+    batch_budget,
+    soft_time_limit,
 )
 from syndicate.recipients import (
     BatchReport,
+    InFlight,
     LeaseKeeper,
     Outcome,
     claim,
     pending_recipients,
     recipient_report,  # noqa: F401  (re-exported: its former home)
     record,
+    stopped_early,
 )
 from syndicate.settings import SettingsError, secret
 
@@ -121,64 +138,86 @@ class SmtpProvider(Provider):
     # ------------------------------------------------------------------ the batch
 
     def send(self, job: Job) -> SendResult:
+        started = time.monotonic()
+        budget = batch_budget(self.settings)
         factory = open_ledger(self.settings.store_url)
         payload = job.payload
         sender = self.options.get("envelope_from") or parseaddr(payload.get("from") or "")[1]
         report = BatchReport()
         todo = pending_recipients(factory, job, report)
-        if todo:
+        if not todo:
+            return self._result(job, report)
+        where = f"SMTP {self.host}"
+        settled_before = report.settled()
+        hand = InFlight()  # the recipient being mailed, and how far its transaction got
+        try:
             conn = self._connection()
-            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl)
-            for recipient in todo:
-                lease.keep()
+            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl, job.token)
+            for done, recipient in enumerate(todo):
+                # Between recipients only, and after at least one: each send makes progress.
+                if done and time.monotonic() - started >= budget:
+                    raise stopped_early(where, f"time budget of {budget:g}s used", report, len(todo),
+                                        settled_before)
+                lease.keep()  # raises ClaimLost if the delivery is no longer ours
                 # Claimed one at a time, right before its SMTP transaction: a crash leaves at
                 # most this one recipient in `sending`.
+                hand.claiming([recipient])
                 if not claim(factory, job.delivery_id, [recipient]):
+                    hand.clear()
                     report.unresolved.append(recipient)  # another worker holds it right now
                     continue
-                state = self._send_one(factory, conn, job, sender, recipient, report)
+                hand.claimed([recipient])
+                self._send_one(factory, conn, job, sender, recipient, report, hand)
                 if report.lost:
-                    if state != "unknown":
-                        report.deferred += 1
                     self._drop()
                     break
+        except ClaimLost as exc:
+            raise ClaimLost(f"{where}: {exc}; stopped mailing ({report.summary()})") from None
+        except soft_time_limit():
+            # Celery's soft limit struck mid-recipient: settle the one in hand, drop the
+            # connection (it may be mid-transaction) and continue in the next task.
+            hand.settle(factory, job.delivery_id, report, "stopped by the task's soft time limit")
+            self._drop()
+            raise stopped_early(where, "stopped by the task's soft time limit", report, len(todo),
+                                settled_before) from None
         return self._result(job, report)
 
     def _send_one(self, factory, conn: smtplib.SMTP, job: Job, sender: str, recipient: str,
-                  report: BatchReport) -> str:
-        """Mail one claimed RECIPIENT and record the outcome; the state recorded."""
+                  report: BatchReport, hand: InFlight) -> str:
+        """Mail one claimed RECIPIENT and record (and count) the outcome; the state recorded.
+        HAND follows the transaction, for an interruption (``InFlight``)."""
 
         def note(state: str, exc: Exception | None = None, code: int | None = None,
-                 message_id: str | None = None) -> str:
-            record(factory, job.delivery_id, {recipient: Outcome(state, message_id=message_id, code=code,
-                                                                 error=str(exc) if exc is not None else None)})
+                 message_id: str | None = None, count: bool = True) -> str:
+            outcome = Outcome(state, message_id=message_id, code=code, error=str(exc) if exc is not None else None)
+            hand.answered({recipient: outcome})
+            record(factory, job.delivery_id, {recipient: outcome})
+            hand.clear()
+            if count and state == "unknown":
+                report.unresolved.append(recipient)
+            elif count:
+                report.count(state)
             return state
 
         try:
             token = subscribers.unsubscribe_token(self.settings, recipient)
         except SettingsError as exc:
-            note("deferred", exc)
+            note("deferred", exc, count=False)
             raise AuthExpired(str(exc)) from None
         message = personalize(job.payload, recipient, token, message_id=_message_id(job, recipient, sender))
         data = message.as_bytes(policy=policy.SMTP)
         try:
-            code = _transaction(conn, sender, recipient, data)
+            code = _transaction(conn, sender, recipient, data, hand)
         except _Deferred as exc:
-            report.deferred += 1
             return note("deferred", exc, _code(exc))
         except _Refused as exc:
-            report.failed += 1
             return note("failed", exc, _code(exc))
         except _Lost as exc:
             report.lost, report.lost_after_content = f"{recipient}: {exc}", exc.after_content
-            if exc.after_content:
-                report.unresolved.append(recipient)
-                return note("unknown", exc)
-            return note("deferred", exc)
+            return note("unknown" if exc.after_content else "deferred", exc)
         except _SenderRefused as exc:
-            note("deferred", exc, exc.code)
+            note("deferred", exc, exc.code, count=False)
             raise Permanent(f"SMTP {self.host}: sender {sender!r} refused: {exc}", status=exc.code) from None
-        report.sent += 1
         return note("sent", code=code, message_id=message["Message-ID"])
 
     def _result(self, job: Job, report: BatchReport) -> SendResult:
@@ -295,18 +334,20 @@ class _SenderRefused(Exception):
         self.code = code
 
 
-def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> int:
-    """MAIL, RCPT, DATA and the content for one recipient; the server's final code (250)."""
+def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes,
+                 hand: InFlight | None = None) -> int:
+    """MAIL, RCPT, DATA and the content for one recipient; the server's final code (250).
+    HAND (if given) is marked ``issued`` the moment the content starts to go out."""
     needs_utf8 = not (sender + recipient).isascii()
     options = ["SMTPUTF8"] if needs_utf8 and conn.has_extn("smtputf8") else []
     try:
         code, reply = conn.mail(sender, options)
         if code != 250:
-            if 400 <= code < 500 and code != 421:
+            if code in (421, -1):  # closing, or a reply that cannot be read: nothing was sent
+                raise _Lost(f"{code} {_text(reply)} (server closing or unreadable reply)", after_content=False)
+            if 400 <= code < 500:
                 _reset(conn)
                 raise _Deferred(f"{code} {_text(reply)}")
-            if code == 421:
-                raise _Lost(f"{code} {_text(reply)} (server closing)", after_content=False)
             _reset(conn)
             raise _SenderRefused(f"{code} {_text(reply)}", code)
         code, reply = conn.rcpt(recipient)
@@ -316,19 +357,24 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -
         code, reply = conn.getreply()
         if code != 354:
             _refuse(conn, code, reply)
-    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+    except (smtplib.SMTPException, OSError) as exc:  # disconnected, or a reply line too long
         raise _Lost(f"connection lost before the message was sent ({type(exc).__name__})",
                     after_content=False) from None
-    # From here on the server may have the message: a lost connection is an unknown outcome.
+    # From here on the server may have the message: a lost connection, or a reply we cannot
+    # read, is an unknown outcome (never resent).
     body = _LEADING_DOT.sub(b"..", _CRLF.sub(b"\r\n", data))
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
+    if hand is not None:
+        hand.issued()
     try:
         conn.send(body + b".\r\n")
         code, reply = conn.getreply()
-    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+    except (smtplib.SMTPException, OSError) as exc:
         raise _Lost(f"connection lost after the message was sent, before the server's reply "
                     f"({type(exc).__name__})", after_content=True) from None
+    if code == -1:  # smtplib's code for a reply without a number: did the server take it?
+        raise _Lost(f"unreadable reply after the message was sent: {_text(reply)!r}", after_content=True)
     if code != 250:
         _refuse(conn, code, reply)
     return code
