@@ -27,7 +27,7 @@ from syndicate.engine.dispatch import reap_expired
 from syndicate.engine.runner import ledger, run_once
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery
-from syndicate.providers.smtp import recipient_report
+from syndicate.recipients import recipient_report
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

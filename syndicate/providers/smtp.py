@@ -87,7 +87,6 @@ from syndicate.recipients import (
     Outcome,
     claim,
     pending_recipients,
-    recipient_report,  # noqa: F401  (re-exported: its former home)
     record,
     stopped_early,
 )
