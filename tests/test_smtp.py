@@ -418,15 +418,15 @@ def test_the_soft_time_limit_before_mail_from_defers_that_recipient_and_the_send
     recipient goes back to deferred (not left `sending`), and the continued send mails them once."""
     from syndicate.providers import smtp
 
-    real, calls = smtp.personalize, []
+    real, calls = smtp._message_id, []
 
-    def personalize(payload, recipient, *args, **kwargs):
+    def message_id(job, recipient, sender):  # built per recipient after the claim, before MAIL FROM
         calls.append(recipient)
         if len(calls) == 3:
             raise _soft_limit()
-        return real(payload, recipient, *args, **kwargs)
+        return real(job, recipient, sender)
 
-    monkeypatch.setattr(smtp, "personalize", personalize)
+    monkeypatch.setattr(smtp, "_message_id", message_id)
     with SmtpServer() as server:
         settings = email_settings(server.port)
         _subscribe(settings, PEOPLE)

@@ -67,7 +67,7 @@ from email.utils import parseaddr
 from syndicate import subscribers
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
-from syndicate.payloads import personalize
+from syndicate.payloads import MessageTemplate
 from syndicate.providers.base import (
     AuthExpired,
     ClaimLost,
@@ -203,8 +203,10 @@ class SmtpProvider(Provider):
         except SettingsError as exc:
             note("deferred", exc, count=False)
             raise AuthExpired(str(exc)) from None
-        message = personalize(job.payload, recipient, token, message_id=_message_id(job, recipient, sender))
-        data = message.as_bytes(policy=policy.SMTP)
+        # The message is built once per payload (MessageTemplate); each recipient costs only
+        # the substitution of their address, token and Message-ID.
+        message_id = _message_id(job, recipient, sender)
+        data = MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id)
         try:
             code = _transaction(conn, sender, recipient, data, hand)
         except _Deferred as exc:
@@ -217,7 +219,7 @@ class SmtpProvider(Provider):
         except _SenderRefused as exc:
             note("deferred", exc, exc.code, count=False)
             raise Permanent(f"SMTP {self.host}: sender {sender!r} refused: {exc}", status=exc.code) from None
-        return note("sent", code=code, message_id=message["Message-ID"])
+        return note("sent", code=code, message_id=message_id)
 
     def _result(self, job: Job, report: BatchReport) -> SendResult:
         summary = report.summary()
