@@ -64,6 +64,14 @@ class Brand(_Strict):
     text_color: str = "#1f2a30"
 
 
+class Author(_Strict):
+    """An author's bio, shown under their posts in email (feeds do not carry bios)."""
+
+    bio: str
+    photo_url: str | None = None  # absolute URL on the site's own host (no third-party loads)
+    url: str | None = None  # their page on the site ("More about Dana")
+
+
 class Site(_Strict):
     name: str
     url: str
@@ -73,6 +81,8 @@ class Site(_Strict):
     contact_text: str = "We offer in-person and virtual services. Contact us to book a session."
     language: str = "en"
     brand: Brand = Brand()
+    # Bios by author name exactly as the feed gives it, e.g. "Dana Reyes, LPC".
+    authors: dict[str, Author] = {}
 
     @field_validator("url")
     @classmethod

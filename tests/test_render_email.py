@@ -238,3 +238,21 @@ def test_given_message_id_and_date_are_used(demo_email):
 def test_header_injection_is_refused(demo_email):
     with pytest.raises(ValueError):
         _message(demo_email, to_addr="reader@example.org\r\nBcc: everyone@example.org")
+
+
+def test_author_bio_appears_under_the_post_when_configured():
+    from syndicate import settings as settings_mod
+
+    base = demo_settings()
+    data = base.model_dump(exclude={"base_dir"})
+    data["site"]["authors"] = {"dana rivera, lcsw": {
+        "bio": "Dana helps adults and teens with anxiety and grief.",
+        "photo_url": "https://wellness.example/team/dana.jpg", "url": "https://wellness.example/team/dana/"}}
+    settings = settings_mod.from_dict(data)
+    content = render_post_email(demo_post(), settings, "newsletter")
+    assert "About dana rivera, lcsw" in content.html and "anxiety and grief" in content.html
+    assert 'src="https://wellness.example/team/dana.jpg"' in content.html
+    assert "About dana rivera, lcsw: Dana helps adults" in content.text
+    # Someone else's post: no bio block.
+    other = render_post_email(demo_post(author="Sam Lee"), settings, "newsletter")
+    assert "Dana helps" not in other.html and "Dana helps" not in other.text

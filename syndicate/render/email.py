@@ -97,7 +97,18 @@ def _context(post: PostData, settings: Settings, ch: Channel, *, link: str, sens
             "image_alt": post.image_alt or post.title,
         },
         "preheader": truncate_to(_one_line(post.summary or text), PREHEADER_LENGTH, len),
+        "author_bio": _author_bio(post.author, settings),
     }
+
+
+def _author_bio(name: str, settings: Settings) -> dict | None:
+    """The configured bio of the post's author (matched by name, ignoring case), else None."""
+    wanted = name.strip().casefold()
+    for known, author in settings.site.authors.items():
+        if known.strip().casefold() == wanted and wanted:
+            photo = author.photo_url if is_http(author.photo_url) else None
+            return {"name": known, "bio": author.bio, "photo_url": photo, "url": author.url}
+    return None
 
 
 def unsubscribe_url_template(settings: Settings, ch: Channel) -> str:
