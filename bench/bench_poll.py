@@ -36,7 +36,7 @@ from bench.common import (
 
 COUNT, HOSTS, DELAY = 200, 20, 0.02
 DRIVERS = {
-    "library": "library: poll_feeds (run_once), 8 threads, <= 2 per host",
+    "library": "library: poll_feeds (run_once), default fetch.concurrency (16), <= 2 per host",
     "library-16": "library: poll_feeds with fetch.concurrency = 16",
     "sequential": "library: poll_feed, one feed after another",
 }
