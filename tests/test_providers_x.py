@@ -8,17 +8,9 @@ import pytest
 from fakes import start_fake
 from test_providers_http import build, job, spec_validator
 
-from syndicate.providers import x as x_module
 from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
 
 PAYLOAD = {"text": "Coping with grief: five small steps for hard days https://harborwellness.example/blog/grief/"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_token_store():
-    x_module._TOKENS.clear()
-    yield
-    x_module._TOKENS.clear()
 
 
 @pytest.fixture
@@ -77,7 +69,7 @@ def test_oauth1_with_a_wrong_secret_is_auth_expired(make_settings, monkeypatch, 
     assert x_fake.posts == {}
 
 
-def test_expired_token_is_refreshed_once_and_kept_in_memory(make_settings, monkeypatch, x_fake):
+def test_expired_token_is_refreshed_once_and_kept_in_the_ledger(make_settings, monkeypatch, x_fake):
     provider = build(make_settings, monkeypatch, x_fake, "x", options=x_fake.refresh_options())
     x_fake.expire_access_tokens()
     result = provider.send(job(PAYLOAD))
@@ -88,8 +80,8 @@ def test_expired_token_is_refreshed_once_and_kept_in_memory(make_settings, monke
     assert refresh["form"] == {"grant_type": "refresh_token", "refresh_token": x_fake.REFRESH_TOKEN,
                                "client_id": x_fake.CLIENT_ID}
     assert posts[1]["headers"]["authorization"] == "Bearer x-fake-access-token-r1"
-    # X rotated the refresh token: a second instance in this process uses the new pair, and the
-    # spent refresh token from the environment is never sent again.
+    # X rotated the refresh token: a second instance (another worker process, or this one after a
+    # restart) reads the new pair from the ledger; the spent one in the environment is never sent.
     other = build(make_settings, monkeypatch, x_fake, "x", options=x_fake.refresh_options())
     other.send(job({"text": "A second post"}))
     assert len(x_fake.calls("POST", r"^/2/oauth2/token$")) == 1
@@ -175,3 +167,32 @@ def test_check(make_settings, monkeypatch, x_fake):
     monkeypatch.setenv("SYN_FAKE_X_TOKEN", "")
     with pytest.raises(AuthExpired, match="SYN_FAKE_X_TOKEN is not set"):
         unset.check()
+
+
+def test_workers_racing_on_an_expired_token_refresh_it_once(make_settings, monkeypatch, x_fake):
+    """Four instances (as four worker processes would, sharing nothing but the ledger) all meet
+    the expired token at once: exactly one spends the refresh token, all four post."""
+    import threading
+
+    settings_kwargs = {"options": x_fake.refresh_options()}
+    providers = [build(make_settings, monkeypatch, x_fake, "x", **settings_kwargs) for _ in range(4)]
+    for p in providers:
+        p.auth_headers()  # each has read the (soon expired) pair
+    x_fake.expire_access_tokens()
+    barrier, errors = threading.Barrier(4), []
+
+    def post(i, provider):
+        barrier.wait()
+        try:
+            provider.send(job({"text": f"Post {i}"}))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post, args=(i, p)) for i, p in enumerate(providers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(x_fake.calls("POST", r"^/2/oauth2/token$")) == 1
+    assert len(x_fake.posts) == 4

@@ -248,3 +248,22 @@ class DigestItem(Base):
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(100))
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+
+
+class OAuthToken(Base):
+    """Rotated OAuth tokens, shared by every worker process.
+
+    Some networks (X) rotate the refresh token on every refresh and accept each one once: the
+    newest pair must be where every process can see it, and only one process may spend it.
+    The environment holds the first pair; the ledger holds what came after. Protect the ledger
+    like the environment that holds the secrets.
+    """
+
+    __tablename__ = "oauth_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(300), unique=True)  # provider, client, first refresh token
+    access_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,12 +8,11 @@ Auth, one of:
   ``token_env`` names the variable holding the access token; optionally ``refresh_token_env``
   and ``client_id_env`` (+ ``client_secret_env`` for a confidential client) let the adapter
   refresh it via ``POST /2/oauth2/token`` on a 401 (once) or when it is about to expire.
-  X rotates refresh tokens: the new pair is kept in memory for this process (shared by every
-  channel instance using the same credentials); after a restart the variable's refresh token
-  must still be valid, so store a fresh one there if X has rotated it. Several worker
-  *processes* do not share that memory: when the access token expires (2 h) they race to
-  spend the same refresh token and all but one get AuthExpired. With more than one worker
-  process, use OAuth 1.0a (its tokens do not expire) until tokens live in a shared store.
+  X rotates refresh tokens and accepts each once: the newest pair is kept in the ledger
+  (``providers/tokens.py``), so every worker process uses it and exactly one of them spends a
+  refresh token; after a restart the stored pair wins over the spent one in the environment.
+  To start over after authorizing the app again, put the new refresh token in the variable: a
+  different first refresh token starts a new entry.
 * OAuth 1.0a user context: ``consumer_key_env``, ``consumer_secret_env``, ``access_token_env``,
   ``access_token_secret_env`` (signed by oauthlib, not by hand).
 
@@ -27,34 +26,21 @@ is a Permanent error here), so ``deduplicates`` is False.
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 from requests_oauthlib import OAuth1
 
+from syndicate.ledger.db import open_ledger
+from syndicate.ledger.models import utcnow
+from syndicate.providers import tokens
 from syndicate.providers.base import AuthExpired, Job, Permanent, SendResult
 from syndicate.providers.http import ErrorInfo, HttpProvider, body_of, generic_error_info, reset_from_headers
 
 # X problem types / reasons meaning "these credentials can't do this": a human must fix them.
 _AUTH_PROBLEMS = ("unsupported-authentication", "client-forbidden", "client-not-enrolled",
                   "oauth1-permissions", "not-authorized-for-resource")
-
-
-@dataclass
-class _Tokens:
-    access: str | None
-    refresh: str | None
-    expires_at: float | None = None  # time.time() when the access token expires
-
-
-# Rotated OAuth 2.0 tokens, per (api_base, client id, original refresh token): X invalidates a
-# refresh token once used, so every instance in this process must see the newest pair.
-_TOKENS: dict[tuple[str, str, str], _Tokens] = {}
-_TOKENS_LOCK = threading.Lock()
 
 
 class XProvider(HttpProvider):
@@ -68,8 +54,8 @@ class XProvider(HttpProvider):
     def __init__(self, settings, channel_name, channel):
         super().__init__(settings, channel_name, channel)
         self._oauth1: OAuth1 | None = None
-        self._store_key: tuple[str, str, str] | None = None
-        self._tokens: _Tokens | None = None
+        self._account: str | None = None  # the ledger's key for this app's rotated tokens
+        self._tokens: tokens.TokenPair | None = None
 
     # -- auth ---------------------------------------------------------------------------------
 
@@ -93,72 +79,72 @@ class XProvider(HttpProvider):
     def _can_refresh(self) -> bool:
         return bool(self.options.get("refresh_token_env") and self.options.get("client_id_env"))
 
-    def _oauth2_tokens(self) -> _Tokens:
+    def _oauth2_tokens(self) -> tokens.TokenPair:
         if self._tokens is not None:
             return self._tokens
         access = self.secret("token_env", "OAuth 2.0 user access token", required=not self._can_refresh())
-        tokens = _Tokens(access=access, refresh=None)
+        pair = tokens.TokenPair(access=access, refresh=None)
         if self._can_refresh():
             refresh = self.secret("refresh_token_env", "OAuth 2.0 refresh token")
             client_id = self.secret("client_id_env", "OAuth 2.0 client id")
-            fingerprint = hashlib.sha256(refresh.encode()).hexdigest()
-            self._store_key = (self.api_base, client_id, fingerprint)
-            with _TOKENS_LOCK:
-                stored = _TOKENS.setdefault(self._store_key, _Tokens(access=access, refresh=refresh))
-            tokens = stored
-            self._remember(tokens.access)
-            self._remember(tokens.refresh)
-        self._tokens = tokens
-        return tokens
+            fingerprint = hashlib.sha256(refresh.encode()).hexdigest()[:32]
+            self._account = f"x:{self.api_base}:{client_id}:{fingerprint}"
+            pair = tokens.load(self._ledger(), self._account) or tokens.TokenPair(access=access, refresh=refresh)
+            self._remember(pair.access)
+            self._remember(pair.refresh)
+        self._tokens = pair
+        return pair
+
+    def _ledger(self):
+        return open_ledger(self.settings.store_url)
 
     def auth_headers(self) -> dict[str, str]:
         if self.uses_oauth1:
             return {}
-        tokens = self._oauth2_tokens()
-        if not tokens.access or (tokens.expires_at and tokens.expires_at < time.time() + 60
-                                 and self._can_refresh()):
+        pair = self._oauth2_tokens()
+        if not pair.fresh(utcnow()) and self._can_refresh():
             self._refresh()
-        return {"Authorization": f"Bearer {tokens.access}"}
+            pair = self._tokens
+        return {"Authorization": f"Bearer {pair.access}"}
 
-    def _refresh(self, rejected: str | None = None) -> None:
-        tokens = self._oauth2_tokens()
+    def _refresh(self) -> None:
+        """New tokens, refreshed once across every worker process (providers/tokens.py)."""
+        current = self._oauth2_tokens()
+        self._tokens = tokens.rotate(self._ledger(), self._account, current, self._refresh_call)
+        self._remember(self._tokens.access)
+        self._remember(self._tokens.refresh)
+
+    def _refresh_call(self, stored: tokens.TokenPair) -> tokens.TokenPair:
         client_id = self.secret("client_id_env", "OAuth 2.0 client id")
         client_secret = self.secret("client_secret_env", "OAuth 2.0 client secret", required=False)
-        with _TOKENS_LOCK:
-            if rejected is not None and tokens.access and tokens.access != rejected:
-                return  # another instance refreshed while we waited for the lock
-            data = {"grant_type": "refresh_token", "refresh_token": tokens.refresh, "client_id": client_id}
-            try:
-                resp = self.request("POST", "/2/oauth2/token", data=data, signed=False, idempotent=True,
-                                    what="refreshing the access token",
-                                    **({"auth": (client_id, client_secret)} if client_secret else {}))
-            except Permanent as exc:  # invalid_grant & co: the refresh token is no good any more
-                raise AuthExpired(f"{exc} (refresh token rejected: authorize the app again and store "
-                                  f"the new refresh token in ${self.options.get('refresh_token_env')})",
-                                  status=exc.status) from None
-            answer = self.json_of(resp)
-            if not answer.get("access_token"):
-                raise AuthExpired("X: token refresh answered without an access_token")
-            tokens.access = answer["access_token"]
-            tokens.refresh = answer.get("refresh_token") or tokens.refresh
-            expires_in = answer.get("expires_in")
-            tokens.expires_at = time.time() + float(expires_in) if expires_in else None
-            self._remember(tokens.access)
-            self._remember(tokens.refresh)
+        data = {"grant_type": "refresh_token", "refresh_token": stored.refresh, "client_id": client_id}
+        try:
+            resp = self.request("POST", "/2/oauth2/token", data=data, signed=False, idempotent=True,
+                                what="refreshing the access token",
+                                **({"auth": (client_id, client_secret)} if client_secret else {}))
+        except Permanent as exc:  # invalid_grant & co: the refresh token is no good any more
+            raise AuthExpired(f"{exc} (refresh token rejected: authorize the app again and store "
+                              f"the new refresh token in ${self.options.get('refresh_token_env')})",
+                              status=exc.status) from None
+        answer = self.json_of(resp)
+        if not answer.get("access_token"):
+            raise AuthExpired("X: token refresh answered without an access_token")
+        expires_in = answer.get("expires_in")
+        return tokens.TokenPair(access=answer["access_token"], refresh=answer.get("refresh_token") or stored.refresh,
+                                expires_at=utcnow() + timedelta(seconds=float(expires_in)) if expires_in else None)
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A request with this channel's auth; an OAuth 2.0 401 is refreshed and retried once."""
         auth = self._auth()
         if auth is not None:
             kwargs["auth"] = auth
-        used = None if auth is not None else self._oauth2_tokens().access
         try:
             return self.request(method, path, **kwargs)
         except AuthExpired as exc:
             # A 401 means the request was refused, so nothing was created: safe to repeat once.
             if auth is not None or exc.status != 401 or not self._can_refresh():
                 raise
-        self._refresh(rejected=used)
+        self._refresh()
         return self.request(method, path, **kwargs)
 
     # -- errors -------------------------------------------------------------------------------
