@@ -16,7 +16,6 @@ from test_render_support import demo_post
 
 from syndicate import providers
 from syndicate.providers import bluesky as bluesky_module
-from syndicate.providers import x as x_module
 from syndicate.render import render_social
 
 IMAGE_PATH = "/wp-content/uploads/2024/03/calm-lake.jpg"
@@ -24,8 +23,7 @@ IMAGE_PATH = "/wp-content/uploads/2024/03/calm-lake.jpg"
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    bluesky_module.clear_sessions()
-    x_module._TOKENS.clear()
+    bluesky_module.clear_sessions()  # X's rotated tokens live in each test's own ledger
 
 
 @pytest.fixture
