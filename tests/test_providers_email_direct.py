@@ -14,9 +14,9 @@ from fakes import start_fake
 from test_providers_email_support import (
     addresses,
     build_email,
+    direct_setup,
     email_job,
     email_settings,
-    ledger_delivery,
     recipients,
     rendered_payload,
     subscribe,
@@ -53,11 +53,7 @@ def direct(request):
 
 def _setup(make_settings, monkeypatch, direct, emails, **extra):
     provider_name, fake, _path, _limit = direct
-    settings = email_settings(make_settings, monkeypatch, fake, provider_name, audience="subscribers", **extra)
-    payload = rendered_payload(settings)
-    ledger_delivery(settings, payload)
-    subscribe(settings, emails)
-    return settings, build_email(settings, provider_name), payload
+    return direct_setup(make_settings, monkeypatch, fake, provider_name, emails, **extra)
 
 
 def _wait_for(predicate, seconds: float = 5.0) -> None:

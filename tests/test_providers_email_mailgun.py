@@ -11,11 +11,9 @@ from fakes.mailgun import form_fields
 from fakes.server import Request
 from test_providers_email_support import (
     build_email,
+    direct_setup,
     email_job,
     email_settings,
-    ledger_delivery,
-    rendered_payload,
-    subscribe,
 )
 
 from syndicate.providers.base import AuthExpired, Permanent
@@ -28,11 +26,7 @@ def mg():
 
 
 def _setup(make_settings, monkeypatch, fake, emails, **extra):
-    settings = email_settings(make_settings, monkeypatch, fake, "mailgun", audience="subscribers", **extra)
-    payload = rendered_payload(settings)
-    ledger_delivery(settings, payload)
-    subscribe(settings, emails)
-    return settings, build_email(settings, "mailgun"), payload
+    return direct_setup(make_settings, monkeypatch, fake, "mailgun", emails, **extra)
 
 
 def test_multipart_batch_with_recipient_variables(make_settings, monkeypatch, mg):

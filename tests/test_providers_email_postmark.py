@@ -5,13 +5,9 @@ from __future__ import annotations
 import pytest
 from fakes import start_fake
 from test_providers_email_support import (
-    build_email,
+    direct_setup,
     email_job,
-    email_settings,
-    ledger_delivery,
     recipients,
-    rendered_payload,
-    subscribe,
 )
 
 from syndicate.providers.base import Permanent
@@ -24,11 +20,7 @@ def pm():
 
 
 def _setup(make_settings, monkeypatch, fake, emails, **extra):
-    settings = email_settings(make_settings, monkeypatch, fake, "postmark", audience="subscribers", **extra)
-    payload = rendered_payload(settings)
-    ledger_delivery(settings, payload)
-    subscribe(settings, emails)
-    return settings, build_email(settings, "postmark"), payload
+    return direct_setup(make_settings, monkeypatch, fake, "postmark", emails, **extra)
 
 
 def test_batch_request_shape(make_settings, monkeypatch, pm):

@@ -8,12 +8,12 @@ import pytest
 from fakes import start_fake
 from test_providers_email_support import (
     build_email,
+    direct_setup,
     email_job,
     email_settings,
     ledger_delivery,
     recipients,
     rendered_payload,
-    subscribe,
     token_address,
 )
 
@@ -29,11 +29,7 @@ def sg():
 # -- Mail Send (direct) ------------------------------------------------------------------------
 
 def _direct(make_settings, monkeypatch, fake, emails, **extra):
-    settings = email_settings(make_settings, monkeypatch, fake, "sendgrid", audience="subscribers", **extra)
-    payload = rendered_payload(settings)
-    ledger_delivery(settings, payload)
-    subscribe(settings, emails)
-    return settings, build_email(settings, "sendgrid"), payload
+    return direct_setup(make_settings, monkeypatch, fake, "sendgrid", emails, **extra)
 
 
 def test_mail_send_personalizations(make_settings, monkeypatch, sg):

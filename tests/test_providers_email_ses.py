@@ -7,13 +7,9 @@ import json
 import pytest
 from fakes import start_fake
 from test_providers_email_support import (
-    build_email,
+    direct_setup,
     email_job,
-    email_settings,
-    ledger_delivery,
     recipients,
-    rendered_payload,
-    subscribe,
 )
 
 from syndicate.providers.base import AuthExpired, Permanent, RateLimited
@@ -26,11 +22,7 @@ def ses():
 
 
 def _setup(make_settings, monkeypatch, fake, emails, **extra):
-    settings = email_settings(make_settings, monkeypatch, fake, "ses", audience="subscribers", **extra)
-    payload = rendered_payload(settings)
-    ledger_delivery(settings, payload)
-    subscribe(settings, emails)
-    return settings, build_email(settings, "ses"), payload
+    return direct_setup(make_settings, monkeypatch, fake, "ses", emails, **extra)
 
 
 def test_signed_bulk_request(make_settings, monkeypatch, ses):

@@ -86,3 +86,13 @@ def token_address(settings, url_or_token: str) -> str:
     from syndicate import subscribers
 
     return subscribers.read_unsubscribe_token(settings, url_or_token.rstrip("/").rsplit("/", 1)[-1])
+
+
+def direct_setup(make_settings, monkeypatch, fake, provider_name: str, emails: list[str], **extra):
+    """A direct-send channel on FAKE mailing the subscriber list EMAILS, with a rendered payload
+    and its delivery in the ledger: (settings, provider, payload)."""
+    settings = email_settings(make_settings, monkeypatch, fake, provider_name, audience="subscribers", **extra)
+    payload = rendered_payload(settings)
+    ledger_delivery(settings, payload)
+    subscribe(settings, emails)
+    return settings, build_email(settings, provider_name), payload
