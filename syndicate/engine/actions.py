@@ -237,12 +237,10 @@ def _escape_little(text: str) -> str:
 
 
 def _bluesky_facets_for(text: str, payload: dict) -> list[dict]:
-    from syndicate.render.social import _LINK_SLOT, _bluesky_facets, display_link
+    from syndicate.render.social import bluesky_facets
 
     link = str(((payload.get("embed") or {}).get("external") or {}).get("uri") or "")
-    shown = display_link(link) if link else ""
-    slotted = text.replace(shown, _LINK_SLOT, 1) if shown and shown in text else text
-    return _bluesky_facets(slotted, shown, link)
+    return bluesky_facets(text, link)
 
 
 def _clean(text: str) -> str:

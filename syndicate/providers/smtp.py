@@ -247,10 +247,14 @@ class SmtpProvider(Provider):
             except (smtplib.SMTPException, OSError):
                 pass
             self._drop()
-        self._conn = self._connect()
+        self._conn = self._open()
         return self._conn
 
-    def _connect(self) -> smtplib.SMTP:
+    def connect(self) -> smtplib.SMTP:
+        """A new, logged-in connection (TLS and certificate checks as configured); the caller closes it."""
+        return self._open()
+
+    def _open(self) -> smtplib.SMTP:
         context = ssl.create_default_context(cafile=self.options.get("ca_file"))
         where = f"SMTP {self.host}:{self.port}"
         try:
@@ -318,7 +322,7 @@ class SmtpProvider(Provider):
             self._drop()
 
     def check(self) -> str:
-        conn = self._connect()
+        conn = self._open()
         try:
             return f"SMTP {self.host}:{self.port} ({self.security}) accepted the connection" + (
                 " and the credentials" if self.options.get("username_env") else "")

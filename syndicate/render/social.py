@@ -299,6 +299,14 @@ def display_link(url: str, max_graphemes: int = 32) -> str:
     return shown
 
 
+def bluesky_facets(text: str, link: str) -> list[dict]:
+    """Facets for finished Bluesky TEXT (e.g. edited on the desk) whose post link LINK is shown
+    in its shortened form: the shortened link gets LINK's facet, other links and hashtags theirs."""
+    shown = display_link(link) if link else ""
+    slotted = text.replace(shown, _LINK_SLOT, 1) if shown and shown in text else text
+    return _bluesky_facets(slotted, shown, link)
+
+
 def _bluesky_facets(slotted: str, shown: str, link: str) -> list[dict]:
     """Link facets (UTF-8 byte offsets) for the post link (at the placeholder in ``slotted``)
     and any other link, and tag facets for hashtags: Bluesky renders nothing as a link or

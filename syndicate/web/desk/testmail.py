@@ -86,7 +86,7 @@ def _send_smtp(settings: Settings, name: str, channel: Channel, message, address
     sender = channel.options.get("envelope_from") or parseaddr(message["From"])[1]
     where = f"via SMTP {provider.host}:{provider.port}"
     try:
-        conn = provider._connect()  # TLS, certificate checks and login exactly as a real send
+        conn = provider.connect()  # TLS, certificate checks and login exactly as a real send
     except ProviderError as exc:
         raise SendTestError(str(exc)) from None
     try:
