@@ -9,8 +9,7 @@ the whole command, start-up included, is recorded too.
 Ours: the library's path (``poll_feeds`` with the default settings, as ``run_once`` does), the
 same with ``fetch.concurrency = 16``, and ``poll_feed`` for one feed after another (each per-feed
 worker task's path, with no concurrency of its own). The prototypes that led to ``poll_feeds``
-(bench/concurrent_poll.py, bench/batched_poll.py) can still be run with
-``bench/poll_driver.py --driver concurrent|batched``.
+were removed once it landed (git history has them).
 """
 
 from __future__ import annotations

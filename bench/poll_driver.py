@@ -1,12 +1,11 @@
 """One poll of every feed in a URL list, as its own process (timed from outside, like r2e).
 
-    python bench/poll_driver.py --urls FILE --store URL --driver sequential|concurrent|batched
+    python bench/poll_driver.py --urls FILE --store URL --driver library|library-16|sequential
 
 library: the library's poll, engine/poll.py poll_feeds with the settings' defaults (fetch.concurrency
-8, fetch.per_host 2), as engine/runner.py run_once calls it.
+16, fetch.per_host 2), as engine/runner.py run_once calls it.
 library-N: the same with fetch.concurrency = N (per_host stays 2).
 sequential: poll_feed for one feed after another (what each per-feed worker task does).
-concurrent, batched: the prototypes in bench/ (see their docstrings).
 Prints one JSON line: the statuses counted and the poll's own duration.
 """
 
@@ -26,10 +25,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--urls", required=True)
     parser.add_argument("--store", required=True)
-    parser.add_argument("--driver", choices=["library", "library-16", "sequential", "concurrent", "batched"],
-                        default="library")
-    parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--per-host", type=int, default=4)
+    parser.add_argument("--driver", choices=["library", "library-16", "sequential"], default="library")
     args = parser.parse_args()
 
     from syndicate import settings as settings_mod
@@ -52,14 +48,6 @@ def main() -> int:
         results = poll_feeds(factory, settings, settings.feeds, now)
     elif args.driver == "sequential":
         results = [poll_feed(factory, settings, feed, now) for feed in settings.feeds]
-    elif args.driver == "concurrent":
-        from bench.concurrent_poll import poll_concurrently
-
-        results = poll_concurrently(factory, settings, now, workers=args.workers, per_host=args.per_host)
-    else:
-        from bench.batched_poll import poll_batched
-
-        results = poll_batched(factory, settings, now, workers=args.workers, per_host=args.per_host)
     took = time.perf_counter() - start
     counts = Counter(r.status for r in results)
     print(json.dumps({"statuses": counts, "poll_seconds": took,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
@@ -94,10 +94,6 @@ def find_post(s: Session, ref: str) -> Post | None:
                                Post.identity == ref)).order_by(Post.id).limit(1)
     ).first()
 
-
-def deliveries_for(factory: sessionmaker[Session], post_id: int) -> list[Delivery]:
-    with transaction(factory) as s:
-        return list(s.scalars(select(Delivery).where(Delivery.post_id == post_id).order_by(Delivery.id)))
 
 
 # ---------------------------------------------------------------- editing a stored payload

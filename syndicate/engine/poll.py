@@ -244,12 +244,6 @@ def _record_changed(factory, feed_id: int, feed_cfg: FeedSettings, outcome: _Fet
     return result
 
 
-def _record_posts(factory, feed_id: int, feed_cfg: FeedSettings, posts: list[PostData],
-                  now: datetime) -> PollResult:
-    with transaction(factory) as s:
-        return _record_in(s, feed_id, feed_cfg, posts, now)
-
-
 def _record_in(s: Session, feed_id: int, feed_cfg: FeedSettings, posts: list[PostData],
                now: datetime) -> PollResult:
     result = PollResult(feed_cfg.name, "ok")

@@ -16,10 +16,6 @@ from sqlalchemy.orm import Session
 from syndicate.ledger.models import Delivery, Event, utcnow
 
 
-class StateConflict(Exception):
-    """The row was not in the state the caller expected (someone else moved it first)."""
-
-
 def new_token() -> str:
     return secrets.token_hex(16)
 
@@ -57,10 +53,6 @@ def transition(
                       from_state=old_state, to_state=to_state, detail=detail))
     return True
 
-
-def require(ok: bool, what: str) -> None:
-    if not ok:
-        raise StateConflict(what)
 
 
 def record(session: Session, delivery_id: int | None, actor: str, action: str, detail: str | None = None,

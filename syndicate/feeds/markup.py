@@ -41,10 +41,6 @@ class Scan:
     text: str  # plain text, whitespace collapsed
     images: list[Image]  # the content's pictures in order (tracking pixels and data: URIs left out)
 
-    @property
-    def first_image(self) -> Image | None:
-        return self.images[0] if self.images else None
-
 
 def scan(html: str, base: str | None) -> Scan:
     """Resolve relative URLs against ``base`` (when absolute), and read text and first image."""
