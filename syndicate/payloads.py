@@ -379,40 +379,35 @@ def _qp_escape(data: bytes) -> str:
     return data.decode("latin-1").translate(quoprimime._QUOPRI_BODY_ENCODE_MAP)
 
 
+def _qp_piece(line: str, start: int) -> tuple[str, int]:
+    """One soft-wrapped output line of ``quoprimime.body_encode`` starting at START (never
+    splitting an ``=XX`` escape), and where the next one starts."""
+    stop = start + _LINE_WIDTH - 1
+    if line[stop - 2] == "=":
+        return line[start:stop - 1], stop - 2
+    if line[stop - 1] == "=":
+        return line[start:stop], stop - 1
+    return line[start:stop] + "=", stop
+
+
 def _qp_head(prefix: str) -> tuple[str, int]:
     """The wrapped lines of an escaped line that PREFIX alone decides (whatever follows it),
     and where the wrapping goes on from."""
-    out, start, width = [], 0, _LINE_WIDTH - 1
+    out, start = [], 0
     while start + _LINE_WIDTH + 1 <= len(prefix):
-        stop = start + width
-        if prefix[stop - 2] == "=":
-            out.append(prefix[start:stop - 1])
-            start = stop - 2
-        elif prefix[stop - 1] == "=":
-            out.append(prefix[start:stop])
-            start = stop - 1
-        else:
-            out.append(prefix[start:stop] + "=")
-            start = stop
+        piece, start = _qp_piece(prefix, start)
+        out.append(piece)
     return "".join(piece + "\r\n" for piece in out), start
 
 
 def _qp_wrap(line: str, start: int = 0, head: str = "") -> str:
     """One escaped line wrapped as ``quoprimime.body_encode`` wraps it, CRLF-ended (its code,
     after the escaping), going on from START after the lines HEAD (see ``_qp_head``)."""
-    out, width = [], _LINE_WIDTH - 1
+    out = []
     last = len(line) - 1 - _LINE_WIDTH
     while start <= last:
-        stop = start + width
-        if line[stop - 2] == "=":
-            out.append(line[start:stop - 1])
-            start = stop - 2
-        elif line[stop - 1] == "=":
-            out.append(line[start:stop])
-            start = stop - 1
-        else:
-            out.append(line[start:stop] + "=")
-            start = stop
+        piece, start = _qp_piece(line, start)
+        out.append(piece)
     if line and line[-1] in " \t":
         room = start - last
         if room >= 3:
