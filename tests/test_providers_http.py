@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from syndicate.providers.base import (
     Retryable,
 )
 from syndicate.providers.http import HttpProvider, body_of, parse_reset
+from tests.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,12 +93,6 @@ def spec_validator(filename: str, schema_name: str):
     uri = f"urn:syndicate-spec:{filename}"
     registry = Registry().with_resource(uri, Resource.from_contents(spec, default_specification=DRAFT4))
     return jsonschema.Draft4Validator({"$ref": f"{uri}#/components/schemas/{schema_name}"}, registry=registry)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- a minimal adapter on the base, to test the base alone ----------------------------------------

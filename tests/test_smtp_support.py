@@ -8,9 +8,7 @@ it serves.)
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -18,15 +16,11 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.cluster import free_port, wait_until  # noqa: F401 (free_port: re-exported to the SMTP tests)
+
 SECRET = "test-signing-key-not-a-real-secret"
 SITE_URL = "https://harborwellness.example"
 PUBLIC_URL = "https://harborwellness.example/news"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -136,9 +130,4 @@ def smtp_channel(port: int, **options) -> dict:
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(predicate, timeout, what, interval=0.05)
