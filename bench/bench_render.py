@@ -110,7 +110,7 @@ def run(ctx: Context) -> None:
     ctx.add(Row("Rendering", "personalized batch, library vs rendering each message anew", lib_rate, ours_post,
                 "/s", "ours: full render per message", better="higher", goal=1.0, scale=lib_scale,
                 note="the goal is implicit in 'compile once, personalize cheaply': personalizing must cost less "
-                     "than rendering again; payloads.MessageTemplate builds the message once per "
+                     "than rendering again; email.message.MessageTemplate builds the message once per "
                      "payload and substitutes each recipient's address, token and Message-ID"))
     ctx.add(Row("Rendering", "personalized batch, prototype: same message bytes, written without the "
                 "email package", proto_rate, ours_post, "/s", "ours: full render per message", better="higher",
@@ -153,7 +153,7 @@ def _cli_rate(modules: Path, source: Path, root: Path, runs: int) -> tuple[float
 
 
 def _payload(post, settings) -> dict:
-    from syndicate.payloads import build_payload
+    from syndicate.render.payloads import build_payload
 
     return build_payload(post, settings, "newsletter")
 
@@ -162,8 +162,8 @@ def _library_batch(post, settings, count: int, max_seconds: float) -> tuple[floa
     """The library's path: one payload (rendered once), then each recipient's own message."""
     from email import policy
 
-    from syndicate import subscribers
-    from syndicate.payloads import personalize
+    from syndicate.audience import subscribers
+    from syndicate.email.message import personalize
 
     start = time.perf_counter()
     payload = _payload(post, settings)
@@ -185,8 +185,8 @@ def _prototype_batch(post, settings, count: int) -> float:
     from email import message_from_bytes, policy
     from html import escape
 
-    from syndicate import subscribers
-    from syndicate.payloads import personalize
+    from syndicate.audience import subscribers
+    from syndicate.email.message import personalize
 
     start = time.perf_counter()
     payload = _payload(post, settings)

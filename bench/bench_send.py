@@ -81,8 +81,9 @@ def _post():
 def _sample_message(settings) -> bytes:
     from email import policy
 
-    from syndicate import subscribers
-    from syndicate.payloads import build_payload, personalize
+    from syndicate.audience import subscribers
+    from syndicate.email.message import personalize
+    from syndicate.render.payloads import build_payload
 
     payload = build_payload(_post(), settings, "newsletter")
     address = "reader@example.org"
@@ -111,9 +112,9 @@ def _bare(port: int, data: bytes, count: int, *, reuse: bool, max_seconds: float
 def _ours(settings, count: int) -> tuple[float, str, int]:
     from syndicate.ledger.db import open_ledger, transaction
     from syndicate.ledger.models import Delivery, utcnow
-    from syndicate.payloads import build_payload
     from syndicate.providers.base import Job
     from syndicate.providers.smtp import SmtpProvider
+    from syndicate.render.payloads import build_payload
 
     factory = open_ledger(settings.store_url)
     payload = build_payload(_post(), settings, "newsletter")

@@ -13,7 +13,7 @@ import pytest
 
 from syndicate import settings as settings_mod
 from syndicate.cli import main
-from syndicate.lint_email import lint_file, site_hosts
+from syndicate.email.lint import lint_file, site_hosts
 from tests.conftest import REPO, shared_dir
 
 SOCIAL = ("x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads")

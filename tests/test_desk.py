@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import delete, select, update
 from test_smtp_support import SmtpServer
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
 from syndicate.engine import actions
 from syndicate.engine.dispatch import claim_one
 from syndicate.engine.runner import ledger, run_once

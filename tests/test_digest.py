@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select
 from test_render_support import demo_post, sensitive_post
 
+from syndicate.email.lint import lint_html, site_hosts
 from syndicate.engine.digest import NO_POSTS, SERIES_STARTS, plan_digests
 from syndicate.engine.planner import plan_pending
 from syndicate.engine.runner import ledger, run_once
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Feed, Post
-from syndicate.lint_email import lint_html, site_hosts
 from syndicate.model import PostData
 from syndicate.render.email import MAX_HTML_BYTES, render_digest_email
 

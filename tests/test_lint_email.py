@@ -12,10 +12,11 @@ from test_smtp_support import SECRET
 
 from syndicate import settings as settings_mod
 from syndicate.cli import main
+from syndicate.email.lint import lint_file, lint_html, site_hosts
+from syndicate.email.message import personalize
 from syndicate.feeds import parse
-from syndicate.lint_email import lint_file, lint_html, site_hosts
-from syndicate.payloads import email_payload, personalize
 from syndicate.render.email import MAX_HTML_BYTES, render_digest_email, render_post_email
+from syndicate.render.payloads import email_payload
 
 HOSTS = {"wellness.example"}
 

@@ -10,17 +10,11 @@ import pytest
 from test_render_support import demo_post, demo_settings, sensitive_post
 from test_smtp_support import SECRET
 
-from syndicate import subscribers
-from syndicate.lint_email import lint_file, site_hosts
-from syndicate.payloads import (
-    MessageTemplate,
-    PersonalizedMessage,
-    _personalize_slow,
-    digest_payload,
-    email_payload,
-    personalize,
-)
+from syndicate.audience import subscribers
+from syndicate.email.lint import lint_file, site_hosts
+from syndicate.email.message import MessageTemplate, PersonalizedMessage, _personalize_slow, personalize
 from syndicate.render import email as render_email
+from syndicate.render.payloads import digest_payload, email_payload
 
 WHEN = datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
 TOKENS = ["InJlYWRlcjBAZXhhbXBsZS5vcmci.xJ3k2mVfb5PzB7yqYVZ_jXq0Yg8", "tok", "a<&>\"b'", "x" * 300, "ü-tök"]

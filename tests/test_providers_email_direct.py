@@ -23,7 +23,7 @@ from test_providers_email_support import (
     token_address,
 )
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
 from syndicate.ledger.db import open_ledger
 from syndicate.providers.base import (
     AuthExpired,

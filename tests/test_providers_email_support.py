@@ -16,8 +16,8 @@ from test_render_support import demo_post
 from syndicate import providers
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
-from syndicate.payloads import email_payload
 from syndicate.providers.base import Job
+from syndicate.render.payloads import email_payload
 
 SECRET_ENV = "SYN_TEST_LINK_SECRET"
 DELIVERY_ID = 42
@@ -74,7 +74,7 @@ def addresses(n: int, start: int = 0) -> list[str]:
 
 def subscribe(settings, emails: list[str]) -> None:
     """Put EMAILS on the subscriber list as active subscribers."""
-    from syndicate import subscribers
+    from syndicate.audience import subscribers
 
     factory = open_ledger(settings.store_url)
     rows = [subscribers.Row(line=i, email=e) for i, e in enumerate(emails, start=1)]
@@ -83,7 +83,7 @@ def subscribe(settings, emails: list[str]) -> None:
 
 def token_address(settings, url_or_token: str) -> str:
     """The address a signed unsubscribe token (or a URL ending in one) is for."""
-    from syndicate import subscribers
+    from syndicate.audience import subscribers
 
     return subscribers.read_unsubscribe_token(settings, url_or_token.rstrip("/").rsplit("/", 1)[-1])
 

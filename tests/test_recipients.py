@@ -1,4 +1,4 @@
-"""The per-recipient records of an email delivery (syndicate/recipients.py), on SQLite and
+"""The per-recipient records of an email delivery (syndicate/email/recipients.py), on SQLite and
 PostgreSQL: claims in one transaction, compare-and-set records, workers racing on one
 delivery, and the unsubscribe links and headers every direct send gets per recipient."""
 
@@ -11,12 +11,13 @@ import uuid
 import pytest
 from sqlalchemy import select, text, update
 
-from syndicate import recipients, subscribers
+from syndicate.audience import subscribers
+from syndicate.email import recipients
+from syndicate.email.message import personalize, unsubscribe_links
+from syndicate.email.recipients import BatchReport, Outcome
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
-from syndicate.payloads import personalize, unsubscribe_links
 from syndicate.providers.base import Job
-from syndicate.recipients import BatchReport, Outcome
 from syndicate.render.email import unsubscribe_headers
 
 PEOPLE = [f"p{i:03d}@example.org" for i in range(120)]

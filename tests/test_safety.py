@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_render_support import demo_post
 
-from syndicate.safety import is_sensitive, matched_topics, mentions_topic
+from syndicate.render.safety import is_sensitive, matched_topics, mentions_topic
 from syndicate.settings import Safety
 
 SAFETY = Safety()

@@ -21,13 +21,13 @@ import pytest
 from sqlalchemy import select, text
 from test_smtp_support import PUBLIC_URL, SECRET, Recorder, SmtpServer, free_port, smtp_channel, wait_for
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
+from syndicate.email.recipients import recipient_report
 from syndicate.engine.actions import cancel, resolve
 from syndicate.engine.dispatch import reap_expired
 from syndicate.engine.runner import ledger, run_once
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery
-from syndicate.recipients import recipient_report
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

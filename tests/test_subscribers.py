@@ -8,7 +8,7 @@ import json
 import pytest
 from test_smtp_support import PUBLIC_URL, SECRET, SmtpServer, smtp_channel
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
 from syndicate.cli import main
 from syndicate.engine.runner import ledger
 from syndicate.settings import load

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from test_smtp_support import PUBLIC_URL, SECRET, SmtpServer, free_port, smtp_channel, wait_for
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
 from syndicate.engine.manual import send_post_now
 from syndicate.engine.runner import ledger, run_once
 from syndicate.ledger.models import Post

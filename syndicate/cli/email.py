@@ -12,7 +12,7 @@ from syndicate.cli.common import UsageError, load_settings, out
 
 def cmd_subscribers_import(args) -> int:
 
-    from syndicate import subscribers
+    from syndicate.audience import subscribers
     from syndicate.engine.runner import ledger
 
     settings = load_settings(args)
@@ -31,7 +31,7 @@ def cmd_subscribers_import(args) -> int:
 
 def cmd_subscribers_list(args) -> int:
 
-    from syndicate import subscribers
+    from syndicate.audience import subscribers
     from syndicate.engine.runner import ledger
 
     settings = load_settings(args)
@@ -51,7 +51,7 @@ def cmd_subscribers_list(args) -> int:
 
 
 def cmd_subscribers_remove(args) -> int:
-    from syndicate import subscribers
+    from syndicate.audience import subscribers
     from syndicate.engine.runner import ledger
 
     settings = load_settings(args)
@@ -78,8 +78,8 @@ def cmd_subscribers_invite(args) -> int:
 
 def cmd_recipients(args) -> int:
 
+    from syndicate.email.recipients import recipient_report
     from syndicate.engine.runner import ledger
-    from syndicate.recipients import recipient_report
 
     settings = load_settings(args)
     rows = recipient_report(ledger(settings), args.id)
@@ -99,7 +99,7 @@ def cmd_recipients(args) -> int:
 
 def cmd_lint_email(args) -> int:
 
-    from syndicate import lint_email
+    from syndicate.email import lint as lint_email
     from syndicate.settings import SettingsError
 
     try:

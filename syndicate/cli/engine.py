@@ -10,8 +10,8 @@ from syndicate.cli.common import UsageError, actor, load_settings, out, parse_ti
 
 
 def cmd_run(args) -> int:
+    from syndicate.cli.report import print_run_summary
     from syndicate.engine.runner import run_forever, run_once
-    from syndicate.report import print_run_summary
 
     settings = load_settings(args)
     now = parse_time(args.at)
@@ -29,7 +29,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from syndicate.report import print_status, status_rows
+    from syndicate.cli.report import print_status, status_rows
 
     settings = load_settings(args)
     rows = status_rows(settings)

@@ -75,7 +75,7 @@ def cmd_post(args) -> int:
     factory, post = _resolve_post(settings, args.ref)
     channels = _channels(settings, args.channel)
     if args.dry_run:
-        from syndicate.preview import preview_payloads
+        from syndicate.cli.preview import preview_payloads
 
         for name, payload in preview_payloads(settings, post, channels).items():
             out.print(f"[bold]── {name}[/] ({settings.channels[name].kind})")
@@ -91,7 +91,7 @@ def cmd_post(args) -> int:
 
 
 def cmd_preview_post(args) -> int:
-    from syndicate.preview import write_preview
+    from syndicate.cli.preview import write_preview
 
     settings = load_settings(args)
     _, post = _resolve_post(settings, args.ref)
@@ -103,8 +103,8 @@ def cmd_preview_post(args) -> int:
 
 
 def cmd_preview_digest(args) -> int:
+    from syndicate.cli.preview import write_digest_preview
     from syndicate.ledger.models import utcnow
-    from syndicate.preview import write_digest_preview
 
     settings = load_settings(args)
     names = args.channel or [n for n, c in settings.enabled_channels().items() if c.mode == "digest"]

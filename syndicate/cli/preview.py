@@ -9,11 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from syndicate.email.message import email_messages, personalize, preview_token
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import Delivery, Post
 from syndicate.model import PostData
-from syndicate.payloads import build_payload, email_messages, personalize, preview_token
 from syndicate.render import NotApplicable
+from syndicate.render.payloads import build_payload
 from syndicate.settings import Settings
 
 
@@ -74,7 +75,7 @@ def write_digest_preview(settings: Settings, channel: str, out: Path, now: datet
     """Render CHANNEL's next digest edition as of NOW into OUT (.html, .txt and the .eml a
     subscriber would get). LATEST: show the N latest posts instead, to see the design."""
     from syndicate.engine.digest import edition_posts, upcoming_edition
-    from syndicate.payloads import digest_payload
+    from syndicate.render.payloads import digest_payload
 
     with transaction(open_ledger(settings.store_url)) as s:
         edition = upcoming_edition(s, settings, channel, now)

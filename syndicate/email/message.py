@@ -1,8 +1,9 @@
-"""What a delivery carries: the payload rendered once at planning time.
+"""One email payload as each recipient's MIME message: personalization and the message template.
 
-A payload is stored on the delivery row, so what staff previewed is exactly what is sent. For
-a social channel it is the network's request body; for email it is the rendered message parts
-plus the envelope, from which each recipient's MIME message is built at send time.
+An email delivery's payload (``render/payloads.py``) holds the rendered parts and the envelope;
+at send time every recipient gets their own message, with their unsubscribe token in the
+footer link and the RFC 8058 headers. ``MessageTemplate`` prepares one payload's message once
+and writes each recipient's bytes by substitution; ``personalize`` is the public entry point.
 """
 
 from __future__ import annotations
@@ -17,61 +18,15 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime, make_msgid, parseaddr
 from html import escape
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from syndicate.model import PostData
-from syndicate.render import build_message, render_post_email, render_social
+from syndicate.render import build_message
 from syndicate.render.email import (
     MESSAGE_POLICY,
     fold_list_header,
-    render_digest_email,
     unsubscribe_headers,
-    unsubscribe_url_template,
 )
-from syndicate.settings import Channel, Settings
-
-
-def build_payload(post: PostData, settings: Settings, channel_name: str) -> dict:
-    """Render POST for one channel. Raises render.NotApplicable where the network can't take it."""
-    channel = settings.channels[channel_name]
-    if channel.kind == "email":
-        return email_payload(post, settings, channel_name, channel)
-    return render_social(channel.kind, post, settings, channel_name)
-
-
-def email_payload(post: PostData, settings: Settings, channel_name: str, channel: Channel) -> dict:
-    return _email_fields(render_post_email(post, settings, channel_name), settings, channel)
-
-
-def digest_payload(posts: list[PostData], settings: Settings, channel_name: str, edition: dict) -> dict:
-    """One digest edition (EDITION: key, since, until, at, post ids) for a digest channel."""
-    content = render_digest_email(posts, settings, channel_name,
-                                  edition_at=datetime.fromisoformat(edition["at"]))
-    return {**_email_fields(content, settings, settings.channels[channel_name]), "edition": edition}
-
-
-def _email_fields(content, settings: Settings, channel: Channel) -> dict:
-    return {
-        "subject": content.subject,
-        "preheader": content.preheader,
-        "html": content.html,
-        "text": content.text,
-        "sensitive": content.sensitive,
-        "from": from_header(channel, settings),
-        "reply_to": channel.reply_to,
-        # "subscribers": the list the tool keeps, read at send time; else the `to` addresses.
-        "audience": "subscribers" if channel.options.get("audience") == "subscribers" else "to",
-        "to": list(channel.to),
-        # "{token}" in both is each recipient's signed unsubscribe token (see personalize).
-        "unsubscribe_https": unsubscribe_url_template(settings, channel),
-        "unsubscribe_mailto": channel.unsubscribe_mailto,
-    }
-
-
-def from_header(channel: Channel, settings: Settings) -> str:
-    address = channel.from_address or f"newsletter@{urlsplit(settings.site.url).hostname}"
-    name = channel.from_name or settings.site.name
-    return f'"{name}" <{address}>'
+from syndicate.settings import Settings
 
 
 def personalize(payload: dict, recipient: str, token: str, *, message_id: str | None = None) -> EmailMessage:
@@ -145,8 +100,8 @@ def email_messages(payload: dict, settings: Settings) -> list[EmailMessage]:
 def preview_token(settings: Settings, address: str) -> str:
     """The real signed unsubscribe token where the signing key is configured; else a visible
     stand-in (the demo needs no secrets, and its messages are never mailed)."""
+    from syndicate.audience.subscribers import unsubscribe_token
     from syndicate.settings import SettingsError
-    from syndicate.subscribers import unsubscribe_token
 
     try:
         return unsubscribe_token(settings, address)

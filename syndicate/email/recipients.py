@@ -53,11 +53,11 @@ from datetime import timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
 from syndicate.ledger.upsert import insert_ignore_many
-from syndicate.providers.base import ClaimLost, Incomplete, ProviderError, Retryable
+from syndicate.errors import ClaimLost, Incomplete, ProviderError, Retryable
 
 log = logging.getLogger(__name__)
 

@@ -51,8 +51,8 @@ from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, DigestItem, Event, Post
 from syndicate.ledger.upsert import insert_ignore
 from syndicate.model import PostData
-from syndicate.payloads import digest_payload
 from syndicate.render import RenderError
+from syndicate.render.payloads import digest_payload
 from syndicate.settings import Channel, Settings
 
 log = logging.getLogger(__name__)

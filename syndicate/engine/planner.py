@@ -20,9 +20,9 @@ from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, Post
 from syndicate.ledger.upsert import insert_ignore
 from syndicate.model import PostData
-from syndicate.payloads import build_payload
 from syndicate.render import NotApplicable
-from syndicate.safety import is_sensitive
+from syndicate.render.payloads import build_payload
+from syndicate.render.safety import is_sensitive
 from syndicate.settings import SOCIAL_KINDS, Settings
 
 log = logging.getLogger(__name__)

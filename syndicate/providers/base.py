@@ -8,9 +8,22 @@ SendResult or one of the ProviderError classes below. The engine decides what ea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
+# The error vocabulary lives in syndicate/errors.py (below the email side, which raises it
+# too); the adapters import it from here, with the rest of what an adapter needs.
+from syndicate.errors import (  # noqa: F401
+    AuthExpired,
+    ClaimLost,
+    Duplicate,
+    Incomplete,
+    OutcomeUnknown,
+    Permanent,
+    ProviderError,
+    RateLimited,
+    Retryable,
+)
 from syndicate.settings import Channel, Settings
 
 
@@ -34,71 +47,6 @@ class SendResult:
     ref: str | None  # the provider's id for what it created
     url: str | None = None  # a link to it, where there is one
     details: dict[str, Any] = field(default_factory=dict)
-
-
-class ProviderError(Exception):
-    """Base of the error vocabulary. ``str()`` must never contain a secret."""
-
-    error_class: ClassVar[str] = "permanent"
-
-    def __init__(self, message: str, *, status: int | None = None):
-        super().__init__(message)
-        self.status = status
-
-
-class Retryable(ProviderError):
-    """A passing fault (5xx, connection refused before sending): try again after a backoff."""
-
-    error_class = "retryable"
-
-
-class RateLimited(Retryable):
-    """The provider asked us to wait; ``reset_at`` is when it said we may try again."""
-
-    error_class = "rate_limited"
-
-    def __init__(self, message: str, *, reset_at: datetime | None = None, status: int | None = 429):
-        super().__init__(message, status=status)
-        self.reset_at = reset_at
-
-
-class AuthExpired(ProviderError):
-    """Credentials are missing, wrong or expired: a human must fix them; retrying won't help."""
-
-    error_class = "auth"
-
-
-class Permanent(ProviderError):
-    """The provider refused this payload (400, duplicate content): never retried."""
-
-    error_class = "permanent"
-
-
-class Incomplete(ProviderError):
-    """A long batch stopped at its time budget with work left (recipients not yet mailed):
-    the delivery continues in the next task at once, and this does not count as an attempt."""
-
-    error_class = "incomplete"
-
-
-class ClaimLost(Incomplete):
-    """The delivery is no longer this send's: its lease was reaped (then it was planned again,
-    cancelled, or claimed by another worker). The batch stops mailing at once; what it sent is
-    recorded per recipient. The engine's transitions are fenced by the claim token, so nothing
-    this stale send reports changes the delivery."""
-
-
-class Duplicate(Permanent):
-    """The provider refused the post as a duplicate of one it already has. On a first attempt
-    that is older content; on a retry it most likely means our earlier attempt went through."""
-
-    error_class = "duplicate"
-
-
-class OutcomeUnknown(ProviderError):
-    """The request may have reached the provider (a timeout after sending): never resent blindly."""
-
-    error_class = "unknown"
 
 
 def batch_budget(settings: Settings) -> float:

@@ -4,13 +4,13 @@ The direct-send adapters (Postmark, Mailgun, SendGrid Mail Send, Amazon SES v2) 
 same people as SMTP, the same way, and keep the same per-recipient records; only the wire
 differs. Everything but the wire is shared with SMTP:
 
-* who, and the records: ``recipients.py`` (``audience = "subscribers"`` mails the active
+* who, and the records: ``email/recipients.py`` (``audience = "subscribers"`` mails the active
   subscribers, read at send time, else the channel's ``to`` list; suppressed addresses are
   skipped either way; one ``recipient_sends`` row per (delivery, recipient));
 * the unsubscribe link: each recipient's signed token (``subscribers.unsubscribe_token``)
   goes into the footer link and into the RFC 8058 ``List-Unsubscribe`` /
-  ``List-Unsubscribe-Post`` headers: ``payloads.unsubscribe_links`` and
-  ``render.email.unsubscribe_headers``, the very code ``payloads.personalize`` builds an
+  ``List-Unsubscribe-Post`` headers: ``email.message.unsubscribe_links`` and
+  ``render.email.unsubscribe_headers``, the very code ``email.message.personalize`` builds an
   SMTP message with.
 
 A batch, step by step: every recipient of the batch is claimed (``sending``, committed, one
@@ -53,9 +53,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
+from syndicate.email.message import personalize, unsubscribe_links
+from syndicate.email.recipients import (  # Outcome is re-exported for the adapters
+    BatchReport,
+    InFlight,
+    LeaseKeeper,
+    Outcome,
+    claim,
+    pending_recipients,
+    record,
+    stopped_early,
+)
 from syndicate.ledger.db import open_ledger
-from syndicate.payloads import personalize, unsubscribe_links
 from syndicate.providers.base import (
     AuthExpired,
     ClaimLost,
@@ -69,16 +79,6 @@ from syndicate.providers.base import (
     soft_time_limit,
 )
 from syndicate.providers.http import HttpProvider
-from syndicate.recipients import (  # Outcome is re-exported for the adapters
-    BatchReport,
-    InFlight,
-    LeaseKeeper,
-    Outcome,
-    claim,
-    pending_recipients,
-    record,
-    stopped_early,
-)
 from syndicate.render.email import unsubscribe_headers
 from syndicate.settings import SettingsError
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from syndicate.payloads import email_messages
+from syndicate.email.message import email_messages
 from syndicate.providers.base import Job, Permanent, Provider, SendResult
 
 

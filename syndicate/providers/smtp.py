@@ -14,7 +14,7 @@ Certificates are verified; ``ca_file`` names extra trusted CAs. ``timeout`` (sec
 address). ``audience = "subscribers"`` sends to the active subscribers (read at send time),
 otherwise to the channel's ``to`` list. Suppressed addresses are skipped either way.
 
-Exactly once per recipient (the rules and the records: ``recipients.py``). One connection
+Exactly once per recipient (the rules and the records: ``email/recipients.py``). One connection
 is opened (and reused) for a batch; each recipient gets its own SMTP transaction, recorded in
 ``recipient_sends`` (unique per delivery and recipient): ``sending`` is claimed and committed
 *before* MAIL FROM, one recipient at a time, and ``sent`` recorded after the server's 250, so
@@ -64,10 +64,20 @@ import time
 from email import policy
 from email.utils import parseaddr
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
+from syndicate.email.message import MessageTemplate
+from syndicate.email.recipients import (
+    BatchReport,
+    InFlight,
+    LeaseKeeper,
+    Outcome,
+    claim,
+    pending_recipients,
+    record,
+    stopped_early,
+)
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
-from syndicate.payloads import MessageTemplate
 from syndicate.providers.base import (
     AuthExpired,
     ClaimLost,
@@ -79,16 +89,6 @@ from syndicate.providers.base import (
     SendResult,
     batch_budget,
     soft_time_limit,
-)
-from syndicate.recipients import (
-    BatchReport,
-    InFlight,
-    LeaseKeeper,
-    Outcome,
-    claim,
-    pending_recipients,
-    record,
-    stopped_early,
 )
 from syndicate.settings import SettingsError, secret
 
@@ -433,7 +433,7 @@ def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:
     from email.message import EmailMessage
     from email.utils import format_datetime, make_msgid
 
-    from syndicate.payloads import from_header
+    from syndicate.render.payloads import from_header
 
     factory = open_ledger(settings.store_url)
     channel = settings.channels[channel_name]

@@ -22,9 +22,9 @@ from syndicate.model import PostData
 from syndicate.render import sanitize
 from syndicate.render.errors import RenderError
 from syndicate.render.links import absolute, is_http, with_utm
+from syndicate.render.safety import is_sensitive
 from syndicate.render.templating import first_existing, render
 from syndicate.render.textlength import truncate_to
-from syndicate.safety import is_sensitive
 from syndicate.settings import Channel, Settings
 
 # Gmail clips a message body past ~102 KB and hides what follows, footer and unsubscribe
@@ -342,7 +342,7 @@ MESSAGE_POLICY = email_policy.default.clone(header_factory=_HEADERS)
 
 
 def unsubscribe_headers(web: str | None, mailto: str | None) -> dict[str, str]:
-    """The unsubscribe headers for one recipient's links (``payloads.unsubscribe_links``):
+    """The unsubscribe headers for one recipient's links (``email.message.unsubscribe_links``):
     RFC 2369 ``List-Unsubscribe``, plus RFC 8058 one-click ``List-Unsubscribe-Post`` when the
     web URL is https; empty without links. Every message and every direct-send API call gets
     its headers from here.

@@ -3,7 +3,7 @@
 Texts come from ``templates/social/<kind>.txt.j2`` (a channel may name another template) and
 are fitted to the network's own length rule: first the lead sentence is shortened, then
 hashtags are dropped, then the crisis line, and last the title is shortened. The link is
-never cut. Sensitive posts (see syndicate.safety) get the title and a neutral line: no
+never cut. Sensitive posts (see syndicate.render.safety) get the title and a neutral line: no
 excerpt of the content, and the crisis line where there is room.
 """
 
@@ -20,6 +20,7 @@ import regex
 from syndicate.model import PostData
 from syndicate.render.errors import NotApplicable, RenderError
 from syndicate.render.links import absolute, is_http, with_utm
+from syndicate.render.safety import matched_topics, mentions_topic
 from syndicate.render.sanitize import to_text
 from syndicate.render.templating import render
 from syndicate.render.textlength import (
@@ -31,7 +32,6 @@ from syndicate.render.textlength import (
     rule_for,
     truncate_to,
 )
-from syndicate.safety import matched_topics, mentions_topic
 from syndicate.settings import SOCIAL_KINDS, Channel, Settings
 
 PINTEREST_TITLE_MAX = 100

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
 from syndicate.web import ledger, settings
 
 bp = Blueprint("subscriptions", __name__, template_folder="templates")

@@ -14,14 +14,15 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
 from syndicate.engine.digest import edition_posts, upcoming_edition
 from syndicate.engine.schedule import next_digest
 from syndicate.ledger.models import Delivery, Event, Post, utcnow
 from syndicate.model import PostData
-from syndicate.payloads import digest_payload, email_messages
 from syndicate.render.email import MAX_HTML_BYTES
 from syndicate.render.links import absolute, is_http
+from syndicate.render.payloads import digest_payload
 from syndicate.render.textlength import find_hashtags, find_links
 from syndicate.settings import Settings
 

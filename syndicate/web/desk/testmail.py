@@ -21,11 +21,11 @@ import smtplib
 from email.utils import parseaddr
 from pathlib import Path
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
+from syndicate.email.message import personalize, preview_token
 from syndicate.engine.states import record
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, utcnow
-from syndicate.payloads import personalize, preview_token
 from syndicate.providers.base import ProviderError
 from syndicate.providers.smtp import SmtpProvider
 from syndicate.settings import Channel, Settings

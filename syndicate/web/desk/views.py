@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from syndicate import subscribers
+from syndicate.audience import subscribers
 from syndicate.engine import actions
 from syndicate.engine.actions import ActionRefused
 from syndicate.engine.deliver import deliver
@@ -25,7 +25,7 @@ from syndicate.engine.schedule import wall_to_utc
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.model import PostData
-from syndicate.safety import matched_topics
+from syndicate.render.safety import matched_topics
 from syndicate.web import auth, ledger, settings
 from syndicate.web.desk import bp, previews
 from syndicate.web.desk.testmail import SendTestError, send_test_email

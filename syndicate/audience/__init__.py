@@ -1,0 +1,1 @@
+"""The audience: the subscriber list and everything about a person (consent, suppression, tokens)."""

@@ -1,0 +1,1 @@
+"""An email message: personalization per recipient, per-recipient bookkeeping, and the lint."""
