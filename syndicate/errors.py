@@ -75,3 +75,14 @@ class OutcomeUnknown(ProviderError):
     """The request may have reached the provider (a timeout after sending): never resent blindly."""
 
     error_class = "unknown"
+
+
+class Unresolved(OutcomeUnknown):
+    """An email send reached everyone it could, but some recipients may or may not have the
+    message (a worker died, or the connection dropped, after their content left): the delivery
+    is not ``sent``; it waits for a person to settle those recipients one by one. The engine
+    never retries it by itself."""
+
+    def __init__(self, message: str, *, recipients: list[str]):
+        super().__init__(message)
+        self.recipients = recipients

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update
@@ -117,18 +118,68 @@ def test_workers_racing_on_one_delivery_claim_each_recipient_once(factory, start
 
 
 def test_pending_recipients_sorts_everyone_into_the_report(factory):
-    people = ["ana@example.org", "ben@example.org", "cleo@example.org", "dev@example.org", "eli@example.org"]
+    """Sent: done earlier; unknown: unresolved; suppressed: skipped; deferred, new, and `sending`
+    left by a send that is gone (its content never went out): to mail. A gone send's `issued`
+    (its content may have left) becomes unknown."""
+    people = ["ana@example.org", "ben@example.org", "cleo@example.org", "dev@example.org", "eli@example.org",
+              "fay@example.org", "gus@example.org"]
     d = _delivery(factory)
     subscribers.suppress(factory, "eli@example.org", "test")
-    recipients.claim(factory, d, people[:4])
+    recipients.claim(factory, d, people[:4] + people[5:6], owner="dead-send")
+    with transaction(factory) as s:
+        assert recipients.issue(s, d, [people[5]], "dead-send") == [people[5]]
     recipients.record(factory, d, {people[0]: Outcome("sent"), people[1]: Outcome("unknown"),
-                                   people[3]: Outcome("deferred")})
+                                   people[3]: Outcome("deferred")}, owner="dead-send")
     job = Job(delivery_id=d, key="k", channel="news", kind="email",
               payload={"audience": "to", "to": [p.upper() for p in people] + ["not an address", people[0]]})
     report = BatchReport()
-    assert recipients.pending_recipients(factory, job, report) == ["dev@example.org"]
-    assert (report.already, report.suppressed, report.unresolved) == (1, 1, ["ben@example.org", "cleo@example.org"])
+    assert recipients.pending_recipients(factory, job, report, owner="new-send") == [
+        "cleo@example.org", "dev@example.org", "gus@example.org"]
+    assert (report.already, report.suppressed) == (1, 1)
+    assert report.unresolved == ["ben@example.org", "fay@example.org"]
     assert report.summary() == "0 sent, 1 done earlier, 1 suppressed, 2 unresolved"
+    rows = _rows(factory, d)
+    assert rows["fay@example.org"].state == "unknown" and "may have it" in rows["fay@example.org"].error
+    assert rows["cleo@example.org"].state == "sending"  # left as it is until claimed again
+
+
+def test_a_claim_takes_over_a_gone_sends_unissued_recipients_and_fences_it_out(factory):
+    """A send that stalled past its lease (it is still alive) held two recipients `sending`; the
+    resumed send claims them. The stale send can then neither issue them nor record them."""
+    d = _delivery(factory)
+    people = ["ana@example.org", "ben@example.org"]
+    assert recipients.claim(factory, d, people, owner="stale") == people
+    assert recipients.claim(factory, d, people, owner="stale") == []  # its own: already held
+    assert recipients.claim(factory, d, people, owner="resumed") == people
+    with transaction(factory) as s:
+        assert recipients.issue(s, d, people, "stale") == []  # taken over: it must not send
+    recipients.record(factory, d, {p: Outcome("sent") for p in people}, owner="stale")
+    assert {p: (r.state, r.owner, r.attempts) for p, r in _rows(factory, d).items()} == dict.fromkeys(
+        people, ("sending", "resumed", 2))
+    with transaction(factory) as s:
+        assert recipients.issue(s, d, people[:1], "resumed") == people[:1]
+    assert recipients.claim(factory, d, people, owner="third") == people[1:]  # issued is never taken
+    recipients.record(factory, d, {people[0]: Outcome("sent", message_id="<a>")}, owner="resumed")
+    assert _rows(factory, d)[people[0]].state == "sent"
+
+
+def test_a_person_settles_unknown_recipients_only(factory):
+    d = _delivery(factory)
+    people = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    recipients.claim(factory, d, people, owner="o")
+    recipients.record(factory, d, {people[0]: Outcome("sent"), people[1]: Outcome("unknown"),
+                                   people[2]: Outcome("unknown")}, owner="o")
+    with transaction(factory) as s:
+        with pytest.raises(recipients.NotSettled, match=r"ana@example.org \(sent\), zed@example.org \(not a"):
+            recipients.settle(s, d, [people[0], "zed@example.org"], "sent", "cli:me")
+    with transaction(factory) as s:
+        assert recipients.settle(s, d, [people[1]], "retry", "cli:me") == [people[1]]
+        assert recipients.settle(s, d, None, "cancel", "cli:me") == [people[2]]
+    rows = _rows(factory, d)
+    assert {p: r.state for p, r in rows.items()} == {people[0]: "sent", people[1]: "deferred",
+                                                     people[2]: "cancelled"}
+    assert rows[people[1]].error == "settled by cli:me: retry"
+    assert recipients.claim(factory, d, people, owner="next") == [people[1]]  # only the retried one
 
 
 def test_lease_keeper_extends_the_send_lease(factory):
@@ -180,35 +231,62 @@ def test_lease_keeper_is_fenced_by_the_claim_token(factory):
     keeper.keep()  # too soon after the last write: no query, nothing raised
 
 
-@pytest.mark.parametrize("stage, expected", [("claiming", None), ("claimed", "deferred"), ("issued", "unknown"),
+@pytest.mark.parametrize("stage, expected", [("claimed", "deferred"), ("issued", "unknown"),
                                              ("answered", "sent")])
-def test_in_flight_settles_the_recipients_in_hand_by_how_far_they_got(factory, stage, expected):
+def test_the_book_settles_the_recipients_in_hand_by_how_far_they_got(factory, stage, expected):
+    """An interruption (Celery's soft time limit) anywhere: claimed but not issued -> deferred
+    (claimable again), issued but not answered -> unknown, answered but not written -> written."""
     d = _delivery(factory)
+    with transaction(factory) as s:
+        s.execute(update(Delivery).where(Delivery.id == d).values(claim_token="tok"))
     people = ["ana@example.org", "ben@example.org"]
-    hand = recipients.InFlight()
-    hand.claiming(people)
-    if stage != "claiming":
-        assert recipients.claim(factory, d, people) == people
-        hand.claimed(people)
-    if stage == "issued":
-        hand.issued()
-    if stage == "answered":
-        hand.issued()
-        hand.answered({p: Outcome("sent", message_id=f"<{p}>") for p in people})
+    job = Job(delivery_id=d, key="k", channel="news", kind="email", payload={}, token="tok")
     report = BatchReport()
-    hand.settle(factory, d, report, "stopped by the task's soft time limit")
-    assert hand.stage == "idle" and hand.addresses == []
+    book = recipients.RecipientBook(factory, job, timedelta(minutes=5), report)
+    assert book.claim(people) == people
+    if stage in ("issued", "answered"):
+        book.issue(people)
+        assert {r.state for r in _rows(factory, d).values()} == {"issued"}
+    if stage == "answered":
+        book.answer({p: Outcome("sent", message_id=f"<{p}>") for p in people})
+        assert {r.state for r in _rows(factory, d).values()} == {"issued"}  # noted, not yet written
+    book.settle("stopped by the task's soft time limit")
+    assert book.claimed == [] and book.issued == [] and book.noted == {}
     rows = _rows(factory, d)
-    if expected is None:  # the claim may not have committed: nothing is touched
-        assert rows == {}
-        return
     assert {p: r.state for p, r in rows.items()} == dict.fromkeys(people, expected)
     assert report.settled() == (0 if expected == "deferred" else 2)
     if expected == "deferred":
-        assert report.deferred == 2 and "before anything was sent" in rows[people[0]].error
-        assert recipients.claim(factory, d, people) == people  # claimable again
+        assert "before anything was sent" in rows[people[0]].error
+        assert recipients.claim(factory, d, people, owner="later") == people  # claimable again
     if expected == "unknown":
         assert report.unresolved == people and "after the message went out" in rows[people[0]].error
+
+
+def test_the_book_writes_answers_with_the_next_issue_and_stops_when_the_claim_is_lost(factory):
+    from syndicate.providers.base import ClaimLost
+
+    d = _delivery(factory)
+    with transaction(factory) as s:
+        s.execute(update(Delivery).where(Delivery.id == d).values(claim_token="tok"))
+    people = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    job = Job(delivery_id=d, key="k", channel="news", kind="email", payload={}, token="tok")
+    with recipients.RecipientBook(factory, job, timedelta(minutes=5), BatchReport()) as book:
+        book.claim(people)
+        book.issue(people[:1])
+        book.answer({people[0]: Outcome("sent")})
+        assert _rows(factory, d)[people[0]].state == "issued"
+        book.issue(people[1:2])  # one commit: ana's answer and ben's issue
+        assert {p: r.state for p, r in _rows(factory, d).items()} == {
+            people[0]: "sent", people[1]: "issued", people[2]: "sending"}
+        book.answer({people[1]: Outcome("sent")})
+        with transaction(factory) as s:  # the reaper took the delivery back; another send claimed it
+            s.execute(update(Delivery).where(Delivery.id == d).values(claim_token="theirs"))
+        with pytest.raises(ClaimLost):
+            book.issue(people[2:])  # nothing is issued, nothing written in that transaction
+        assert _rows(factory, d)[people[2]].state == "sending"
+    # On the way out: the answer is written, cleo (never issued) goes back to deferred.
+    assert {p: r.state for p, r in _rows(factory, d).items()} == {
+        people[0]: "sent", people[1]: "sent", people[2]: "deferred"}
 
 
 def test_stopped_early_is_incomplete_only_after_progress():

@@ -23,7 +23,7 @@ from test_smtp_support import PUBLIC_URL, SECRET, Recorder, SmtpServer, free_por
 
 from syndicate.audience import subscribers
 from syndicate.email.recipients import recipient_report
-from syndicate.engine.actions import cancel, resolve
+from syndicate.engine.actions import cancel, resolve, resolve_recipients
 from syndicate.engine.dispatch import reap_expired
 from syndicate.engine.runner import ledger, run_once
 from syndicate.ledger.db import transaction
@@ -137,14 +137,22 @@ def test_connection_dropped_after_the_content_then_resumed_without_a_second_copy
         _subscribe(settings, PEOPLE)
         run_once(settings, T0)
         first = _delivery(settings)
-        # Outcome unknown for ben: never resent; the delivery goes back for the rest.
+        # Outcome unknown for ben: never resent; the delivery goes back for the rest, who were
+        # claimed with him and not reached (deferred: their content never went out).
         assert first.state == "planned" and first.error_class == "unknown"
-        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown"}
+        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown",
+                                     **dict.fromkeys(PEOPLE[2:], "deferred")}
         run_once(settings, first.due_at + timedelta(seconds=1))
     assert handler.counts() == {p: 1 for p in PEOPLE}
-    assert _delivery(settings).state == "sent"
+    d = _delivery(settings)
+    # Not `sent`: ben may not have it. The delivery waits for a person, with ben named.
+    assert d.state == "unknown" and PEOPLE[1] in d.last_error and "1 recipients may or may not" in d.last_error
     assert _states(settings)[PEOPLE[1]] == "unknown"  # reported, not resent
-    assert PEOPLE[1] in (_delivery(settings).provider_ref or "") or "1 unresolved" in _delivery(settings).provider_ref
+    # The person finds ben's message in the server's log: settled as sent, the delivery is sent.
+    done = resolve_recipients(ledger(settings), d.id, "sent", "cli:test", [PEOPLE[1]])
+    assert done.recipients == [PEOPLE[1]] and done.delivery.state == "sent"
+    assert _states(settings) == dict.fromkeys(PEOPLE, "sent")
+    assert handler.counts() == {p: 1 for p in PEOPLE}
 
 
 def test_4xx_defers_one_recipient_and_the_retry_sends_it_once(email_settings):
@@ -307,7 +315,9 @@ def test_process_killed_mid_batch_then_resumed_without_a_second_copy(tmp_path, s
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         handler.release.set()
-        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "sent", PEOPLE[2]: "sending"}
+        # cleo's content went out (issued); dev and eli were claimed with her and never reached.
+        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "sent", PEOPLE[2]: "issued",
+                                     PEOPLE[3]: "sending", PEOPLE[4]: "sending"}
         # The lease was taken at the real clock (deliver() stamps it), so reap after that.
         later = max(T0, datetime.now(UTC)) + settings.run.claim_ttl + timedelta(minutes=1)
         # The reaper finds the expired send. SMTP keeps per-recipient records (it deduplicates),
@@ -318,8 +328,8 @@ def test_process_killed_mid_batch_then_resumed_without_a_second_copy(tmp_path, s
         run_once(settings, later + timedelta(minutes=1))
     assert handler.counts() == {p: 1 for p in PEOPLE}  # cleo's copy came from the killed run only
     final = _delivery(settings)
-    assert final.state == "sent" and "1 unresolved" in final.provider_ref
-    assert _states(settings)[PEOPLE[2]] == "sending"  # reported as may-have-it, not resent
+    assert final.state == "unknown" and PEOPLE[2] in final.last_error  # not sent: a person settles cleo
+    assert _states(settings) == {**dict.fromkeys(PEOPLE, "sent"), PEOPLE[2]: "unknown"}
 
 
 def test_a_second_worker_on_the_same_delivery_mails_nobody_twice(email_settings):
@@ -383,11 +393,18 @@ def test_an_unreadable_reply_after_the_content_is_unknown_and_never_resent(email
         first = _delivery(settings)
         assert first.state == "planned" and first.error_class == "unknown"
         assert "unreadable reply after the message was sent" in first.last_error
-        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown"}
+        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown", PEOPLE[2]: "deferred"}
         run_once(settings, first.due_at + timedelta(seconds=1))
-    assert handler.counts() == {p: 1 for p in PEOPLE[:3]}  # ben's one copy is the one he got at first
+        assert handler.counts() == {p: 1 for p in PEOPLE[:3]}  # ben's one copy is the one he got at first
+        d = _delivery(settings)
+        assert d.state == "unknown"
+        assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown", PEOPLE[2]: "sent"}
+        # The person finds no trace of ben's message: retry mails exactly him, nobody else.
+        assert resolve_recipients(ledger(settings), d.id, "retry", "cli:test", [PEOPLE[1]]).delivery.state == "planned"
+        run_once(settings, _soon())
+    assert handler.counts() == {PEOPLE[0]: 1, PEOPLE[1]: 2, PEOPLE[2]: 1}
     assert _delivery(settings).state == "sent"
-    assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown", PEOPLE[2]: "sent"}
+    assert _states(settings) == dict.fromkeys(PEOPLE[:3], "sent")
 
 
 def test_a_long_list_stops_at_its_time_budget_and_continues_until_everyone_has_it_once(email_settings):
@@ -470,10 +487,14 @@ def test_the_soft_time_limit_after_the_content_leaves_that_recipient_unknown(ema
         signal.signal(signal.SIGALRM, previous)
     first = summary.outcomes[0]
     assert first.error_class == "incomplete" and "soft time limit: sent 1 of 4" in first.detail
-    assert summary.outcomes[-1].state == "sent"
+    assert summary.outcomes[-1].state == "unknown"
     assert handler.counts() == {p: 1 for p in PEOPLE[:4]}  # ben's copy is the interrupted one
     assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "unknown", PEOPLE[2]: "sent", PEOPLE[3]: "sent"}
-    assert "1 unresolved" in _delivery(settings).provider_ref
+    d = _delivery(settings)
+    assert d.state == "unknown" and PEOPLE[1] in d.last_error
+    # Cancelled by a person: ben is left as he is, and the delivery counts as sent to the rest.
+    assert resolve_recipients(ledger(settings), d.id, "cancel", "cli:test", None).delivery.state == "sent"
+    assert _states(settings)[PEOPLE[1]] == "cancelled"
 
 
 def test_a_send_whose_claim_was_lost_stops_mailing(email_settings):
@@ -498,7 +519,8 @@ def test_a_send_whose_claim_was_lost_stops_mailing(email_settings):
             worker.join(60)
     assert not worker.is_alive()
     assert handler.counts() == {PEOPLE[0]: 1, PEOPLE[1]: 1}  # nobody after the claim was lost
-    assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "sent"}  # what it sent is recorded
+    # What it sent is recorded; the ones it had claimed and not reached are deferred.
+    assert _states(settings) == {PEOPLE[0]: "sent", PEOPLE[1]: "sent", **dict.fromkeys(PEOPLE[2:], "deferred")}
     d = _delivery(settings)
     assert d.state == "cancelled" and d.sent_at is None
     [outcome] = done["summary"].outcomes

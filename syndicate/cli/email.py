@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
-from rich.table import Table
+from rich.table import Column, Table
 
 from syndicate.cli.common import UsageError, load_settings, out
 
@@ -77,23 +78,33 @@ def cmd_subscribers_invite(args) -> int:
 
 
 def cmd_recipients(args) -> int:
-
     from syndicate.email.recipients import recipient_report
     from syndicate.engine.runner import ledger
 
     settings = load_settings(args)
     rows = recipient_report(ledger(settings), args.id)
-    if not rows:
-        out.print(f"delivery {args.id}: no recipient records (not an SMTP delivery, or not sent yet)")
+    if args.json:
+        print(json.dumps([{"recipient": r.recipient, "state": r.state, "code": r.code, "attempts": r.attempts,
+                           "message_id": r.message_id, "detail": r.error,
+                           "updated_at": r.updated_at.isoformat() if r.updated_at else None} for r in rows],
+                         indent=2, ensure_ascii=False))
         return 0
-    table = Table("recipient", "state", "code", "attempts", "detail")
+    if not rows:
+        out.print(f"delivery {args.id}: no recipient records (not an email delivery to our own list, or not "
+                  "sent yet)")
+        return 0
+    table = Table("state", "code", "attempts", "detail")
+    table.columns.insert(0, Column("recipient", no_wrap=True))  # an address is never cut
     for r in rows:
         table.add_row(r.recipient, r.state, str(r.code or "-"), str(r.attempts), r.error or r.message_id or "")
     out.print(table)
-    unresolved = [r.recipient for r in rows if r.state in ("sending", "unknown")]
-    if unresolved:
-        out.print(f"[yellow]{len(unresolved)} recipients may or may not have the message (a crash or a "
-                  f"dropped connection mid-send); they are never mailed again by this delivery.[/]")
+    counts = Counter(r.state for r in rows)
+    out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    if counts.get("unknown"):
+        out.print(f"[yellow]{counts['unknown']} recipients may or may not have the message (a worker stopped or "
+                  "the connection dropped after their message went out); they are never mailed again by a send. "
+                  "Check the mail server's log, then: "
+                  f"`syndicate resolve {args.id} --recipient EMAIL --sent|--retry|--cancel` (or --all-unknown).[/]")
     return 0
 
 
@@ -140,6 +151,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_subscribers_invite)
 
     p = sub.add_parser("recipients", help="per-recipient send records of one email delivery")
+    p.add_argument("--json", action="store_true", help="print as JSON")
     p.add_argument("id", type=int, metavar="DELIVERY_ID")
     p.set_defaults(func=cmd_recipients)
 

@@ -96,13 +96,25 @@ def cmd_approve(args) -> int:
 
 
 def cmd_resolve(args) -> int:
-    from syndicate.engine.actions import ActionRefused, resolve
+    from syndicate.audience.subscribers import InvalidAddress, normalize
+    from syndicate.engine.actions import ActionRefused, resolve, resolve_recipients
     from syndicate.engine.runner import ledger
 
     settings = load_settings(args)
     outcome = "sent" if args.sent else "retry" if args.retry else "cancel"
     try:
-        row = resolve(ledger(settings), args.id, outcome, actor())
+        if args.recipient or args.all_unknown:
+            try:
+                addresses = [normalize(a) for a in args.recipient] if args.recipient else None
+            except InvalidAddress as exc:
+                raise UsageError(f"--recipient: {exc}") from None
+            done = resolve_recipients(ledger(settings), args.id, outcome, actor(), addresses)
+            row = done.delivery
+            out.print(f"delivery {row.id} ({row.channel}): {len(done.recipients)} recipients settled as "
+                      f"{ {'sent': 'sent', 'retry': 'to mail again', 'cancel': 'cancelled'}[outcome] }: "
+                      f"{', '.join(done.recipients[:10])}{' ...' if len(done.recipients) > 10 else ''}")
+        else:
+            row = resolve(ledger(settings), args.id, outcome, actor())
     except ActionRefused as exc:
         raise UsageError(str(exc)) from None
     out.print(f"delivery {row.id} ({row.channel}) is now {row.state}")
@@ -131,10 +143,17 @@ def register(sub) -> None:
     p.add_argument("id", type=int, metavar="ID")
     p.set_defaults(func=cmd_approve)
 
-    p = sub.add_parser("resolve", help="settle an unknown or failed delivery after checking the provider")
+    p = sub.add_parser("resolve", help="settle an unknown or failed delivery (or its unknown recipients) "
+                                       "after checking the provider")
     p.add_argument("id", type=int, metavar="ID")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--sent", action="store_true", help="it did go out: record it as sent")
     group.add_argument("--retry", action="store_true", help="it did not go out: send it again")
     group.add_argument("--cancel", action="store_true", help="leave it unsent")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--recipient", action="append", metavar="EMAIL", default=[],
+                     help="settle this recipient of unknown outcome of an email delivery (repeatable); "
+                          "--retry mails exactly these again")
+    who.add_argument("--all-unknown", action="store_true",
+                     help="settle every recipient of unknown outcome of an email delivery")
     p.set_defaults(func=cmd_resolve)

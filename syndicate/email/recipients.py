@@ -4,42 +4,46 @@ An email delivery that Syndicate mails itself (SMTP, and the direct-send APIs of
 ``providers/batching.py``: SendGrid Mail Send, Postmark, Mailgun, SES) reaches many people,
 and the engine may run it more than once (a retry, a reaped lease, a person's "retry"). What
 makes that safe is one ``recipient_sends`` row per (delivery, recipient), unique, whose state
-moves only forward by compare-and-set::
+moves only forward by compare-and-set, and whose ``owner`` is the claim token of the send
+that holds it::
 
-    (none) or deferred --claim--> sending --record--> sent | failed | deferred | unknown
+    (none) | deferred | a dead send's sending --claim--> sending --issue--> issued --> sent
+                                                           |                  |-----> unknown
+                                                           '--> deferred | failed (refused before the content)
+    a dead send's issued --resume--> unknown --a person--> sent | cancelled | deferred
 
-The rules, whatever the wire:
+The state that decides is the last one committed before the content leaves (DESIGN.md rule 9):
 
 1. Who: ``audience = "subscribers"`` mails the active subscribers (read at send time), else
    the payload's ``to`` list; addresses are normalized and deduplicated, invalid ones logged
    and skipped, suppressed ones skipped (``pending_recipients``).
-2. A recipient is claimed (``sending``, *committed*) before the provider call that may mail
-   them (``claim``). A claim takes a recipient that has no row yet (INSERT ... ON CONFLICT DO
-   NOTHING) or one left ``deferred`` (UPDATE ... WHERE state = 'deferred'). Either statement
-   succeeds for one transaction only, so when two workers race on the same delivery, on
-   SQLite or PostgreSQL, each recipient is claimed by exactly one of them; the loser reports
-   it as unresolved and does not mail it.
-3. After the call, each claimed recipient's outcome is recorded (``record``), again only
-   from ``sending``: ``sent`` (with the provider's message id), ``failed`` (refused for good;
-   never retried), ``deferred`` (not accepted; a later attempt claims it again) or
-   ``unknown`` (the call may have reached the provider; never mailed again).
-4. A later attempt skips everyone ``sent`` or ``failed`` (counted "done earlier") and everyone
-   ``sending`` or ``unknown``: those may have the message, so they are reported as unresolved
-   and never mailed again. A crash between claim and record leaves ``sending``: at most the
-   recipients of the one call in flight.
-5. A long batch keeps the delivery's send lease alive (``LeaseKeeper``), so the reaper does not
-   take a live send for a dead one and hand it to a second worker; the extension is fenced by
-   the send's claim token, and a send that finds its claim gone stops mailing (``ClaimLost``).
-6. A long batch stops between recipients (SMTP) or API calls when it has used its time budget
-   (``providers.base.batch_budget``: half the task time limit) and raises ``Incomplete``: the
-   engine continues it at once, uncounted. Celery's soft time limit, raised wherever the task
-   happens to be, is caught too: ``InFlight`` says how far the recipients in hand got, and
-   ``InFlight.settle`` records them accordingly (``deferred`` if nothing that could mail them
-   went out, ``unknown`` if it may have), so nothing is left ``sending`` that was not tried.
-
-``claim`` and ``record`` each take any number of recipients in one transaction: the direct-send
-adapters claim a whole API batch at once and record its answers at once. SMTP claims one
-recipient right before each SMTP transaction (so a crash leaves at most one in ``sending``).
+2. ``sending`` (claimed, committed) comes before anything that could mail the recipient.
+   The claim takes a recipient with no row yet (INSERT ... ON CONFLICT DO NOTHING), one left
+   ``deferred``, or one left ``sending`` by another send: that send's message content never
+   went out, so it is mailed now. Each statement succeeds for one transaction only.
+3. ``issued`` is committed just before the message content leaves (SMTP: after the RCPT and
+   DATA answers, before the content; an API: before the request). It is a compare-and-set on
+   the owner, in the transaction that also checks the delivery is still this send's (the
+   lease, fenced by the claim token): a stale send whose recipients were taken over cannot
+   issue them, and stops (``ClaimLost``).
+4. After the answer each recipient's outcome is recorded from ``sending``/``issued`` by its
+   owner: ``sent`` (with the provider's message id), ``failed`` (refused for good), ``deferred``
+   (not accepted; claimed again later) or ``unknown`` (the content may have arrived).
+5. A resumed send (``pending_recipients``) mails everyone ``deferred``, unclaimed, or left
+   ``sending`` by a dead send; it turns a dead send's ``issued`` into ``unknown``; it skips the
+   ``sent``, ``failed`` and ``cancelled`` ("done earlier") and reports the ``unknown``. A send
+   that ends with anyone ``unknown`` is not ``sent``: the provider raises ``Unresolved`` and the
+   delivery waits for a person, who settles each recipient (``settle``: ``syndicate resolve ID
+   --recipient EMAIL --sent|--retry|--cancel`` or the desk).
+6. Commits are batched (``RecipientBook``): a claim takes many recipients in one transaction,
+   and an SMTP send records each answer in the transaction that issues the next recipient, so
+   one recipient costs about one commit. An answer not yet committed when a worker dies leaves
+   that recipient ``issued``: unknown, never mailed twice.
+7. A long batch keeps the delivery's send lease alive in those same transactions (and fenced
+   by the claim token), so the reaper does not take a live send for a dead one. It stops
+   between recipients or API calls once it has used its time budget (``Incomplete``: continued
+   at once, uncounted); Celery's soft time limit, raised wherever the task happens to be, is
+   caught too, and ``RecipientBook.settle`` records the recipients in hand by how far they got.
 """
 
 from __future__ import annotations
@@ -50,21 +54,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.audience import subscribers
+from syndicate.errors import ClaimLost, Incomplete, ProviderError, Retryable, Unresolved
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
 from syndicate.ledger.upsert import insert_ignore_many
-from syndicate.errors import ClaimLost, Incomplete, ProviderError, Retryable
 
 log = logging.getLogger(__name__)
 
 LEASE_EVERY = 30.0  # seconds between extensions of the delivery's send lease during a long batch
-DONE = ("sent", "failed")  # a later attempt counts these as done
-UNRESOLVED = ("sending", "unknown")  # may have the message: reported, never mailed again
+DONE = ("sent", "failed", "cancelled")  # a later attempt counts these as done
+UNRESOLVED = ("issued", "unknown")  # may have the message: reported, never mailed again by a send
 OUTCOMES = ("sent", "failed", "deferred", "unknown")  # what ``record`` may write
+ANSWERABLE = ("sending", "issued")  # the states an owner records an outcome from
+SETTLEMENTS = {"sent": "sent", "cancel": "cancelled", "retry": "deferred"}  # a person's word -> state
 _IN_CHUNK = 500  # addresses per IN (...) list: far below every bound-parameter limit
 
 
@@ -85,9 +91,9 @@ class BatchReport:
     sent: int = 0
     failed: int = 0
     deferred: int = 0
-    already: int = 0  # sent or failed by an earlier attempt
+    already: int = 0  # sent, failed or cancelled by an earlier attempt (or a person)
     suppressed: int = 0
-    unresolved: list[str] = field(default_factory=list)  # sending/unknown: may have it, never resent
+    unresolved: list[str] = field(default_factory=list)  # unknown: may have it, never resent
     lost: str | None = None  # why the batch stopped early
     lost_after_content: bool = False  # ... and the recipient being sent may have the message
 
@@ -141,14 +147,24 @@ def wanted_recipients(s: Session, payload: dict) -> list[str]:
     return result
 
 
-def pending_recipients(factory: sessionmaker[Session], job, report: BatchReport) -> list[str]:
+def pending_recipients(factory: sessionmaker[Session], job, report: BatchReport,
+                       owner: str | None = None) -> list[str]:
     """The recipients of JOB (a ``providers.base.Job``) still to mail, in order; the others are
-    counted into REPORT: done earlier, unresolved (may have it), or suppressed."""
+    counted into REPORT: done earlier, unresolved (may have it), or suppressed.
+
+    OWNER is the send asking (its claim token). A recipient another send left ``sending`` is to
+    mail (that send never let the content go); one it left ``issued`` may have the message, and
+    becomes ``unknown`` here, in the same transaction."""
     with transaction(factory) as s:
         wanted = wanted_recipients(s, job.payload)
         blocked = subscribers.suppressed_among(s, wanted)
-        done = dict(s.execute(select(RecipientSend.recipient, RecipientSend.state)
-                              .where(RecipientSend.delivery_id == job.delivery_id)).all())
+        rows = s.execute(select(RecipientSend.recipient, RecipientSend.state, RecipientSend.owner)
+                         .where(RecipientSend.delivery_id == job.delivery_id)).all()
+        done = {recipient: state for recipient, state, _ in rows}
+        orphans = [r for r, state, held_by in rows if state == "issued" and (owner is None or held_by != owner)]
+        if orphans:
+            _orphaned(s, job.delivery_id, orphans)
+            done.update(dict.fromkeys(orphans, "unknown"))
     todo = []
     for recipient in wanted:
         state = done.get(recipient)
@@ -159,74 +175,124 @@ def pending_recipients(factory: sessionmaker[Session], job, report: BatchReport)
         elif recipient in blocked:
             report.suppressed += 1
         else:
-            todo.append(recipient)
+            todo.append(recipient)  # new, deferred, or claimed by a send that never mailed them
     return todo
 
 
-# ---------------------------------------------------------------------------- claim and record
+def _orphaned(s: Session, delivery_id: int, addresses: list[str]) -> None:
+    """ADDRESSES were ``issued`` by a send that is gone: the content may have reached them."""
+    for start in range(0, len(addresses), _IN_CHUNK):
+        s.execute(update(RecipientSend)
+                  .where(RecipientSend.delivery_id == delivery_id,
+                         RecipientSend.recipient.in_(addresses[start:start + _IN_CHUNK]),
+                         RecipientSend.state == "issued")
+                  .values(state="unknown", updated_at=utcnow(),
+                          error="the send stopped after the message content went out, before the answer "
+                                "was recorded: the server may have it")
+                  .execution_options(synchronize_session=False))
+    log.warning("delivery %s: %d recipients were issued by a send that stopped before recording the answer; "
+                "they are unknown (never mailed again; a person settles them)", delivery_id, len(addresses))
 
 
-def claim(factory: sessionmaker[Session], delivery_id: int, addresses: Iterable[str]) -> list[str]:
-    """Mark ADDRESSES ``sending`` in one committed transaction, before the provider call; the
-    ones this caller now holds, in the order given. An address is taken if it has no record
-    for this delivery yet, or was ``deferred``; any other (another worker holds it, or it was
-    done meanwhile) is left out."""
+# ---------------------------------------------------------------------------- claim, issue, record
+
+
+def _owned(owner: str | None):
+    return RecipientSend.owner.is_(None) if owner is None else RecipientSend.owner == owner
+
+
+def claim(factory: sessionmaker[Session], delivery_id: int, addresses: Iterable[str], owner: str | None = None,
+          *, session: Session | None = None) -> list[str]:
+    """Mark ADDRESSES ``sending`` for OWNER in one committed transaction, before anything that
+    could mail them; the ones OWNER now holds, in the order given. An address is taken if it
+    has no record for this delivery yet, was ``deferred``, or was left ``sending`` by another
+    owner (a send that is gone, or stale: it can no longer issue them); any other is left out.
+    SESSION: run inside the caller's transaction instead of a new one."""
     wanted = list(dict.fromkeys(addresses))
     if not wanted:
         return []
+    if session is None:
+        with transaction(factory) as s:
+            return claim(factory, delivery_id, wanted, owner, session=s)
+    s = session
     # Sorted: concurrent claims on PostgreSQL take row locks in one order, so they never deadlock.
     ordered = sorted(wanted)
     now = utcnow()
-    with transaction(factory) as s:
-        rows = [{"delivery_id": delivery_id, "recipient": a, "state": "sending", "attempts": 1,
-                 "created_at": now, "updated_at": now} for a in ordered]
-        taken = set(insert_ignore_many(s, RecipientSend, rows, ["delivery_id", "recipient"],
-                                       returning=RecipientSend.recipient))
-        existing = [a for a in ordered if a not in taken]
-        for start in range(0, len(existing), _IN_CHUNK):
-            chunk = existing[start:start + _IN_CHUNK]
-            taken.update(s.execute(
-                update(RecipientSend)
-                .where(RecipientSend.delivery_id == delivery_id, RecipientSend.recipient.in_(chunk),
-                       RecipientSend.state == "deferred")
-                .values(state="sending", attempts=RecipientSend.attempts + 1, updated_at=now)
-                .returning(RecipientSend.recipient)
-                .execution_options(synchronize_session=False)).scalars())
+    rows = [{"delivery_id": delivery_id, "recipient": a, "state": "sending", "attempts": 1, "owner": owner,
+             "created_at": now, "updated_at": now} for a in ordered]
+    taken = set(insert_ignore_many(s, RecipientSend, rows, ["delivery_id", "recipient"],
+                                   returning=RecipientSend.recipient))
+    existing = [a for a in ordered if a not in taken]
+    claimable = RecipientSend.state == "deferred"
+    if owner is not None:  # a send's claims may take over another send's unissued ones
+        claimable = or_(claimable, and_(RecipientSend.state == "sending",
+                                        or_(RecipientSend.owner.is_(None), RecipientSend.owner != owner)))
+    for start in range(0, len(existing), _IN_CHUNK):
+        chunk = existing[start:start + _IN_CHUNK]
+        taken.update(s.execute(
+            update(RecipientSend)
+            .where(RecipientSend.delivery_id == delivery_id, RecipientSend.recipient.in_(chunk), claimable)
+            .values(state="sending", owner=owner, attempts=RecipientSend.attempts + 1, updated_at=now)
+            .returning(RecipientSend.recipient)
+            .execution_options(synchronize_session=False)).scalars())
     return [a for a in wanted if a in taken]
 
 
-def record(factory: sessionmaker[Session], delivery_id: int, results: Mapping[str, Outcome]) -> None:
-    """Record each claimed recipient's outcome (address -> Outcome) in one transaction. Only a
-    recipient still ``sending`` is changed (compare-and-set)."""
+def issue(s: Session, delivery_id: int, addresses: list[str], owner: str | None) -> list[str]:
+    """In the caller's transaction: ADDRESSES (held ``sending`` by OWNER) become ``issued``, the
+    content about to leave; the ones that did (the others were taken over by another send)."""
+    issued = []
+    for start in range(0, len(addresses), _IN_CHUNK):
+        issued.extend(s.execute(
+            update(RecipientSend)
+            .where(RecipientSend.delivery_id == delivery_id,
+                   RecipientSend.recipient.in_(addresses[start:start + _IN_CHUNK]),
+                   RecipientSend.state == "sending", _owned(owner))
+            .values(state="issued", updated_at=utcnow())
+            .returning(RecipientSend.recipient)
+            .execution_options(synchronize_session=False)).scalars())
+    return issued
+
+
+def record(factory: sessionmaker[Session], delivery_id: int, results: Mapping[str, Outcome],
+           owner: str | None = None, *, session: Session | None = None) -> None:
+    """Record each recipient's outcome (address -> Outcome) in one transaction (or SESSION's).
+    Only a recipient OWNER holds (``sending`` or ``issued``) changes (compare-and-set); one an
+    owner's resumed send already called ``unknown`` takes that owner's late answer too."""
     if not results:
         return
     for address, outcome in results.items():
         if outcome.state not in OUTCOMES:
             raise ValueError(f"{address}: cannot record state {outcome.state!r}")
     table = RecipientSend.__table__
+    # Equalities, not IN: an expanding IN list cannot go into one executemany statement.
+    answerable = or_(*(table.c.state == state for state in ANSWERABLE + (("unknown",) if owner else ())))
+    held = table.c.owner.is_(None) if owner is None else table.c.owner == owner
     stmt = (table.update()
             .where(table.c.delivery_id == delivery_id, table.c.recipient == bindparam("b_recipient"),
-                   table.c.state == "sending")
+                   answerable, held)
             .values(state=bindparam("b_state"), error=bindparam("b_error"), code=bindparam("b_code"),
                     message_id=bindparam("b_message_id"), updated_at=utcnow()))
     params = [{"b_recipient": address, "b_state": o.state, "b_error": o.error, "b_code": o.code,
                "b_message_id": o.message_id} for address, o in sorted(results.items())]
+    if session is not None:
+        session.connection().execute(stmt, params)
+        return
     with transaction(factory) as s:
         s.connection().execute(stmt, params)  # Core executemany: one statement, one commit
 
 
 class LeaseKeeper:
     """Extends the delivery's send lease while a long batch runs, so the reaper does not take
-    a live send for a dead one. Call ``keep()`` before each recipient or API call: it writes
-    at most every LEASE_EVERY seconds (or a third of the TTL, if shorter).
+    a live send for a dead one. ``extend(s)`` does it inside a transaction the send commits
+    anyway (a claim, an issue); ``keep()`` in one of its own. Both write at most every
+    LEASE_EVERY seconds (or a third of the TTL, if shorter), unless told to check now.
 
     The extension is fenced: it applies only while the delivery is ``sending`` under TOKEN (the
     claim token this send holds, ``Job.token``). Where it is not, the lease was reaped (the send
     stalled for longer than the TTL) and the delivery was planned again, cancelled, or claimed by
-    another worker: ``keep()`` raises ``ClaimLost`` and the send must stop mailing. The lease
-    can only be lost after more than a TTL without an extension, longer than the interval
-    between writes, so the first ``keep()`` after such a stall writes, and notices. Without a
-    token (a send outside the engine's claims) the lease is extended unfenced and never lost.
+    another worker: it raises ``ClaimLost`` and the send must stop mailing. Without a token (a
+    send outside the engine's claims) the lease is extended unfenced and never lost.
     """
 
     def __init__(self, factory: sessionmaker[Session], delivery_id: int, ttl: timedelta,
@@ -234,76 +300,171 @@ class LeaseKeeper:
         self.factory, self.delivery_id, self.ttl, self.token = factory, delivery_id, ttl, token
         self.last = time.monotonic()
 
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= min(LEASE_EVERY, self.ttl.total_seconds() / 3)
+
     def keep(self) -> None:
-        if time.monotonic() - self.last < min(LEASE_EVERY, self.ttl.total_seconds() / 3):
+        if not self.due():
+            return
+        with transaction(self.factory) as s:
+            self.extend(s, check=True)
+
+    def extend(self, s: Session, check: bool = False) -> None:
+        """In S's transaction: extend the lease if due (or CHECK: always, proving the claim)."""
+        if not (check or self.due()):
             return
         self.last = time.monotonic()
         where = [Delivery.id == self.delivery_id, Delivery.state == "sending"]
         if self.token is not None:
             where.append(Delivery.claim_token == self.token)
-        with transaction(self.factory) as s:
-            result = s.execute(update(Delivery).where(*where).values(lease_until=utcnow() + self.ttl)
-                               .execution_options(synchronize_session=False))
+        result = s.execute(update(Delivery).where(*where).values(lease_until=utcnow() + self.ttl)
+                           .execution_options(synchronize_session=False))
         if self.token is not None and result.rowcount == 0:
             raise ClaimLost(f"lost the claim on delivery {self.delivery_id}: its send lease was taken back "
                             "(the delivery was planned again, cancelled or claimed by another worker)")
 
 
-class InFlight:
-    """The recipients a send holds right now and how far their provider call got, so that an
-    interruption anywhere (Celery's soft time limit) leaves their records right (``settle``):
+class RecipientBook:
+    """One send's recipient records, written in as few commits as the rules allow.
 
-    ``claiming``  the claim may or may not have committed: left alone (at worst they stay
-                  ``sending``: reported as may-have-it, never mailed twice)
-    ``claimed``   held, and nothing that could mail them went out yet (SMTP: before the message
-                  content; an API: before the call): ``deferred``, claimed again later
-    ``issued``    the message content / the API call may have reached the provider: ``unknown``
-    ``answered``  the provider answered: its outcomes are recorded (again: ``record`` only
-                  changes rows still ``sending``, so a record that had committed is left alone)
+    ``claim`` takes recipients (``sending``) in one commit; ``issue`` marks recipients ``issued``
+    just before their content leaves, in a commit that also writes the answers noted since the
+    last one (``answer``) and proves the claim on the delivery (fenced by its token); ``flush``
+    writes noted answers now. Use it as a context manager: on the way out every answer is
+    written and every recipient claimed but not issued goes back to ``deferred``.
     """
 
-    def __init__(self) -> None:
-        self.clear()
+    def __init__(self, factory: sessionmaker[Session], job, ttl: timedelta, report: BatchReport):
+        self.factory, self.delivery_id, self.report = factory, job.delivery_id, report
+        self.owner = job.token  # None for a send outside the engine's claims: rows held by "nobody"
+        self.lease = LeaseKeeper(factory, job.delivery_id, ttl, job.token)
+        self.noted: dict[str, Outcome] = {}  # answered, not yet committed
+        self.claimed: list[str] = []  # held `sending`, not yet issued or answered
+        self.issued: list[str] = []  # `issued`, not yet answered
 
-    def clear(self) -> None:
-        self.stage, self.addresses, self.outcomes = "idle", [], {}
+    def __enter__(self) -> RecipientBook:
+        return self
 
-    def claiming(self, addresses: Iterable[str]) -> None:
-        self.stage, self.addresses, self.outcomes = "claiming", list(addresses), {}
+    def __exit__(self, *exc) -> None:
+        self.release("not reached: the send stopped before their turn")
 
-    def claimed(self, addresses: Iterable[str]) -> None:
-        self.stage, self.addresses = "claimed", list(addresses)
+    def claim(self, addresses: Iterable[str]) -> list[str]:
+        with transaction(self.factory) as s:
+            self.lease.extend(s, check=True)
+            self._write_noted(s)
+            taken = claim(self.factory, self.delivery_id, addresses, self.owner, session=s)
+        self.noted.clear()
+        self.claimed.extend(taken)
+        return taken
 
-    def issued(self) -> None:
-        if self.stage == "claimed":
-            self.stage = "issued"
+    def issue(self, addresses: list[str]) -> None:
+        """ADDRESSES' content is about to leave: ``issued``, committed. Raises ClaimLost (and
+        issues nobody) where the delivery or any of them is no longer this send's."""
+        with transaction(self.factory) as s:
+            self.lease.extend(s, check=True)
+            self._write_noted(s)
+            done = issue(s, self.delivery_id, addresses, self.owner)
+            if len(done) < len(addresses):
+                raise ClaimLost(f"recipients of delivery {self.delivery_id} were taken over by another send")
+        self.noted.clear()
+        held = set(addresses)
+        self.claimed = [a for a in self.claimed if a not in held]
+        self.issued.extend(addresses)
 
-    def answered(self, outcomes: Mapping[str, Outcome]) -> None:
-        self.stage, self.outcomes = "answered", dict(outcomes)
+    def answer(self, outcomes: Mapping[str, Outcome], *, count: bool = True) -> None:
+        """Note the answer for recipients in hand (written with the next commit) and count it."""
+        for address, outcome in outcomes.items():
+            self.noted[address] = outcome
+            if count and outcome.state == "unknown":
+                self.report.unresolved.append(address)
+            elif count:
+                self.report.count(outcome.state)
+        answered = set(outcomes)
+        self.claimed = [a for a in self.claimed if a not in answered]
+        self.issued = [a for a in self.issued if a not in answered]
 
-    def settle(self, factory: sessionmaker[Session], delivery_id: int, report: BatchReport, why: str) -> None:
-        """Record the recipients in hand after an interruption (WHY), count them into REPORT."""
-        if self.stage == "answered":
-            results = self.outcomes
-        elif self.stage == "claimed":
-            results = {a: Outcome("deferred", error=f"{why}, before anything was sent") for a in self.addresses}
-        elif self.stage == "issued":
-            results = {a: Outcome("unknown", error=f"{why}, after the message went out")
-                       for a in self.addresses}
-        else:
-            results = {}
-        stage = self.stage
-        self.clear()
-        if not results:
-            return
-        record(factory, delivery_id, results)
-        for address, outcome in results.items():
-            if outcome.state == "unknown":
-                report.unresolved.append(address)
-            else:
-                report.count(outcome.state)
-        log.warning("delivery %s: %s with %d recipients in hand (%s): recorded %s", delivery_id, why,
-                    len(results), stage, ", ".join(sorted({o.state for o in results.values()})))
+    def flush(self) -> None:
+        if self.noted:
+            with transaction(self.factory) as s:
+                self._write_noted(s)
+            self.noted.clear()
+
+    def release(self, why: str) -> None:
+        """Write what is noted; recipients claimed but never issued go back to ``deferred``."""
+        if self.claimed:
+            self.answer({a: Outcome("deferred", error=f"{why}, before anything was sent") for a in self.claimed},
+                        count=False)
+        self.flush()
+
+    def settle(self, why: str) -> None:
+        """After an interruption (WHY, e.g. Celery's soft time limit) anywhere in the send: the
+        answers noted are written, a recipient issued but not answered is ``unknown`` (the
+        content may have left), one claimed but not issued is ``deferred``; counted."""
+        issued, claimed = list(self.issued), list(self.claimed)
+        self.answer({a: Outcome("unknown", error=f"{why}, after the message went out") for a in issued})
+        self.answer({a: Outcome("deferred", error=f"{why}, before anything was sent") for a in claimed})
+        self.flush()
+        if issued or claimed:
+            log.warning("delivery %s: %s with %d recipients in hand: %d unknown, %d deferred", self.delivery_id,
+                        why, len(issued) + len(claimed), len(issued), len(claimed))
+
+    def _write_noted(self, s: Session) -> None:
+        if self.noted:
+            record(self.factory, self.delivery_id, self.noted, self.owner, session=s)
+
+
+# ---------------------------------------------------------------------------- a person settles
+
+
+class NotSettled(Exception):
+    """A person's settlement was refused; the message says why."""
+
+
+def unresolved_recipients(s: Session, delivery_id: int) -> list[str]:
+    """The recipients of a delivery whose outcome a person must settle, in order."""
+    return list(s.scalars(select(RecipientSend.recipient)
+                          .where(RecipientSend.delivery_id == delivery_id, RecipientSend.state == "unknown")
+                          .order_by(RecipientSend.id)))
+
+
+def settle(s: Session, delivery_id: int, addresses: list[str] | None, outcome: str, actor: str) -> list[str]:
+    """In S's transaction: a person's word on recipients of unknown outcome (ADDRESSES, already
+    normalized; None: every one). OUTCOME: ``sent`` (they have it), ``retry`` (they do not: mail
+    them again, as ``deferred``) or ``cancel`` (leave them unmailed). Returns the recipients
+    settled; raises NotSettled naming any address that is not unknown in this delivery."""
+    if outcome not in SETTLEMENTS:
+        raise ValueError(f"unknown settlement {outcome!r}")
+    pending = unresolved_recipients(s, delivery_id)
+    if addresses is None:
+        chosen = pending
+    else:
+        states = dict(s.execute(select(RecipientSend.recipient, RecipientSend.state)
+                                .where(RecipientSend.delivery_id == delivery_id,
+                                       RecipientSend.recipient.in_(addresses))).all())
+        wrong = [f"{a} ({states[a]})" if a in states else f"{a} (not a recipient)"
+                 for a in addresses if states.get(a) != "unknown"]
+        if wrong:
+            raise NotSettled(f"delivery {delivery_id}: only recipients of unknown outcome can be settled: "
+                             + ", ".join(wrong))
+        chosen = list(dict.fromkeys(addresses))
+    for start in range(0, len(chosen), _IN_CHUNK):
+        s.execute(update(RecipientSend)
+                  .where(RecipientSend.delivery_id == delivery_id,
+                         RecipientSend.recipient.in_(chosen[start:start + _IN_CHUNK]),
+                         RecipientSend.state == "unknown")
+                  .values(state=SETTLEMENTS[outcome], owner=None, updated_at=utcnow(),
+                          error=f"settled by {actor}: {outcome}")
+                  .execution_options(synchronize_session=False))
+    return chosen
+
+
+def tally(s: Session, delivery_id: int) -> dict[str, int]:
+    """How many recipients of a delivery are in each state."""
+    from sqlalchemy import func
+
+    return dict(s.execute(select(RecipientSend.state, func.count())
+                          .where(RecipientSend.delivery_id == delivery_id)
+                          .group_by(RecipientSend.state)).all())
 
 
 def stopped_early(where: str, why: str, report: BatchReport, total: int, settled_before: int) -> ProviderError:
@@ -314,6 +475,15 @@ def stopped_early(where: str, why: str, report: BatchReport, total: int, settled
     if report.settled() > settled_before:
         return Incomplete(f"{where}: {why}: sent {report.sent} of {total}; continuing ({report.summary()})")
     return Retryable(f"{where}: {why} before any recipient was settled ({report.summary()})")
+
+
+def unresolved_error(where: str, report: BatchReport, delivery_id: int) -> Unresolved:
+    """The end of a send that left recipients of unknown outcome: named (the first few) and counted."""
+    shown = ", ".join(report.unresolved[:5]) + (f" and {len(report.unresolved) - 5} more"
+                                                if len(report.unresolved) > 5 else "")
+    return Unresolved(f"{where}: {len(report.unresolved)} recipients may or may not have the message ({shown}); "
+                      f"{report.summary()}; settle them with `syndicate resolve {delivery_id} "
+                      "--recipient EMAIL --sent|--retry|--cancel` (or --all-unknown)", recipients=list(report.unresolved))
 
 
 def recipient_report(factory: sessionmaker[Session], delivery_id: int) -> list[RecipientSend]:

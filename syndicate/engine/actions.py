@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from syndicate.email import recipients
 from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
@@ -70,8 +71,17 @@ def reschedule(factory, delivery_id: int, due: datetime, actor: str) -> Delivery
 def resolve(factory, delivery_id: int, outcome: str, actor: str, now: datetime | None = None) -> Delivery:
     """Settle an ``unknown`` (or ``failed``) delivery after a person checked the provider.
 
-    sent: it did go out; retry: it did not, send it again; cancel: leave it unsent.
+    sent: it did go out; retry: it did not, send it again; cancel: leave it unsent. An email
+    delivery with recipients of unknown outcome is settled per recipient (``resolve_recipients``):
+    the person must say whom they checked, so this refuses it and says how.
     """
+    with transaction(factory) as s:
+        unresolved = recipients.unresolved_recipients(s, delivery_id)
+    if unresolved:
+        raise ActionRefused(
+            f"delivery {delivery_id}: {len(unresolved)} recipients may or may not have the message "
+            f"({', '.join(unresolved[:3])}{', ...' if len(unresolved) > 3 else ''}); settle them with "
+            f"--recipient EMAIL or --all-unknown (`syndicate recipients {delivery_id}` lists them)")
     allowed = ("unknown", "failed")
     if outcome == "sent":
         return _act(factory, delivery_id, allowed=allowed, to_state="sent", actor=actor,
@@ -82,6 +92,58 @@ def resolve(factory, delivery_id: int, outcome: str, actor: str, now: datetime |
     if outcome == "cancel":
         return cancel(factory, delivery_id, actor)
     raise ValueError(f"unknown outcome {outcome!r}")
+
+
+@dataclass
+class Settled:
+    delivery: Delivery
+    recipients: list[str]  # the recipients settled
+
+
+def resolve_recipients(factory, delivery_id: int, outcome: str, actor: str, addresses: list[str] | None,
+                       now: datetime | None = None) -> Settled:
+    """A person's word on an email delivery's recipients of unknown outcome (ADDRESSES; None: all).
+
+    sent: they have it; cancel: leave them unmailed; retry: they do not have it, mail them again
+    (the delivery is planned again, due now: it mails them, and nobody already settled). Once no
+    recipient is unknown, a delivery that waited for this is ``sent`` (or planned, for a retry).
+    One transaction; one audit event per recipient.
+    """
+    now = now or utcnow()
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            raise ActionRefused(f"delivery {delivery_id}: no such delivery")
+        if row.state in ("claimed", "sending"):
+            raise ActionRefused(f"delivery {delivery_id}: a worker is sending it right now; look again when it "
+                                "is done")
+        try:
+            settled = recipients.settle(s, delivery_id, addresses, outcome, actor)
+        except recipients.NotSettled as exc:
+            raise ActionRefused(str(exc)) from None
+        if not settled:
+            raise ActionRefused(f"delivery {delivery_id}: no recipient of unknown outcome to settle")
+        state = recipients.SETTLEMENTS[outcome]
+        for address in settled:
+            record(s, delivery_id, actor, f"recipient {outcome}", f"{address}: unknown -> {state}", now=now)
+        _after_settling(s, row, actor, now)
+    with transaction(factory) as s:
+        return Settled(s.get(Delivery, delivery_id), settled)
+
+
+def _after_settling(s: Session, row: Delivery, actor: str, now: datetime) -> None:
+    """Move a delivery that waited on its recipients once none is unknown any more."""
+    if row.state not in ("unknown", "failed") or recipients.unresolved_recipients(s, row.id):
+        return
+    tally = recipients.tally(s, row.id)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(tally.items()))
+    if tally.get("deferred"):
+        transition(s, row.id, from_states=(row.state,), to_state="planned", actor=actor, now=now, due_at=now,
+                   claim_token=None, last_error=None, detail=f"recipients settled ({summary}); the rest are mailed")
+    elif row.state == "unknown":
+        transition(s, row.id, from_states=("unknown",), to_state="sent", actor=actor, now=now, sent_at=now,
+                   last_error=None, error_class=None, provider_ref=f"recipients: {summary}",
+                   detail=f"every recipient settled ({summary})")
 
 
 def find_post(s: Session, ref: str) -> Post | None:

@@ -29,6 +29,7 @@ from syndicate.providers.base import (
     ProviderError,
     RateLimited,
     Retryable,
+    Unresolved,
 )
 from syndicate.settings import Settings
 
@@ -192,6 +193,10 @@ def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Set
     if isinstance(exc, Duplicate) and attempts > 1:
         # Refused as a copy on a retry: our earlier attempt most likely went through.
         return "unknown", {"last_error": f"{exc} — an earlier attempt probably went out; check the account"}
+    if isinstance(exc, Unresolved):
+        # An email send reached everyone it could; some recipients may have the message:
+        # never resent by the engine, a person settles each one (`resolve --recipient`).
+        return "unknown", {}
     if isinstance(exc, OutcomeUnknown):
         # Resend only where the provider will drop a repeat of the same key, and only while it
         # still remembers the key (Mastodon forgets after an hour); else a person decides.

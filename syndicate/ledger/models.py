@@ -187,7 +187,13 @@ RECIPIENT_STATES = ("sending", "sent", "failed", "deferred", "unknown")
 
 
 class RecipientSend(Base):
-    """One recipient of one email delivery: exactly once per (delivery, recipient)."""
+    """One recipient of one email delivery: exactly once per (delivery, recipient).
+
+    ``state``: sending (claimed; the message has certainly not gone out) -> issued (committed
+    just before the message content leaves) -> sent | failed | deferred | unknown; a person may
+    settle an unknown one as sent, cancelled or deferred (mailed again). ``owner`` is the claim
+    token of the send that holds the row (email/recipients.py).
+    """
 
     __tablename__ = "recipient_sends"
     __table_args__ = (
@@ -202,6 +208,7 @@ class RecipientSend(Base):
     code: Mapped[int | None] = mapped_column(Integer)  # the SMTP reply code of the last attempt
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(64))  # the claim token of the send holding it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -23,6 +23,7 @@ from syndicate.errors import (  # noqa: F401
     ProviderError,
     RateLimited,
     Retryable,
+    Unresolved,
 )
 from syndicate.settings import Channel, Settings
 

@@ -57,13 +57,11 @@ from syndicate.audience import subscribers
 from syndicate.email.message import personalize, unsubscribe_links
 from syndicate.email.recipients import (  # Outcome is re-exported for the adapters
     BatchReport,
-    InFlight,
-    LeaseKeeper,
     Outcome,
-    claim,
+    RecipientBook,
     pending_recipients,
-    record,
     stopped_early,
+    unresolved_error,
 )
 from syndicate.ledger.db import open_ledger
 from syndicate.providers.base import (
@@ -120,7 +118,7 @@ class DirectSendProvider(HttpProvider):
     # The per-recipient merge syntax the shared body carries where the token goes; None where
     # each recipient's message is sent whole (the token is put in before sending).
     token_placeholder: ClassVar[str] = "%%SYNDICATE_UNSUBSCRIBE_TOKEN%%"
-    _hand: InFlight | None = None  # the batch in hand during send(): request() marks it issued
+    _book: RecipientBook | None = None  # the records during send(): request() issues the batch in hand
 
     @property
     def batch_size(self) -> int:
@@ -146,62 +144,61 @@ class DirectSendProvider(HttpProvider):
         budget = batch_budget(self.settings)
         factory = open_ledger(self.settings.store_url)
         report = BatchReport()
-        todo = pending_recipients(factory, job, report)
+        todo = pending_recipients(factory, job, report, job.token)
         answers: list[dict[str, Any]] = []
         if not todo:
             return self._result(job, report, answers)
         settled_before = report.settled()
-        hand = self._hand = InFlight()  # the batch in hand, and how far its call got
+        book = self._book = RecipientBook(factory, job, self.settings.run.claim_ttl, report)
         try:
-            content = self.content(job)
-            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl, job.token)
-            for number, addresses in enumerate(self.batches(content, todo)):
-                # Between API calls only, and after at least one: each send makes progress.
-                if number and time.monotonic() - started >= budget:
-                    raise stopped_early(self.service, f"time budget of {budget:g}s used", report, len(todo),
-                                        settled_before)
-                lease.keep()  # raises ClaimLost if the delivery is no longer ours
-                hand.claiming(addresses)
-                claimed = claim(factory, job.delivery_id, addresses)
-                hand.claimed(claimed)
-                if len(claimed) < len(addresses):
-                    held = set(claimed)  # the others: another worker holds them right now
-                    report.unresolved.extend(a for a in addresses if a not in held)
-                if not claimed:
-                    hand.clear()
-                    continue
-                batch = self._personalize(factory, job, claimed)
-                try:
-                    answer = self.send_batch(job, content, batch)
-                except ProviderError as exc:
-                    hand.clear()
-                    self._record_failure(factory, job, claimed, exc, report)
-                    raise _with_progress(exc, report) from None
-                except soft_time_limit():
-                    raise  # settled below, by how far the call got
-                except Exception as exc:  # a bug after the call may have gone out: never resend
-                    hand.clear()
-                    self._record_failure(factory, job, claimed, OutcomeUnknown(f"adapter error: {exc}"), report)
-                    raise
-                self._record_answer(factory, job, claimed, answer, report, hand)
-                if answer.details:
-                    answers.append(answer.details)
-                if answer.stop is not None:
-                    raise _with_progress(answer.stop, report)
+            with book:
+                content = self.content(job)
+                for number, addresses in enumerate(self.batches(content, todo)):
+                    # Between API calls only, and after at least one: each send makes progress.
+                    if number and time.monotonic() - started >= budget:
+                        raise stopped_early(self.service, f"time budget of {budget:g}s used", report,
+                                            len(todo), settled_before)
+                    claimed = book.claim(addresses)  # one commit; raises ClaimLost if not ours
+                    if not claimed:
+                        continue  # settled meanwhile by another send
+                    self._send_claimed(job, content, book, claimed, report, answers)
         except ClaimLost as exc:
             raise ClaimLost(f"{self.service}: {exc}; stopped mailing ({report.summary()})") from None
         except soft_time_limit():
-            hand.settle(factory, job.delivery_id, report, "stopped by the task's soft time limit")
+            book.settle("stopped by the task's soft time limit")
             raise stopped_early(self.service, "stopped by the task's soft time limit", report, len(todo),
                                 settled_before) from None
         finally:
-            self._hand = None
+            self._book = None
         return self._result(job, report, answers)
 
+    def _send_claimed(self, job: Job, content: Content, book: RecipientBook, claimed: list[str],
+                      report: BatchReport, answers: list[dict[str, Any]]) -> None:
+        """One API call for the CLAIMED recipients; their answers recorded in one commit.
+        ``request`` commits them ``issued`` just before the call goes out."""
+        batch = self._personalize(book, job, claimed)
+        try:
+            answer = self.send_batch(job, content, batch)
+        except ProviderError as exc:
+            self._record_failure(book, job, exc)
+            raise _with_progress(exc, report) from None
+        except soft_time_limit():
+            raise  # settled by the caller, by how far the call got
+        except Exception as exc:  # a bug after the call may have gone out: never resend
+            self._record_failure(book, job, OutcomeUnknown(f"adapter error: {exc}"))
+            raise
+        book.answer({address: _counted(answer.outcomes.get(address)) for address in claimed})
+        book.flush()
+        if answer.details:
+            answers.append(answer.details)
+        if answer.stop is not None:
+            raise _with_progress(answer.stop, report)
+
     def request(self, method: str, path: str, **kwargs: Any):
-        # The API call of a batch begins: from here its recipients may be mailed (``InFlight``).
-        if self._hand is not None:
-            self._hand.issued()
+        # The API call of a batch begins: from here its recipients may be mailed, so they are
+        # `issued` first, committed (and the claim on the delivery proven, fenced by its token).
+        if self._book is not None and self._book.claimed:
+            self._book.issue(list(self._book.claimed))
         return super().request(method, path, **kwargs)
 
     def content(self, job: Job) -> Content:
@@ -214,14 +211,13 @@ class DirectSendProvider(HttpProvider):
                        text=text.get_content() if text else "", sender=payload["from"],
                        reply_to=payload.get("reply_to"))
 
-    def _personalize(self, factory, job: Job, addresses: list[str]) -> list[Recipient]:
+    def _personalize(self, book: RecipientBook, job: Job, addresses: list[str]) -> list[Recipient]:
         batch = []
         for address in addresses:
             try:
                 token = subscribers.unsubscribe_token(self.settings, address)
             except SettingsError as exc:
-                record(factory, job.delivery_id, {claimed: Outcome("deferred", error=str(exc))
-                                                  for claimed in addresses})
+                book.release(str(exc))  # nothing went out: claimed again once the key is set
                 raise AuthExpired(str(exc)) from None
             headers = unsubscribe_headers(*unsubscribe_links(job.payload, token))
             batch.append(Recipient(address=address, token=token, headers=headers))
@@ -229,41 +225,39 @@ class DirectSendProvider(HttpProvider):
 
     # -- the records ------------------------------------------------------------------------
 
-    def _record_failure(self, factory, job: Job, claimed: list[str], exc: ProviderError,
-                        report: BatchReport) -> None:
-        state = "unknown" if isinstance(exc, OutcomeUnknown) else "deferred"
+    def _record_failure(self, book: RecipientBook, job: Job, exc: ProviderError) -> None:
+        """The call for the batch in hand failed: recipients whose content may have gone (the
+        call had begun and its outcome is unknown) are ``unknown``; the rest ``deferred``."""
         code = exc.status if isinstance(exc.status, int) else None
-        record(factory, job.delivery_id, {address: Outcome(state, error=str(exc), code=code) for address in claimed})
-        if state == "unknown":
-            report.unresolved.extend(claimed)
+        unknown = isinstance(exc, OutcomeUnknown)
+        issued, claimed = list(book.issued), list(book.claimed)
+        book.answer({a: Outcome("unknown" if unknown else "deferred", error=str(exc), code=code) for a in issued})
+        book.answer({a: Outcome("deferred", error=str(exc), code=code) for a in claimed})
+        book.flush()
+        if unknown and issued:
             log.warning("delivery %s (%s): %s recipients in a batch of unknown outcome are not mailed again",
-                        job.delivery_id, self.channel_name, len(claimed))
-        else:
-            report.deferred += len(claimed)
-
-    def _record_answer(self, factory, job: Job, claimed: list[str], answer: BatchAnswer,
-                       report: BatchReport, hand: InFlight) -> None:
-        results = {address: answer.outcomes.get(address) or Outcome("deferred", error="no answer for this recipient")
-                   for address in claimed}
-        hand.answered(results)
-        record(factory, job.delivery_id, results)
-        hand.clear()
-        for outcome in results.values():
-            report.count(outcome.state if outcome.state in ("sent", "failed") else "deferred")
+                        job.delivery_id, self.channel_name, len(issued))
 
     def _result(self, job: Job, report: BatchReport, answers: list[dict[str, Any]]) -> SendResult:
         summary = report.summary()
-        if report.unresolved:
-            log.warning("delivery %s (%s): not resent, outcome unknown for %s", job.delivery_id,
-                        self.channel_name, ", ".join(report.unresolved[:20]))
         if report.deferred:
             raise Retryable(f"{self.service}: {report.deferred} recipients not accepted yet; {summary}")
         if report.failed and not (report.sent or report.already or report.unresolved):
             raise Permanent(f"{self.service}: every recipient was refused; {summary}")
+        if report.unresolved:
+            raise unresolved_error(self.service, report, job.delivery_id)
         details = report.details()
         if answers:
             details["batches"] = answers
         return SendResult(ref=f"{self.service}: {summary}", details=details)
+
+
+def _counted(outcome: Outcome | None) -> Outcome:
+    """An API's answer for one recipient as recorded: one it did not mention was not accepted."""
+    if outcome is None:
+        return Outcome("deferred", error="no answer for this recipient")
+    return outcome if outcome.state in ("sent", "failed", "deferred") else Outcome(
+        "deferred", message_id=outcome.message_id, code=outcome.code, error=outcome.error)
 
 
 def _with_progress(exc: ProviderError, report: BatchReport) -> ProviderError:

@@ -68,13 +68,11 @@ from syndicate.audience import subscribers
 from syndicate.email.message import MessageTemplate
 from syndicate.email.recipients import (
     BatchReport,
-    InFlight,
-    LeaseKeeper,
     Outcome,
-    claim,
+    RecipientBook,
     pending_recipients,
-    record,
     stopped_early,
+    unresolved_error,
 )
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
@@ -85,6 +83,7 @@ from syndicate.providers.base import (
     OutcomeUnknown,
     Permanent,
     Provider,
+    ProviderError,
     Retryable,
     SendResult,
     batch_budget,
@@ -95,6 +94,9 @@ from syndicate.settings import SettingsError, secret
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+# Recipients claimed per commit. A worker killed mid-chunk leaves the unsent ones `sending`,
+# which a resumed send mails (their content never went out); a larger chunk saves commits.
+CLAIM_CHUNK = 50
 _CRLF = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -143,60 +145,57 @@ class SmtpProvider(Provider):
         payload = job.payload
         sender = self.options.get("envelope_from") or parseaddr(payload.get("from") or "")[1]
         report = BatchReport()
-        todo = pending_recipients(factory, job, report)
+        todo = pending_recipients(factory, job, report, job.token)
         if not todo:
             return self._result(job, report)
         where = f"SMTP {self.host}"
         settled_before = report.settled()
-        hand = InFlight()  # the recipient being mailed, and how far its transaction got
+        book = RecipientBook(factory, job, self.settings.run.claim_ttl, report)
         try:
-            conn = self._connection()
-            lease = LeaseKeeper(factory, job.delivery_id, self.settings.run.claim_ttl, job.token)
-            for done, recipient in enumerate(todo):
-                # Between recipients only, and after at least one: each send makes progress.
-                if done and time.monotonic() - started >= budget:
-                    raise stopped_early(where, f"time budget of {budget:g}s used", report, len(todo),
-                                        settled_before)
-                lease.keep()  # raises ClaimLost if the delivery is no longer ours
-                # Claimed one at a time, right before its SMTP transaction: a crash leaves at
-                # most this one recipient in `sending`.
-                hand.claiming([recipient])
-                if not claim(factory, job.delivery_id, [recipient]):
-                    hand.clear()
-                    report.unresolved.append(recipient)  # another worker holds it right now
-                    continue
-                hand.claimed([recipient])
-                self._send_one(factory, conn, job, sender, recipient, report, hand)
-                if report.lost:
-                    self._drop()
-                    break
+            with book:
+                conn = self._connection()
+                for done, recipient in enumerate(todo):
+                    # Between recipients only, and after at least one: each send makes progress.
+                    if done and time.monotonic() - started >= budget:
+                        raise stopped_early(where, f"time budget of {budget:g}s used", report, len(todo),
+                                            settled_before)
+                    if not book.claimed:  # the next few in one commit (raises ClaimLost if not ours)
+                        book.claim(todo[done:done + CLAIM_CHUNK])
+                    if recipient not in book.claimed:
+                        continue  # the claim skipped them: settled meanwhile (counted on the next send)
+                    self._send_one(book, conn, job, sender, recipient, report)
+                    if report.lost:
+                        self._drop()
+                        break
         except ClaimLost as exc:
+            self._drop()  # it may be inside DATA (a 354 answered, the content withheld)
             raise ClaimLost(f"{where}: {exc}; stopped mailing ({report.summary()})") from None
         except soft_time_limit():
-            # Celery's soft limit struck mid-recipient: settle the one in hand, drop the
+            # Celery's soft limit struck mid-recipient: settle the ones in hand, drop the
             # connection (it may be mid-transaction) and continue in the next task.
-            hand.settle(factory, job.delivery_id, report, "stopped by the task's soft time limit")
+            book.settle("stopped by the task's soft time limit")
             self._drop()
             raise stopped_early(where, "stopped by the task's soft time limit", report, len(todo),
                                 settled_before) from None
+        except ProviderError:
+            raise  # raised between recipients, or after RSET: the connection is clean
+        except Exception:
+            # Anything else (a ledger error while issuing, say) may leave the connection inside
+            # DATA: it must not carry a later message. The recipient in hand was never issued,
+            # or its content had gone: its record says which.
+            self._drop()
+            raise
         return self._result(job, report)
 
-    def _send_one(self, factory, conn: smtplib.SMTP, job: Job, sender: str, recipient: str,
-                  report: BatchReport, hand: InFlight) -> str:
-        """Mail one claimed RECIPIENT and record (and count) the outcome; the state recorded.
-        HAND follows the transaction, for an interruption (``InFlight``)."""
+    def _send_one(self, book: RecipientBook, conn: smtplib.SMTP, job: Job, sender: str, recipient: str,
+                  report: BatchReport) -> None:
+        """Mail one claimed RECIPIENT; note (and count) the outcome in BOOK. The recipient is
+        ``issued`` (committed, with the answers noted before it) just before its content goes."""
 
         def note(state: str, exc: Exception | None = None, code: int | None = None,
-                 message_id: str | None = None, count: bool = True) -> str:
-            outcome = Outcome(state, message_id=message_id, code=code, error=str(exc) if exc is not None else None)
-            hand.answered({recipient: outcome})
-            record(factory, job.delivery_id, {recipient: outcome})
-            hand.clear()
-            if count and state == "unknown":
-                report.unresolved.append(recipient)
-            elif count:
-                report.count(state)
-            return state
+                 message_id: str | None = None, count: bool = True) -> None:
+            book.answer({recipient: Outcome(state, message_id=message_id, code=code,
+                                            error=str(exc) if exc is not None else None)}, count=count)
 
         try:
             token = subscribers.unsubscribe_token(self.settings, recipient)
@@ -208,7 +207,7 @@ class SmtpProvider(Provider):
         message_id = _message_id(job, recipient, sender)
         data = MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id)
         try:
-            code = _transaction(conn, sender, recipient, data, hand)
+            code = _transaction(conn, sender, recipient, data, before_content=lambda: book.issue([recipient]))
         except _Deferred as exc:
             return note("deferred", exc, _code(exc))
         except _Refused as exc:
@@ -219,13 +218,10 @@ class SmtpProvider(Provider):
         except _SenderRefused as exc:
             note("deferred", exc, exc.code, count=False)
             raise Permanent(f"SMTP {self.host}: sender {sender!r} refused: {exc}", status=exc.code) from None
-        return note("sent", code=code, message_id=message_id)
+        note("sent", code=code, message_id=message_id)
 
     def _result(self, job: Job, report: BatchReport) -> SendResult:
         summary = report.summary()
-        if report.unresolved:
-            log.warning("delivery %s (%s): not resent, outcome unknown for %s", job.delivery_id,
-                        self.channel_name, ", ".join(report.unresolved))
         if report.lost and report.lost_after_content:
             raise OutcomeUnknown(f"SMTP {self.host}: connection lost after sending to {report.lost}; "
                                  f"that recipient is not mailed again; {summary}; the rest go on the retry")
@@ -235,6 +231,8 @@ class SmtpProvider(Provider):
             raise Retryable(f"SMTP {self.host}: {report.deferred} recipients deferred (4xx); {summary}")
         if report.failed and not (report.sent or report.already or report.unresolved):
             raise Permanent(f"SMTP {self.host}: every recipient was refused; {summary}")
+        if report.unresolved:
+            raise unresolved_error(f"SMTP {self.host}", report, job.delivery_id)
         return SendResult(ref=f"smtp {self.host}: {summary}", details=report.details())
 
     # ------------------------------------------------------------------ the connection
@@ -340,9 +338,10 @@ class _SenderRefused(Exception):
 
 
 def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes,
-                 hand: InFlight | None = None) -> int:
+                 before_content=None) -> int:
     """MAIL, RCPT, DATA and the content for one recipient; the server's final code (250).
-    HAND (if given) is marked ``issued`` the moment the content starts to go out."""
+    BEFORE_CONTENT (if given) is called after DATA's 354, the moment before the content goes out:
+    the recipient's ``issued`` is committed there (an exception from it sends nothing)."""
     needs_utf8 = not (sender + recipient).isascii()
     options = ["SMTPUTF8"] if needs_utf8 and conn.has_extn("smtputf8") else []
     try:
@@ -370,8 +369,8 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes,
     body = _LEADING_DOT.sub(b"..", _CRLF.sub(b"\r\n", data))
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    if hand is not None:
-        hand.issued()
+    if before_content is not None:
+        before_content()
     try:
         conn.send(body + b".\r\n")
         code, reply = conn.getreply()
