@@ -470,6 +470,37 @@ def test_settle_an_unknown_delivery(desk):
     assert "choose sent, retry or cancel" in text_of(act(client, rows[1].id, "resolve", outcome="maybe"))
 
 
+def test_settle_the_unknown_recipients_of_an_email_delivery_one_by_one_and_all_at_once(desk):
+    """An email send left three recipients of unknown outcome: the delivery page names them, a
+    person settles one (has it), then the rest at once (mail again): the delivery goes back to
+    planned and only those two are claimable."""
+    client = desk.client()
+    row = desk.delivery(GROUNDING, "newsletter")
+    people = ["ana@example.org", "ben@example.org", "cleo@example.org", "dev@example.org"]
+    with transaction(desk.factory) as s:
+        s.execute(update(Delivery).where(Delivery.id == row.id)
+                  .values(state="unknown", last_error="3 recipients may or may not have the message"))
+        for address, state in zip(people, ("sent", "unknown", "unknown", "unknown"), strict=True):
+            s.add(RecipientSend(delivery_id=row.id, recipient=address, state=state, attempts=1))
+    page = text_of(client.get(f"/desk/post/{row.post_id}"))
+    assert "3 recipients may or may not have this email" in page
+    assert all(p in page for p in people[1:]) and "Mail them all again" in page
+    done = text_of(act(client, row.id, "resolve", outcome="sent", recipient=people[1]))
+    assert "Settled: ben@example.org marked as having it" in done and desk.row(row.id).state == "unknown"
+    assert "ben@example.org" not in text_of(client.get(f"/desk/post/{row.post_id}")).split("may or may not")[1]
+    done = text_of(act(client, row.id, "resolve", outcome="retry", all_unknown="1"))
+    assert "Settled: 2 recipients will be mailed again" in done and desk.row(row.id).state == "planned"
+    with transaction(desk.factory) as s:
+        states = dict(s.execute(select(RecipientSend.recipient, RecipientSend.state)
+                                .where(RecipientSend.delivery_id == row.id)).all())
+    assert states == {people[0]: "sent", people[1]: "sent", people[2]: "deferred", people[3]: "deferred"}
+    assert [e.detail for e in desk.events(row.id) if e.action.startswith("recipient")] == [
+        "ben@example.org: unknown -> sent", "cleo@example.org: unknown -> deferred",
+        "dev@example.org: unknown -> deferred"]
+    refused = text_of(act(client, row.id, "resolve", outcome="sent", recipient=people[0]))
+    assert "only recipients of unknown outcome can be settled: ana@example.org (sent)" in refused
+
+
 def test_unknown_actions_and_deliveries_are_404(desk1):
     client = desk1.client()
     row = desk1.delivery(GROUNDING, "x")

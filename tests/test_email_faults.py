@@ -174,7 +174,9 @@ def assert_exactly_once_then_settled(cluster, delivery_id, received_now, expect_
         # Not `sent` while anyone is unknown: status names it as needing a person.
         assert d.state == "unknown", d.state
         status = json.loads(cluster.cli("status", "--json"))
-        assert [r["state"] for r in status if r["id"] == delivery_id] == ["unknown"]
+        assert [(r["state"], r["recipients_unknown"]) for r in status if r["id"] == delivery_id] == [
+            ("unknown", len(expect_unknown))]
+        assert "email recipients of unknown outcome" in cluster.cli("status")
         listed = json.loads(cluster.cli("recipients", str(delivery_id), "--json"))
         assert {r["recipient"]: r["state"] for r in listed} == states
         settle_by_what_the_server_holds(cluster, delivery_id, received, capsys)

@@ -6,11 +6,11 @@ from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from syndicate.engine.runner import RunSummary
 from syndicate.ledger.db import open_ledger, transaction
-from syndicate.ledger.models import Delivery, Post
+from syndicate.ledger.models import Delivery, Post, RecipientSend
 from syndicate.settings import Settings
 
 STATE_STYLE = {"sent": "green", "failed": "red", "unknown": "bold red", "held": "yellow", "planned": "cyan",
@@ -41,13 +41,20 @@ def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> 
     for o in summary.outcomes:
         if o.state not in ("sent", "skipped"):
             out.print(f"[red]delivery {o.delivery_id}: {o.state}: {o.detail}[/]")
+    waiting = sorted({o.delivery_id for o in summary.outcomes if o.state in ("unknown", "failed")})
+    if waiting:
+        out.print(f"[yellow]needs a person: {len(waiting)} deliveries ({', '.join(map(str, waiting[:10]))}); "
+                  "see `syndicate status`[/]")
 
 
 def status_rows(settings: Settings) -> list[dict]:
     with transaction(open_ledger(settings.store_url)) as s:
         rows = s.execute(select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
                          .order_by(Delivery.due_at, Delivery.id)).all()
-        return [_row(d, title, settings) for d, title in rows]
+        unknown = dict(s.execute(select(RecipientSend.delivery_id, func.count())
+                                 .where(RecipientSend.state == "unknown")
+                                 .group_by(RecipientSend.delivery_id)).all())
+        return [{**_row(d, title, settings), "recipients_unknown": unknown.get(d.id, 0)} for d, title in rows]
 
 
 def _row(d: Delivery, title: str | None, settings: Settings) -> dict:
@@ -82,8 +89,14 @@ def print_status(out: Console, settings: Settings, rows: list[dict]) -> None:
     out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     attention = counts.get("held", 0) + counts.get("unknown", 0) + counts.get("failed", 0)
     if attention:
-        out.print("[yellow]needs a person:[/] `syndicate approve ID` releases a held delivery; "
+        out.print(f"[yellow]needs a person ({attention}):[/] `syndicate approve ID` releases a held delivery; "
                   "`syndicate resolve ID --sent|--retry|--cancel` settles an unknown or failed one")
+    recipients = [(r["id"], r["recipients_unknown"]) for r in rows if r.get("recipients_unknown")]
+    if recipients:
+        out.print(f"[yellow]{sum(n for _, n in recipients)} email recipients of unknown outcome[/] in deliveries "
+                  + ", ".join(f"{i} ({n})" for i, n in recipients[:10])
+                  + ": `syndicate recipients ID` lists them, `syndicate resolve ID --recipient EMAIL "
+                  "--sent|--retry|--cancel` settles each")
 
 
 def _short_ref(ref: str | None) -> str:

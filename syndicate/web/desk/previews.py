@@ -18,7 +18,7 @@ from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
 from syndicate.engine.digest import edition_posts, upcoming_edition
 from syndicate.engine.schedule import next_digest
-from syndicate.ledger.models import Delivery, Event, Post, utcnow
+from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
 from syndicate.model import PostData
 from syndicate.render.email import MAX_HTML_BYTES
 from syndicate.render.links import absolute, is_http
@@ -301,6 +301,7 @@ class DeliveryView:
     social: SocialCard | None = None
     error: str = ""
     events: list[Event] = field(default_factory=list)
+    unknown_recipients: list[str] = field(default_factory=list)  # email: may or may not have it
 
     @property
     def network(self) -> str:
@@ -330,6 +331,18 @@ def delivery_view(row: Delivery, settings: Settings, post: PostData | None, even
     except Exception as exc:  # a preview must never take the page down; say what broke
         view.error = f"This preview could not be shown ({type(exc).__name__}: {exc})."
     return view
+
+
+def unknown_recipients_by_delivery(s: Session, ids: list[int]) -> dict[int, list[str]]:
+    """Each email delivery's recipients of unknown outcome, for a person to settle."""
+    result: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        for delivery_id, recipient in s.execute(
+                select(RecipientSend.delivery_id, RecipientSend.recipient)
+                .where(RecipientSend.delivery_id.in_(ids), RecipientSend.state == "unknown")
+                .order_by(RecipientSend.id)):
+            result[delivery_id].append(recipient)
+    return result
 
 
 def events_by_delivery(s: Session, ids: list[int]) -> dict[int, list[Event]]:

@@ -31,6 +31,8 @@ from syndicate.web.desk import bp, previews
 from syndicate.web.desk.testmail import SendTestError, send_test_email
 
 RESOLUTIONS = {"sent": "marked as sent", "retry": "set to be sent again", "cancel": "cancelled"}
+RECIPIENT_RESOLUTIONS = {"sent": "marked as having it", "retry": "will be mailed again",
+                         "cancel": "left unmailed"}
 
 
 @bp.app_template_filter("local")
@@ -112,11 +114,14 @@ def _post_page(post_id: int, drafts: dict[int, str] | None = None, errors: dict[
             abort(404)
         rows = list(s.scalars(select(Delivery).where(Delivery.post_id == post_id)))
         events = previews.events_by_delivery(s, [r.id for r in rows])
+        unknown = previews.unknown_recipients_by_delivery(s, [r.id for r in rows if r.kind == "email"])
     order = {name: i for i, name in enumerate(cfg.channels)}
     rows.sort(key=lambda r: (order.get(r.channel, len(order)), r.id))
     data = PostData.from_dict(post.data)
     active = subscribers.counts(factory).get("active", 0)
     views = [previews.delivery_view(r, cfg, data, events[r.id], active) for r in rows]
+    for view in views:
+        view.unknown_recipients = unknown.get(view.row.id, [])
     unplanned = [name for name in cfg.enabled_channels()
                  if cfg.channels[name].mode != "digest" and name not in {r.channel for r in rows}]
     activity = sorted((e for r in rows for e in events[r.id]), key=lambda e: (e.at, e.id), reverse=True)
@@ -136,7 +141,9 @@ def delivery_page(delivery_id: int):
         if row.post_id is not None:
             return redirect(url_for("desk.post_page", post_id=row.post_id, _anchor=f"d{row.id}"))
         events = previews.events_by_delivery(s, [row.id])[row.id]
+        unknown = previews.unknown_recipients_by_delivery(s, [row.id])[row.id]
     view = previews.delivery_view(row, settings(), None, events, subscribers.counts(factory).get("active", 0))
+    view.unknown_recipients = unknown
     return _page("desk/delivery.html", view=view, drafts={}, errors={})
 
 
@@ -297,6 +304,12 @@ def _resolve(delivery_id: int, actor: str, channel: str):
     outcome = request.form.get("outcome", "")
     if outcome not in RESOLUTIONS:
         raise ActionRefused(f"delivery {delivery_id}: choose sent, retry or cancel")
+    recipient, every = request.form.get("recipient", "").strip(), request.form.get("all_unknown") == "1"
+    if recipient or every:  # an email delivery's recipients of unknown outcome, one or all
+        done = actions.resolve_recipients(ledger(), delivery_id, outcome, actor, [recipient] if recipient else None)
+        who = done.recipients[0] if len(done.recipients) == 1 else f"{len(done.recipients)} recipients"
+        return (f"Settled: {who} {RECIPIENT_RESOLUTIONS[outcome]}. {_channel_label(channel)} is now "
+                f"{done.delivery.state}.", "success")
     actions.resolve(ledger(), delivery_id, outcome, actor)
     return f"Settled. {_channel_label(channel)} is {RESOLUTIONS[outcome]}.", "success"
 
