@@ -14,14 +14,16 @@ differs. Everything but the wire is shared with SMTP:
   SMTP message with.
 
 A batch, step by step: every recipient of the batch is claimed (``sending``, committed, one
-transaction for the batch) *before* the API call; then the API's answer is recorded per
-recipient, again in one transaction: ``sent`` (with the provider's message id), ``failed``
-(refused for good, e.g. an inactive or invalid address), or ``deferred`` (not accepted:
-throttled, a 5xx, a 4xx for the whole request). A timeout after the request went out leaves
-the batch ``unknown``. A retried delivery skips everyone ``sent``, ``failed``, ``sending`` or
-``unknown`` (the last two may have the message: they are reported, never mailed again) and
-goes on with the deferred and the not yet tried. Hence ``deduplicates = True``: the engine
-may retry the delivery, whatever the error.
+transaction for the batch); just before the API call they become ``issued`` (committed, with
+the claim on the delivery proven); then the API's answer is recorded per recipient, again in
+one transaction: ``sent`` (with the provider's message id), ``failed`` (refused for good, e.g.
+an inactive or invalid address), or ``deferred`` (not accepted: throttled, a 5xx, a 4xx for
+the whole request). A timeout after the request went out leaves the batch ``unknown``. A
+worker killed before the issue leaves the batch ``sending``: mailed when the delivery resumes;
+killed after it, ``unknown``. A retried delivery skips everyone ``sent``, ``failed`` or
+``unknown`` and goes on with the deferred and the not yet tried; a send that ends with anyone
+``unknown`` raises ``Unresolved`` (the delivery waits for a person). Hence ``deduplicates =
+True``: the engine may retry the delivery, whatever the error.
 
 The first batch that fails stops the send: its error (with the progress so far) goes to the
 engine, which retries after the provider's reset time (RateLimited), a backoff (Retryable,

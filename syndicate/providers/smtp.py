@@ -14,14 +14,16 @@ Certificates are verified; ``ca_file`` names extra trusted CAs. ``timeout`` (sec
 address). ``audience = "subscribers"`` sends to the active subscribers (read at send time),
 otherwise to the channel's ``to`` list. Suppressed addresses are skipped either way.
 
-Exactly once per recipient (the rules and the records: ``email/recipients.py``). One connection
-is opened (and reused) for a batch; each recipient gets its own SMTP transaction, recorded in
-``recipient_sends`` (unique per delivery and recipient): ``sending`` is claimed and committed
-*before* MAIL FROM, one recipient at a time, and ``sent`` recorded after the server's 250, so
-a crash mid-batch leaves at most the one recipient being sent in ``sending``. A resumed
-delivery skips everyone already ``sent``, ``failed``, ``sending`` or ``unknown`` (those last
-two may have the message: they are reported, never mailed again) and continues with the rest.
-Hence ``deduplicates = True``: the engine may retry the delivery.
+Exactly once per recipient (the rules and the records: ``email/recipients.py``). One
+connection is opened (and reused) for a batch; each recipient gets its own SMTP transaction,
+recorded in ``recipient_sends`` (unique per delivery and recipient): recipients are claimed
+``sending`` 50 to a commit before their MAIL FROM; each becomes ``issued``, committed, after
+DATA's 354 and just before its content goes out (the same commit writes the answer of the one
+before); its answer is written with the next one's issue, or at the end. After a crash, a
+recipient still ``sending`` was certainly not mailed and is mailed when the delivery resumes;
+one ``issued`` may have the message and becomes ``unknown``: never mailed again, and the
+delivery ends ``unknown`` (``Unresolved``) for a person to settle each such recipient. Hence
+``deduplicates = True``: the engine may retry the delivery.
 
 Errors (``base.py`` vocabulary):
 
