@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fakes import start_fake
 from test_providers_http import build, job
 
 from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.versions import GRAPH_DEFAULT, graph_sunset
 
 PAYLOAD = {"message": "Coping with grief: five small steps for hard days.",
            "link": "https://harborwellness.example/blog/grief/"}
@@ -24,7 +25,7 @@ def test_post_to_the_page_feed(make_settings, monkeypatch, fb):
     provider = build(make_settings, monkeypatch, fb, "facebook")
     result = provider.send(job(PAYLOAD, kind="facebook"))
     (call,) = fb.calls("POST")
-    assert call["path"] == f"/v21.0/{fb.PAGE_ID}/feed"
+    assert call["path"] == f"/{GRAPH_DEFAULT}/{fb.PAGE_ID}/feed"
     assert call["form"] == PAYLOAD  # form-encoded, as the Graph API documents
     assert call["headers"]["authorization"] == f"Bearer {fb.TOKEN}"
     assert "access_token" not in call["query"]  # the token never goes into a URL
@@ -86,7 +87,8 @@ def test_unknown_page_is_permanent(make_settings, monkeypatch, fb):
 
 def test_check(make_settings, monkeypatch, fb):
     provider = build(make_settings, monkeypatch, fb, "facebook")
-    assert provider.check() == f"Facebook page Harbor Wellness Counseling ({fb.PAGE_ID}), Graph v21.0"
+    assert provider.check() == (f"Facebook page Harbor Wellness Counseling ({fb.PAGE_ID}), Graph {GRAPH_DEFAULT} "
+                                f"(available until {graph_sunset(GRAPH_DEFAULT)})")
     assert fb.calls("GET")[0]["query"] == {"fields": "id,name"}
     fb.expire_tokens()
     with pytest.raises(AuthExpired):
@@ -94,3 +96,13 @@ def test_check(make_settings, monkeypatch, fb):
     no_page = build(make_settings, monkeypatch, fb, "facebook", drop=("page_id",))
     with pytest.raises(Permanent, match="option page_id is not set"):
         no_page.check()
+
+
+def test_check_warns_60_days_before_the_graph_sunset(make_settings, monkeypatch, fb):
+    from syndicate.providers import versions
+
+    soon = date.today() + timedelta(days=30)
+    monkeypatch.setitem(versions.GRAPH_SUNSETS, "v21.0", soon)
+    detail = build(make_settings, monkeypatch, fb, "facebook", version="v21.0").check()
+    assert f"WARNING: Graph API version v21.0 is retired on {soon:%Y-%m-%d}" in detail
+    assert "option version" in detail

@@ -75,7 +75,8 @@ def cmd_check(args) -> int:
                 detail = provider.check()
             finally:
                 provider.close()
-            out.print(f"[green]OK[/]   {name} ({channel.kind} via {channel.provider}): {detail}")
+            status = "[yellow]WARN[/]" if "WARNING:" in detail else "[green]OK[/]  "
+            out.print(f"{status} {name} ({channel.kind} via {channel.provider}): {detail}")
         except (ProviderError, SettingsError, providers.UnknownProvider) as exc:
             failures += 1
             out.print(f"[red]FAIL[/] {name} ({channel.kind} via {channel.provider}): {exc}", markup=True)

@@ -5,7 +5,7 @@ Open Graph tags). Sent form-encoded, as the Graph API documents.
 
 Options: ``page_id`` (required), ``page_token_env`` (the variable holding a long-lived *Page*
 access token with ``pages_manage_posts`` and ``pages_read_engagement``), ``version`` (Graph API
-version, default v21.0), ``api_base`` (default https://graph.facebook.com), ``timeout``.
+version, default in ``versions.py`` with its sunset date; ``check()`` warns 60 days ahead), ``api_base`` (default https://graph.facebook.com), ``timeout``.
 
 The Graph API error shape ``{"error": {"message", "type", "code", "error_subcode",
 "is_transient"}}`` is classified here once, for Facebook and for Threads (which speaks it too):
@@ -27,6 +27,7 @@ import requests
 
 from syndicate.providers.base import Job, SendResult
 from syndicate.providers.http import ErrorInfo, HttpProvider, body_of, reset_from_headers
+from syndicate.providers.versions import GRAPH_DEFAULT, graph_sunset, sunset_note
 
 GRAPH_AUTH_CODES = frozenset({"190", "102", "10", *(str(c) for c in range(200, 300))})
 GRAPH_RATE_CODES = frozenset({"4", "17", "32", "613", *(str(c) for c in range(80000, 80015))})
@@ -82,7 +83,7 @@ class FacebookProvider(GraphApiProvider):
 
     @property
     def version(self) -> str:
-        return str(self.options.get("version") or "v21.0")
+        return str(self.options.get("version") or GRAPH_DEFAULT)
 
     @property
     def page_id(self) -> str:
@@ -100,4 +101,6 @@ class FacebookProvider(GraphApiProvider):
         resp = self.request("GET", f"/{self.version}/{quote(self.page_id, safe='')}",
                             params={"fields": "id,name"}, what="reading the page")
         page = self.json_of(resp)
-        return f"Facebook page {page.get('name', '?')} ({page.get('id', self.page_id)}), Graph {self.version}"
+        sunset = graph_sunset(self.version)
+        return (f"Facebook page {page.get('name', '?')} ({page.get('id', self.page_id)}), Graph {self.version} "
+                f"(available until {sunset or '?'}){sunset_note('Graph API', 'version', self.version, sunset)}")

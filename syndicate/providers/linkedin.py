@@ -13,8 +13,9 @@ https://www.linkedin.com/feed/update/<urn>/.
 Options: ``author_urn`` (read by the renderer: urn:li:organization:<id> or urn:li:person:<id>),
 ``token_env`` (a 3-legged OAuth 2.0 access token with ``w_member_social`` for a member
 or ``w_organization_social`` for a page; LinkedIn tokens last 60 days), ``linkedin_version``
-(``LinkedIn-Version`` header, YYYYMM, default 202411; LinkedIn retires versions after about a
-year and then answers 426), ``api_base`` (default https://api.linkedin.com), ``timeout``,
+(``LinkedIn-Version`` header, YYYYMM, default in ``versions.py`` with its sunset date; LinkedIn
+retires versions after about a year and then answers 426 NONEXISTENT_VERSION; ``check()`` warns
+60 days ahead), ``api_base`` (default https://api.linkedin.com), ``timeout``,
 ``image_hosts``.
 """
 
@@ -29,6 +30,7 @@ import requests
 
 from syndicate.providers.base import Job, OutcomeUnknown, Permanent, RateLimited, Retryable, SendResult
 from syndicate.providers.http import THUMBNAIL_HINT, ErrorInfo, HttpProvider, body_of
+from syndicate.providers.versions import LINKEDIN_DEFAULT, linkedin_sunset, sunset_note
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class LinkedInProvider(HttpProvider):
 
     @property
     def version(self) -> str:
-        return str(self.options.get("linkedin_version") or "202411")
+        return str(self.options.get("linkedin_version") or LINKEDIN_DEFAULT)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('token_env', 'access token')}",
@@ -117,22 +119,20 @@ class LinkedInProvider(HttpProvider):
     # -- check --------------------------------------------------------------------------------
 
     def check(self) -> str:
-        try:
-            info = self.json_of(self.request("GET", "/v2/userinfo", what="reading the member"))
-            who = info.get("name") or info.get("sub") or "?"
-            return f"LinkedIn member {who}, LinkedIn-Version {self.version}{self._author_note()}"
-        except Permanent as exc:
-            if exc.status != 403:
-                raise
+        """A versioned read (``GET /rest/me``) with the same headers as the post: a retired
+        LinkedIn-Version fails here (426) as it would on ``POST /rest/posts``."""
         try:
             me = self.json_of(self.request("GET", "/rest/me", what="reading the member"))
             who = " ".join(str(me.get(k, "")) for k in ("localizedFirstName", "localizedLastName")).strip()
-            return f"LinkedIn member {who or me.get('id', '?')}, LinkedIn-Version {self.version}{self._author_note()}"
+            who = f"member {who or me.get('id', '?')}"
         except Permanent as exc:
-            if exc.status != 403:
+            if exc.status != 403:  # 426: the version is retired; the message names the option
                 raise
-        return (f"LinkedIn token accepted (it may not read profiles: no openid/profile scope), "
-                f"LinkedIn-Version {self.version}{self._author_note()}")
+            # Refused for scope (no r_liteprofile), not for version: the version was accepted.
+            who = "token accepted (it may not read profiles)"
+        sunset = linkedin_sunset(self.version)
+        return (f"LinkedIn {who}, LinkedIn-Version {self.version} (sunset {sunset or '?'})"
+                f"{self._author_note()}{sunset_note('LinkedIn', 'linkedin_version', self.version, sunset)}")
 
     def _author_note(self) -> str:
         author = self.options.get("author_urn")

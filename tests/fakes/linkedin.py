@@ -1,7 +1,8 @@
 """Fake LinkedIn REST API: POST /rest/posts, image upload, GET /v2/userinfo and /rest/me.
 
-Every /rest call must carry ``LinkedIn-Version: YYYYMM`` (else 400; a version listed in
-``fake.retired_versions`` answers 426) and ``X-Restli-Protocol-Version: 2.0.0``. A created
+Every /rest call must carry ``LinkedIn-Version: YYYYMM`` (else 400). Like LinkedIn, only the
+last twelve monthly versions are active (older or future ones, and any listed in
+``fake.retired_versions``, answer 426 NONEXISTENT_VERSION) and ``X-Restli-Protocol-Version: 2.0.0``. A created
 post answers 201 with an empty body and its URN in ``x-restli-id``. Images: ``POST
 /rest/images?action=initializeUpload`` answers an ``uploadUrl`` on this fake and an image URN;
 ``PUT`` the bytes there. Errors: ``{"status", "serviceErrorCode", "code", "message"}``; the same
@@ -11,9 +12,20 @@ commentary twice answers 422 "Content is a duplicate of urn:li:share:...".
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
+
+
+def version_active(version: str, today: date) -> bool:
+    """LinkedIn's rule: monthly versions are "supported and stable for a minimum of one year before
+    sunset" (learn.microsoft.com/linkedin/marketing/versioning); a retired one answers
+    ``{"status":426,"code":"NONEXISTENT_VERSION","message":"Requested version … is not active"}``
+    (ComposioHQ/composio#3113). Here: active from its month for twelve months, not longer."""
+    year, month = int(version[:4]), int(version[4:6])
+    age = (today.year * 12 + today.month) - (year * 12 + month)
+    return 0 <= age <= 12
 
 
 class LinkedInFake(FakeAPI):
@@ -67,7 +79,7 @@ class LinkedInFake(FakeAPI):
             if not re.fullmatch(r"20\d{4}(\.\d{2})?", version):
                 return self.error(400, "A version must be present. Please specify a version by adding the "
                                        "LinkedIn-Version header.", "VERSION_MISSING")
-            if version in self.retired_versions:
+            if version in self.retired_versions or not version_active(version, date.today()):
                 return self.error(426, f"Requested version {version} is not active", "NONEXISTENT_VERSION")
             if req.header("x-restli-protocol-version") != "2.0.0":
                 return self.error(400, "X-Restli-Protocol-Version 2.0.0 is required", "INVALID_PROTOCOL")

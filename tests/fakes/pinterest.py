@@ -21,6 +21,8 @@ class PinterestFake(FakeAPI):
     def reset_state(self) -> None:
         self.tokens = {self.TOKEN}
         self.pins: dict[str, dict[str, Any]] = {}
+        # An app on Trial access, talking to production: Pinterest refuses its pins with code 29.
+        self.trial_access = False
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "token_env": "SYN_FAKE_PIN_TOKEN", "board_id": self.BOARD_ID}
@@ -48,6 +50,12 @@ class PinterestFake(FakeAPI):
 
     @route("POST", r"/v5/pins")
     def create_pin(self, req: Request) -> Reply:
+        if self.trial_access:
+            # The body as gitroomhq/postiz-app#1084 quotes it; the report does not give the status,
+            # 403 is Pinterest's status for "not permitted" (PinterestError in the v5 OpenAPI).
+            return self.error(403, "Apps with Trial access may not create Pins in production "
+                                   "https://api.pinterest.com - use API Sandbox https://api-sandbox.pinterest.com "
+                                   "instead.", 29)
         body = req.json
         if not isinstance(body, dict):
             return self.error(400, "Request body must be a JSON object", 1)
