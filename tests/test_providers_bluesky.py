@@ -53,7 +53,7 @@ def test_post_creates_a_session_and_a_record(make_settings, monkeypatch, bsky):
     session, create = bsky.calls("POST")
     assert session["path"] == "/xrpc/com.atproto.server.createSession"
     assert session["json"] == {"identifier": bsky.IDENTIFIER, "password": bsky.APP_PASSWORD}
-    assert create["path"] == "/xrpc/com.atproto.repo.createRecord"
+    assert create["path"] == "/xrpc/com.atproto.repo.putRecord"
     assert create["headers"]["authorization"].startswith("Bearer eyJ.fake-access.")
     body = create["json"]
     assert body["repo"] == bsky.DID and body["collection"] == "app.bsky.feed.post"
@@ -68,7 +68,7 @@ def test_post_creates_a_session_and_a_record(make_settings, monkeypatch, bsky):
 
 def test_session_is_reused_across_instances(make_settings, monkeypatch, bsky):
     build(make_settings, monkeypatch, bsky, "bluesky").send(job(PAYLOAD))
-    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "second"}))
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "second", "facets": []}))
     assert bsky.sessions_created == 1
 
 
@@ -79,7 +79,7 @@ def test_expired_access_token_is_refreshed_and_the_call_repeated(make_settings, 
     result = provider.send(job(PAYLOAD))
     assert result.ref in bsky.records
     assert bsky.sessions_refreshed == 1 and bsky.sessions_created == 1
-    creates = bsky.calls("POST", "createRecord")
+    creates = bsky.calls("POST", "putRecord")
     assert [c["status"] for c in creates] == [400, 200]
     refresh = bsky.calls("POST", "refreshSession")[0]
     assert refresh["headers"]["authorization"].startswith("Bearer eyJ.fake-refresh.")
@@ -144,7 +144,7 @@ def test_failed_upload_still_posts(make_settings, monkeypatch, bsky, site):
 def test_error_mapping_on_create_record(make_settings, monkeypatch, bsky, kind, error):
     provider = build(make_settings, monkeypatch, bsky, "bluesky")
     provider.timeout = (1, 0.5)
-    bsky.fail_next(kind, path="createRecord", count=2, retry_after=300, delay=2)
+    bsky.fail_next(kind, path="putRecord", count=2, retry_after=300, delay=2)
     with pytest.raises(error) as err:
         provider.send(job(PAYLOAD))
     if error is RateLimited:

@@ -11,10 +11,15 @@ itself). Here the adapter adds what only it can:
 * the card's ``thumb``: the ``_thumbnail_url`` hint's image, fetched only from the site's own
   host(s), at most 1,000,000 bytes (Bluesky's blob limit for thumbnails), uploaded with
   ``com.atproto.repo.uploadBlob``; otherwise the card goes without a thumbnail;
-* ``createdAt`` set to the moment of sending (a stale one, from planning time, would sort the
-  post back in time on the timeline).
+* ``createdAt`` set to the moment of the first attempt (a stale one, from planning time, would
+  sort the post back in time on the timeline; a later one would make a retry's record differ).
 
-The record is created with ``com.atproto.repo.createRecord``; the public URL is
+Exactly once: the record key is a TID derived from the delivery (its first attempt's time and a
+clock id from its key: ``record_key``), and the record is written with
+``com.atproto.repo.putRecord`` ("creating or updating it as needed"). A retry after a lost answer
+writes the very same record under the same key instead of a second post, so ``deduplicates``
+is True. (``createRecord`` with an existing rkey answers an error, 500 in indigo#873, which a
+retry could not tell from a real failure.) The public URL is
 https://bsky.app/profile/<handle>/post/<rkey>.
 
 Options: ``identifier`` (handle, DID or e-mail; or ``identifier_env``), ``app_password_env``
@@ -25,6 +30,7 @@ default https://bsky.social), ``timeout``, ``image_hosts``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -50,6 +56,23 @@ _AUTH_ERRORS = frozenset({"ExpiredToken", "InvalidToken", "AuthenticationRequire
                           "AccountTakedown", "AccountDeactivated"})
 
 
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable (atproto "tid" format)
+
+
+def record_key(first_attempt: datetime, delivery_key: str) -> str:
+    """The TID record key of a delivery's post: 53 bits of microseconds since the epoch (its
+    first attempt) and a 10-bit clock id from the delivery key, as 13 base32-sortable characters.
+    The same delivery always gets the same key."""
+    micros = int(first_attempt.timestamp() * 1_000_000) & ((1 << 53) - 1)
+    clock_id = int.from_bytes(hashlib.sha256(delivery_key.encode()).digest()[:2], "big") & 0x3FF
+    value = (micros << 10) | clock_id
+    return "".join(_TID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(13)))
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass
 class _Session:
     access: str
@@ -73,7 +96,7 @@ class BlueskyProvider(HttpProvider):
     name = "bluesky"
     service = "Bluesky"
     default_api_base = "https://bsky.social"
-    deduplicates = False
+    deduplicates = True  # putRecord under a key derived from the delivery: a retry rewrites the same record
     default_rate = "1600/1h"  # 5000 points/hour per account; a created record costs 3
     auth_codes = _AUTH_ERRORS
     image_max_bytes = 1_000_000
@@ -161,7 +184,8 @@ class BlueskyProvider(HttpProvider):
     def send(self, job: Job) -> SendResult:
         record = copy.deepcopy(body_of(job.payload))
         record.setdefault("$type", "app.bsky.feed.post")
-        record["createdAt"] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        first_attempt = job.first_attempt_at or datetime.now(UTC)
+        record["createdAt"] = _timestamp(first_attempt)
         embed = record.get("embed")
         if isinstance(embed, dict) and embed.get("$type") == "app.bsky.embed.external":
             external = embed.get("external")
@@ -170,13 +194,14 @@ class BlueskyProvider(HttpProvider):
                 if blob:
                     external["thumb"] = blob
         session = self.session_info()
-        resp = self.call("POST", "com.atproto.repo.createRecord", what="creating the post",
-                         json={"repo": session.did, "collection": "app.bsky.feed.post", "record": record})
+        rkey = record_key(first_attempt, job.key)
+        resp = self.call("POST", "com.atproto.repo.putRecord", what="creating the post",
+                         json={"repo": session.did, "collection": "app.bsky.feed.post", "rkey": rkey,
+                               "record": record})
         answer = self.json_of(resp)
-        uri = answer.get("uri")
-        rkey = uri.rsplit("/", 1)[-1] if isinstance(uri, str) and uri.startswith("at://") else None
+        uri = answer.get("uri") or f"at://{session.did}/app.bsky.feed.post/{rkey}"
         handle = self.session_info().handle
-        return SendResult(ref=uri, url=f"https://bsky.app/profile/{handle}/post/{rkey}" if rkey else None,
+        return SendResult(ref=uri, url=f"https://bsky.app/profile/{handle}/post/{rkey}",
                           details={"cid": answer.get("cid")})
 
     def upload_thumbnail(self, url: str | None) -> dict[str, Any] | None:

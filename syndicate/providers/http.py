@@ -16,6 +16,8 @@ read timeout / connection reset after sending          OutcomeUnknown (the post 
                                                        (epoch seconds, delta seconds or ISO 8601)
 401, or a provider's token-expired/revoked code        AuthExpired
 duplicate content (per provider)                       Permanent, message contains "duplicate"
+a provider's "transient" flag (Graph's is_transient)   Retryable on reads and deduplicated calls;
+                                                       OutcomeUnknown on any other create
 any other 4xx                                          Permanent, with the provider's own message
 504 on a call that creates something                   OutcomeUnknown (the gateway gave up; the
                                                        backend may have finished the post)
@@ -342,8 +344,15 @@ class HttpProvider(Provider):
             if "duplicate" not in message.lower():
                 message = self._message(f"duplicate: {info.message}{doing}", status)
             return Duplicate(message, status=status)
-        if info.transient or status in (408, 425):
+        if status in (408, 425):  # the server gave up waiting for our request: nothing was made
             return Retryable(message, status=status)
+        if info.transient:
+            if idempotent or self.deduplicates:
+                return Retryable(message, status=status)
+            # "Transient" says a retry may work, not that nothing was made: Graph has created
+            # posts on exactly these answers (arsduo/koala#699, facebookarchive/php-graph-sdk#1141).
+            return OutcomeUnknown(self._message(f"{info.message}{doing}; a passing error on a create, the post "
+                                                f"may have gone through", status), status=status)
         if status in (502, 503) and not idempotent and not (self.deduplicates or self.rejects_duplicates):
             # A gateway error can come back after the backend made the post; where nothing
             # would catch a second copy, a retry is not safe.
