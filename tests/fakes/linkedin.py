@@ -1,4 +1,4 @@
-"""Fake LinkedIn REST API: POST /rest/posts, image upload, GET /v2/userinfo and /rest/me.
+r"""Fake LinkedIn REST API: POST /rest/posts, image upload, GET /v2/userinfo and /rest/me.
 
 Every /rest call must carry ``LinkedIn-Version: YYYYMM`` (else 400). Like LinkedIn, only the
 last twelve monthly versions are active (older or future ones, and any listed in
@@ -7,6 +7,18 @@ post answers 201 with an empty body and its URN in ``x-restli-id``. Images: ``PO
 /rest/images?action=initializeUpload`` answers an ``uploadUrl`` on this fake and an image URN;
 ``PUT`` the bytes there. Errors: ``{"status", "serviceErrorCode", "code", "message"}``; the same
 commentary twice answers 422 "Content is a duplicate of urn:li:share:...".
+
+Documented rules it enforces (LinkedIn publishes no machine-readable schema; sources are
+learn.microsoft.com/linkedin/marketing/community-management/shares/posts-api and
+…/shares/little-text-format):
+- required ``author`` (a person or organization URN), ``commentary``, ``visibility`` (PUBLIC,
+  CONNECTIONS, LOGGED_IN, CONTAINER), ``distribution.feedDistribution`` (MAIN_FEED, NONE),
+  ``lifecycleState`` (PUBLISHED, DRAFT);
+- ``commentary`` is little text of at most 3000 characters, whose reserved characters
+  ``| { } @ [ ] ( ) < > # * _ ~ \`` must be escaped unless they form a template
+  (``{hashtag|\#|Tag}``, ``@[Name](urn:li:…)``): LinkedIn cuts the text at an unescaped one,
+  so this fake refuses it (422) to make the loss visible;
+- ``content.article`` needs ``source`` and ``title``; its ``thumbnail`` an uploaded image URN.
 """
 
 from __future__ import annotations
@@ -16,6 +28,24 @@ from datetime import date
 from typing import Any
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
+
+# Templates little text allows: hashtags and mentions; everything else reserved must be escaped.
+_LITTLE_TEMPLATES = re.compile(r"\{hashtag\|\\#\|[^{}|]+\}|@\[[^\]]*\]\(urn:li:[a-z]+:[^)]+\)")
+_RESERVED = set("|{}@[]()<>#*_~")
+
+
+def _bare_reserved(text: str) -> str | None:
+    """The first reserved character not escaped with a backslash nor part of a template."""
+    text = _LITTLE_TEMPLATES.sub("", text)
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] in _RESERVED:
+            return text[i]
+        i += 1
+    return None
 
 
 def version_active(version: str, today: date) -> bool:
@@ -93,6 +123,18 @@ class LinkedInFake(FakeAPI):
         for key in ("author", "commentary", "visibility", "distribution", "lifecycleState"):
             if key not in body:
                 return self.error(422, f"/{key} :: field is required but not found and has no default value", 100)
+        if body["visibility"] not in ("PUBLIC", "CONNECTIONS", "LOGGED_IN", "CONTAINER"):
+            return self.error(422, f"/visibility :: {body['visibility']!r} is not a valid value", 100)
+        if (body["distribution"] or {}).get("feedDistribution") not in ("MAIN_FEED", "NONE"):
+            return self.error(422, "/distribution/feedDistribution :: must be MAIN_FEED or NONE", 100)
+        if body["lifecycleState"] not in ("PUBLISHED", "DRAFT"):
+            return self.error(422, f"/lifecycleState :: {body['lifecycleState']!r} is not a valid value", 100)
+        commentary = str(body["commentary"])
+        if len(commentary) > 3000:
+            return self.error(422, "/commentary :: length must be at most 3000 characters", 100)
+        bare = _bare_reserved(commentary)
+        if bare is not None:
+            return self.error(422, f"/commentary :: unescaped reserved character {bare!r} (little text format)", 100)
         if not re.fullmatch(r"urn:li:(person|organization):[A-Za-z0-9_-]+", str(body["author"])):
             return self.error(422, f"/author :: {body['author']!r} is not a valid person or organization URN", 100)
         article = (body.get("content") or {}).get("article")
