@@ -215,7 +215,14 @@ def _bluesky(job: _Job) -> dict:
 
 def _threads(job: _Job) -> dict:
     # POST /{threads-user-id}/threads (then threads_publish): a text post.
-    return {"media_type": "TEXT", "text": _fitted_text(job, rule_for("threads"))}
+    rule = rule_for("threads")
+    try:
+        return {"media_type": "TEXT", "text": _fitted_text(job, rule)}
+    except RenderError:
+        # Threads counts a link in full, so a very long one cannot be in the text; the preview
+        # card (link_attachment) carries it instead.
+        text = _fitted_text(replace(job, parts=replace(job.parts, link="")), rule)
+        return {"media_type": "TEXT", "text": text, "link_attachment": job.parts.link}
 
 
 _BUILDERS: dict[str, Callable[[_Job], dict]] = {
