@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes import start_fake
@@ -11,7 +13,8 @@ from fakes.site import PNG
 from test_providers_http import build, job
 
 from syndicate.providers import bluesky as bluesky_module
-from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.base import AuthExpired, Job, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.bluesky import record_key
 
 TEXT = "Coping with grief: five small steps for hard days harborwellness.example/blog/grief"
 PAYLOAD = {
@@ -162,3 +165,33 @@ def test_check(make_settings, monkeypatch, bsky):
     assert provider.check() == f"Bluesky @{bsky.IDENTIFIER} ({bsky.DID}) on {bsky.base_url}"
     with pytest.raises(Permanent, match="option identifier is not set"):
         build(make_settings, monkeypatch, bsky, "bluesky", drop=("identifier",)).check()
+
+
+def test_record_key_is_a_tid_derived_from_the_delivery():
+    """B2: the same delivery always gets the same TID; another delivery another one."""
+    first = datetime(2026, 12, 4, 9, 30, 0, 123456, tzinfo=UTC)
+    key = record_key(first, "delivery-42")
+    assert re.fullmatch(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}", key)
+    assert record_key(first, "delivery-42") == key != record_key(first, "delivery-43")
+    assert record_key(first + timedelta(seconds=1), "delivery-42") > key  # TIDs sort by time
+
+
+def test_a_retry_writes_the_same_record(make_settings, monkeypatch, bsky):
+    provider = build(make_settings, monkeypatch, bsky, "bluesky")
+    first = datetime.now(UTC) - timedelta(minutes=3)
+    attempt = Job(delivery_id=7, key="delivery-7", channel="ch", kind="bluesky", payload=PAYLOAD,
+                  first_attempt_at=first)
+    one, two = provider.send(attempt), provider.send(replace(attempt, attempt=2))
+    assert one.ref == two.ref and len(bsky.records) == 1 and len(bsky.writes) == 2
+    record = bsky.records[one.ref]
+    assert record["createdAt"] == first.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_the_strict_fake_refuses_what_a_pds_refuses(make_settings, monkeypatch, bsky):
+    provider = build(make_settings, monkeypatch, bsky, "bluesky")
+    for bad, why in [({"langs": ["en_US"]}, "langs/0 must be a valid language"),
+                     ({"text": "👨‍👩‍👧‍👦" * 150, "facets": []}, "text must not be longer than 3000"),
+                     ({"text": "x" * 301, "facets": []}, "text must not be longer than 300 graphemes")]:
+        with pytest.raises(Permanent, match=why):
+            provider.send(job({**PAYLOAD, **bad}))
+    assert bsky.records == {}

@@ -17,8 +17,15 @@ from test_render_support import (
 )
 
 from syndicate.render import NotApplicable, RenderError, render_social
-from syndicate.render.social import camel_case, display_link
-from syndicate.render.textlength import char_length, grapheme_length, mastodon_length, x_length
+from syndicate.render.social import bcp47, camel_case, display_link
+from syndicate.render.textlength import (
+    bluesky_length,
+    char_length,
+    grapheme_length,
+    mastodon_length,
+    threads_length,
+    x_length,
+)
 
 POST_URL = "https://wellness.example/2024/03/before-your-first-session/"
 SETTINGS = demo_settings()
@@ -195,8 +202,8 @@ pieces = st.one_of(
 )
 titles = st.lists(pieces, min_size=1, max_size=40).map(" ".join)
 categories = st.lists(st.text(min_size=1, max_size=30), max_size=25)
-LIMITS = {"x": (x_length, 280), "mastodon": (mastodon_length, 500), "bluesky": (grapheme_length, 300),
-          "threads": (grapheme_length, 500), "linkedin": (char_length, 3000), "facebook": (char_length, 63206),
+LIMITS = {"x": (x_length, 280), "mastodon": (mastodon_length, 500), "bluesky": (bluesky_length, 300),
+          "threads": (threads_length, 500), "linkedin": (char_length, 3000), "facebook": (char_length, 63206),
           "pinterest": (char_length, 500)}
 TEXT_KEY = {"x": "text", "mastodon": "status", "bluesky": "text", "threads": "text", "linkedin": "commentary",
             "facebook": "message", "pinterest": "description"}
@@ -280,3 +287,35 @@ def test_lead_falls_back_to_the_first_paragraph_and_drops_wordpress_noise():
     assert "#Uncategorized" not in body["text"]
     body = render("x", demo_post(summary="Small steps help [&hellip;]"))
     assert "Small steps help…" in body["text"]
+
+
+@pytest.mark.parametrize("language, langs", [("en", ["en"]), ("en_US", ["en-US"]), ("pt-BR", ["pt-BR"]),
+                                             ("zh-Hant", ["zh-Hant"]), ("english!", None), ("", None)])
+def test_bluesky_langs_are_bcp47(language, langs):
+    """B1: app.bsky.feed.post langs have format "language" (BCP-47); "en_US" is not one."""
+    body = render("bluesky", settings=demo_settings(site={**SETTINGS.model_dump()["site"], "language": language}))
+    assert body.get("langs") == langs
+    assert bcp47(language) == (langs[0] if langs else None)
+
+
+def test_bluesky_text_keeps_within_3000_bytes():
+    """B3: 300 family emoji are 300 graphemes but 7,500 bytes; the record allows 3000 bytes."""
+    family = "👨‍👩‍👧‍👦"
+    body = render("bluesky", demo_post(title=family * 300, summary=family * 300))
+    assert len(body["text"].encode()) <= 3000 and grapheme_length(body["text"]) <= 300
+
+
+def test_threads_counts_emoji_by_their_bytes():
+    """T1: Meta counts an emoji as its UTF-8 bytes; 500 graphemes of leaves would be refused."""
+    body = render("threads", demo_post(title="🌿" * 400, summary="calm " * 100))
+    assert threads_length(body["text"]) <= 500 and len(body["text"]) < 200
+
+
+def test_pinterest_link_within_2048():
+    """P2: PinCreate.link has maxLength 2048: without UTM tags if that fits, else no link."""
+    channels = SETTINGS.model_dump()["channels"]
+    channels["pinterest"]["utm"] = {"source": "pinterest", "campaign": "c" * 2000}
+    body = render("pinterest", settings=demo_settings(channels=channels))
+    assert body["link"] == POST_URL
+    long_url = "https://wellness.example/" + "a" * 2100
+    assert render("pinterest", demo_post(url=long_url))["link"] is None
