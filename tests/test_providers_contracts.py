@@ -22,7 +22,7 @@ from test_render_support import demo_post, sensitive_post
 
 from syndicate import providers
 from syndicate.engine.deliver import deliver
-from syndicate.engine.dispatch import claim_due
+from syndicate.engine.dispatch import claim_due, reap_expired
 from syndicate.engine.ratelimit import MemoryLimiter
 from syndicate.feeds.parse import parse
 from syndicate.ledger.db import open_ledger, transaction
@@ -184,3 +184,31 @@ def test_bluesky_lost_answer_lands_on_the_same_record(store_url, make_settings, 
             time.sleep(0.1)
         assert len(bsky.records) == 1 and row.provider_ref == next(iter(bsky.records))
         assert len(bsky.writes) == 2 and len(set(bsky.writes)) == 1  # the retry rewrote the same key
+
+
+def test_a_first_attempt_never_looks_up(store_url, make_settings, monkeypatch):
+    with start_fake("facebook") as (_base, fb):
+        settings, factory = _delivery(store_url, make_settings, monkeypatch, fb, "facebook")
+        assert _settle(settings, factory)[0] == ["sent"]
+        assert fb.calls("GET") == [] and len(fb.posts) == 1
+
+
+def test_a_worker_lost_mid_post_is_settled_by_lookup(store_url, make_settings, monkeypatch):
+    """A crash after Facebook made the post: the reaper plans it again (Facebook can be asked),
+    and the next attempt finds the post instead of making a second one."""
+    with start_fake("facebook") as (_base, fb):
+        settings, factory = _delivery(store_url, make_settings, monkeypatch, fb, "facebook")
+        with transaction(factory) as s:
+            row = s.query(Delivery).one()
+            message = row.payload["message"]
+        # What the lost worker did: it started the send (the event) and Facebook made the post.
+        claim = claim_due(factory, utcnow(), limit=1, ttl=timedelta(seconds=1))[0]
+        with transaction(factory) as s:
+            s.execute(update(Delivery).values(state="sending", lease_until=utcnow() - timedelta(seconds=1)))
+            s.add(Event(delivery_id=claim.delivery_id, actor="worker:lost", action="start", from_state="claimed",
+                        to_state="sending"))
+        fb.posts["104000000000001_1"] = {"message": message, "link": None, "version": "v25.0", "created": time.time()}
+        assert reap_expired(factory, utcnow(), settings=settings).reclaimed == 1
+        states, row = _settle(settings, factory)
+        assert states == ["sent"] and row.provider_ref == "104000000000001_1"
+        assert fb.calls("POST") == [] and len(fb.posts) == 1

@@ -8,7 +8,15 @@ import pytest
 from fakes import start_fake
 from test_providers_http import build, job
 
-from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.base import (
+    AuthExpired,
+    Duplicate,
+    Job,
+    OutcomeUnknown,
+    Permanent,
+    RateLimited,
+    Retryable,
+)
 from syndicate.providers.versions import GRAPH_DEFAULT, graph_sunset
 
 PAYLOAD = {"message": "Coping with grief: five small steps for hard days.",
@@ -111,3 +119,34 @@ def test_check_warns_60_days_before_the_graph_sunset(make_settings, monkeypatch,
     detail = build(make_settings, monkeypatch, fb, "facebook", version="v21.0").check()
     assert f"WARNING: Graph API version v21.0 is retired on {soon:%Y-%m-%d}" in detail
     assert "option version" in detail
+
+
+def test_code_368_already_posted_is_duplicate_and_posting_too_fast_waits(make_settings, monkeypatch, fb):
+    """F3: Meta's 368 means "temporarily blocked"; its "already posted" form is a duplicate."""
+    provider = build(make_settings, monkeypatch, fb, "facebook")
+    fb.refuse_next("(#368) You've already posted this", 368)
+    with pytest.raises(Duplicate):
+        provider.send(job(PAYLOAD))
+    fb.refuse_next("We limit how often you can post, comment or do other things in a given amount of time", 368,
+                   1390008)
+    with pytest.raises(RateLimited) as err:
+        provider.send(job(PAYLOAD))
+    assert 3500 < (err.value.reset_at - datetime.now(UTC)).total_seconds() <= 3600
+    fb.refuse_next("(#368) The action attempted has been deemed abusive or is otherwise disallowed", 368)
+    with pytest.raises(Permanent) as err:
+        provider.send(job(PAYLOAD))
+    assert not isinstance(err.value, Duplicate)
+    assert fb.posts == {}
+
+
+def test_lookup_finds_the_post_an_earlier_attempt_made(make_settings, monkeypatch, fb):
+    provider = build(make_settings, monkeypatch, fb, "facebook")
+    first = datetime.now(UTC) - timedelta(minutes=1)
+    attempt = Job(delivery_id=1, key="k", channel="ch", kind="facebook", payload=PAYLOAD, first_attempt_at=first)
+    assert provider.lookup(attempt) is None  # nothing on the page yet
+    made = provider.send(attempt)
+    provider.send(job({**PAYLOAD, "message": "Another post"}))
+    found = provider.lookup(attempt)
+    assert found.ref == made.ref and found.details["found_by"] == "lookup"
+    (read, *_) = fb.calls("GET", "/posts$")
+    assert read["query"]["fields"] == "id,message,created_time" and int(read["query"]["since"]) <= first.timestamp()

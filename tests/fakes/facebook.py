@@ -85,6 +85,12 @@ class FacebookFake(GraphFake):
     def reset_state(self) -> None:
         super().reset_state()
         self.posts: dict[str, dict[str, Any]] = {}
+        self.refusals: list[tuple[int, str, int, int | None]] = []  # (status, message, code, subcode)
+
+    def refuse_next(self, message: str, code: int, subcode: int | None = None, status: int = 400) -> None:
+        """The next POST /feed answers this Graph error (e.g. 368 "already posted", koala#422)."""
+        with self.lock:
+            self.refusals.append((status, message, code, subcode))
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "page_id": self.PAGE_ID, "page_token_env": self.token_env}
@@ -94,6 +100,11 @@ class FacebookFake(GraphFake):
         if page != self.PAGE_ID:
             return self.error(400, "(#100) Unsupported post request. Object with ID does not exist.", 100, 33,
                               type_="GraphMethodException")
+        with self.lock:
+            refusal = self.refusals.pop(0) if self.refusals else None
+        if refusal is not None:
+            status, message, code, subcode = refusal
+            return self.error(status, message, code, subcode)
         if req.json is not None:
             return self.error(400, "(#100) The parameters must be form-encoded", 100)
         params = req.form or {}
