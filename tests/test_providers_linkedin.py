@@ -162,3 +162,19 @@ def test_check(make_settings, monkeypatch, li):
     li.expire_tokens()
     with pytest.raises(AuthExpired):
         provider.check()
+
+
+def test_thumbnail_is_used_only_once_linkedin_has_processed_it(make_settings, monkeypatch, li, site):
+    """L3: the Images API processes uploads asynchronously; a post citing an unprocessed image
+    can be dropped later, so the adapter waits for AVAILABLE and otherwise posts without it."""
+    site_base, _ = site
+    payload = {**copy.deepcopy(PAYLOAD), "_thumbnail_url": f"{site_base}/images/hero.png"}
+    li.processing_polls = 2
+    result = build(make_settings, monkeypatch, li, "linkedin", site_url=site_base).send(job(payload))
+    statuses = li.calls("GET", "^/rest/images/")
+    assert len(statuses) == 3 and li.posts[result.ref]["content"]["article"]["thumbnail"] in li.images
+    li.reset()
+    li.processing_fails = True
+    result = build(make_settings, monkeypatch, li, "linkedin", site_url=site_base).send(
+        job({**payload, "commentary": "Another post"}))
+    assert "thumbnail" not in li.posts[result.ref]["content"]["article"]

@@ -4,8 +4,10 @@ Payload: the Posts API body (``author``, ``commentary``, ``visibility``, ``distr
 ``content.article{source,title,description}``, ``lifecycleState``, ``isReshareDisabledByAuthor``).
 If the payload carries the ``_thumbnail_url`` hint (see ``http.py``) and the image is on the
 site, it is uploaded first (``POST /rest/images?action=initializeUpload``, then ``PUT`` to the
-returned ``uploadUrl``) and its URN set as ``content.article.thumbnail``. A thumbnail that
-cannot be had never stops the post.
+returned ``uploadUrl``), and once LinkedIn has processed it (``GET /rest/images/{urn}`` says
+``AVAILABLE``; the Images API processes uploads asynchronously, and a post citing an image still
+``PROCESSING`` can be dropped later) its URN is set as ``content.article.thumbnail``. A thumbnail
+that cannot be had within ``image_wait`` seconds (default 5) never stops the post.
 
 The created post's URN comes back in the ``x-restli-id`` header; its public URL is
 https://www.linkedin.com/feed/update/<urn>/.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -105,12 +108,29 @@ class LinkedInProvider(HttpProvider):
             self.request("PUT", upload_url, data=data, headers={"Content-Type": content_type},
                          signed=self._trusted_upload_host(upload_url), idempotent=True,
                          what="uploading the thumbnail")
-            return str(urn)
+            return str(urn) if self._image_available(str(urn)) else None
         except RateLimited:
             raise
         except (Permanent, Retryable, OutcomeUnknown) as exc:
             log.warning("LinkedIn channel %s: thumbnail skipped: %s", self.channel_name, exc)
             return None
+
+    def _image_available(self, urn: str) -> bool:
+        """Poll the image's status (WAITING_UPLOAD, PROCESSING, AVAILABLE, PROCESSING_FAILED) with
+        a doubling interval, for at most ``image_wait`` seconds."""
+        deadline = time.monotonic() + float(self.options.get("image_wait", 5))
+        interval = 0.2
+        while True:
+            resp = self.request("GET", f"/rest/images/{quote(urn, safe='')}", what="reading the thumbnail status")
+            status = str(self.json_of(resp).get("status") or "")
+            if status == "AVAILABLE":
+                return True
+            if status == "PROCESSING_FAILED" or time.monotonic() + interval > deadline:
+                log.warning("LinkedIn channel %s: thumbnail %s is %s; posting without it", self.channel_name, urn,
+                            status or "of unknown status")
+                return False
+            time.sleep(interval)
+            interval = min(interval * 2, 2.0)
 
     def _trusted_upload_host(self, upload_url: str) -> bool:
         host = (urlsplit(upload_url).hostname or "").lower()

@@ -18,7 +18,10 @@ learn.microsoft.com/linkedin/marketing/community-management/shares/posts-api and
   ``| { } @ [ ] ( ) < > # * _ ~ \`` must be escaped unless they form a template
   (``{hashtag|\#|Tag}``, ``@[Name](urn:li:…)``): LinkedIn cuts the text at an unescaped one,
   so this fake refuses it (422) to make the loss visible;
-- ``content.article`` needs ``source`` and ``title``; its ``thumbnail`` an uploaded image URN.
+- ``content.article`` needs ``source`` and ``title``; its ``thumbnail`` an uploaded image URN;
+- ``GET /rest/images/{urn}`` answers the image's ``status`` (WAITING_UPLOAD until the PUT,
+  then PROCESSING for ``fake.processing_polls`` reads, then AVAILABLE, or PROCESSING_FAILED when
+  ``fake.processing_fails``) as the Images API documents (…/community-management/shares/images-api).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Any
+from urllib.parse import unquote
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
 
@@ -68,6 +72,8 @@ class LinkedInFake(FakeAPI):
         self.posts: dict[str, dict[str, Any]] = {}
         self.images: dict[str, dict[str, Any]] = {}  # urn -> {"upload": id, "bytes": b"" | None}
         self.retired_versions: set[str] = set()
+        self.processing_polls = 1
+        self.processing_fails = False
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "token_env": "SYN_FAKE_LI_TOKEN", "author_urn": self.AUTHOR}
@@ -166,6 +172,24 @@ class LinkedInFake(FakeAPI):
         return reply(200, {"value": {"uploadUrlExpiresAt": 1900000000000,
                                      "uploadUrl": f"{self.base_url}/dms-uploads/{n}/uploaded-image/0",
                                      "image": urn}})
+
+    @route("GET", r"/rest/images/(?P<urn>[^/]+)")
+    def image_status(self, req: Request, urn: str) -> Reply:
+        urn = unquote(urn)
+        with self.lock:
+            image = self.images.get(urn)
+            if image is None:
+                return self.error(404, f"Image {urn} not found", 404)
+            if image["bytes"] is None:
+                status = "WAITING_UPLOAD"
+            elif self.processing_fails:
+                status = "PROCESSING_FAILED"
+            elif image.setdefault("polls", 0) < self.processing_polls:
+                image["polls"] += 1
+                status = "PROCESSING"
+            else:
+                status = "AVAILABLE"
+        return reply(200, {"id": urn, "status": status, "owner": image["owner"]})
 
     @route("PUT", r"/dms-uploads/(?P<upload>\d+)/uploaded-image/0")
     def upload(self, req: Request, upload: str) -> Reply:
