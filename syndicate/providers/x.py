@@ -58,7 +58,10 @@ class XProvider(HttpProvider):
     default_api_base = "https://api.x.com"
     deduplicates = False
     rejects_duplicates = True  # identical text is refused: a lost answer's retry fails as Duplicate
-    default_rate = "100/15m"  # POST /2/tweets per user; the 24-hour cap comes back as a 429 reset
+    # POST /2/tweets per user on the docs.x.com per-endpoint table; Free and Basic tiers allow
+    # fewer (tweepy discussion #2129): set option rate_limit to the tier's. The 24-hour caps come
+    # back as a 429 whose x-user/app-limit-24hour-reset is honoured.
+    default_rate = "100/15m"
 
     def __init__(self, settings, channel_name, channel):
         super().__init__(settings, channel_name, channel)
