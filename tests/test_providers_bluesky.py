@@ -195,3 +195,18 @@ def test_the_strict_fake_refuses_what_a_pds_refuses(make_settings, monkeypatch, 
         with pytest.raises(Permanent, match=why):
             provider.send(job({**PAYLOAD, **bad}))
     assert bsky.records == {}
+
+
+def test_a_new_process_resumes_the_session_kept_in_the_ledger(make_settings, monkeypatch, bsky):
+    """B5: createSession is limited to 30 per 5 minutes; a recycled worker must not sign in again."""
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job(PAYLOAD))
+    bluesky_module.clear_sessions()  # what a new worker process starts with
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "second", "facets": []}))
+    assert bsky.sessions_created == 1 and len(bsky.records) == 2
+    bluesky_module.clear_sessions()
+    bsky.expire_access()  # the kept access JWT has expired meanwhile: refreshed once, not a new sign-in
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "third", "facets": []}))
+    assert bsky.sessions_created == 1 and bsky.sessions_refreshed == 1 and len(bsky.records) == 3
+    bluesky_module.clear_sessions()
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "fourth", "facets": []}))
+    assert bsky.sessions_created == 1 and bsky.sessions_refreshed == 1  # the refreshed pair was kept

@@ -5,9 +5,12 @@ Payload: the post record ``{"$type", "text", "createdAt", "langs", "facets", "em
 itself). Here the adapter adds what only it can:
 
 * a session: ``com.atproto.server.createSession`` with the handle and an *app password*, kept
-  per account for the whole process (createSession is limited to 30 per 5 minutes) and renewed
-  with ``com.atproto.server.refreshSession`` when the access JWT expires (``ExpiredToken``), or
-  created anew when the refresh JWT has expired too;
+  per account in the process and in the ledger (``providers/tokens.py``, as X's tokens), since
+  createSession is limited to 30 per 5 minutes and 300 a day per account and Celery recycles its
+  worker processes; a process that starts finds the stored pair (checked with ``getSession``).
+  It is renewed with ``com.atproto.server.refreshSession`` when the access JWT expires
+  (``ExpiredToken``), once across all processes (the refresh JWT rotates), or created anew when
+  the refresh JWT has expired too;
 * the card's ``thumb``: the ``_thumbnail_url`` hint's image, fetched only from the site's own
   host(s), at most 1,000,000 bytes (Bluesky's blob limit for thumbnails), uploaded with
   ``com.atproto.repo.uploadBlob``; otherwise the card goes without a thumbnail;
@@ -39,6 +42,8 @@ from typing import Any
 
 import requests
 
+from syndicate.ledger.db import open_ledger
+from syndicate.providers import tokens
 from syndicate.providers.base import (
     AuthExpired,
     Job,
@@ -117,10 +122,43 @@ class BlueskyProvider(HttpProvider):
         with _SESSIONS_LOCK:
             current = _SESSIONS.get(self._key)
         if current is None:
-            current = self._create_session()
+            current = self._stored_session() or self._create_session()
         self._remember(current.access)
         self._remember(current.refresh)
         return current
+
+    @property
+    def _account(self) -> str:
+        return f"bluesky:{self.api_base}:{self.identifier}"
+
+    def _ledger(self):
+        return open_ledger(self.settings.store_url)
+
+    def _stored_session(self) -> _Session | None:
+        """The pair another process (or an earlier one) kept in the ledger, if it still works."""
+        pair = tokens.load(self._ledger(), self._account)
+        if pair is None or not pair.access:
+            return None
+        self._remember(pair.access)
+        self._remember(pair.refresh)
+        stale = _Session(access=pair.access, refresh=pair.refresh or "", did="", handle="")
+        try:
+            return self._confirm(stale)
+        except AuthExpired:
+            pass
+        try:
+            return self._confirm(self._refresh_session(stale))
+        except AuthExpired:
+            return None
+
+    def _confirm(self, session: _Session) -> _Session:
+        """SESSION with its DID and handle read from ``getSession`` (the ledger keeps only the JWTs)."""
+        if session.did:
+            return session
+        resp = self.request("GET", "/xrpc/com.atproto.server.getSession", signed=False,
+                            headers={"Authorization": f"Bearer {session.access}"}, what="resuming the session")
+        info = self.json_of(resp)
+        return self._store({"accessJwt": session.access, "refreshJwt": session.refresh, **info}, keep=False)
 
     def _create_session(self) -> _Session:
         password = self.secret("app_password_env", "app password")
@@ -130,21 +168,41 @@ class BlueskyProvider(HttpProvider):
         return self._store(self.json_of(resp))
 
     def _refresh_session(self, stale: _Session) -> _Session:
-        try:
+        """A renewed session, refreshed once across processes: the refresh JWT rotates, so a
+        second process using the same one would be refused (``tokens.rotate``)."""
+        answer: dict[str, Any] = {}
+
+        def refresh_call(stored: tokens.TokenPair) -> tokens.TokenPair:
             resp = self.request("POST", "/xrpc/com.atproto.server.refreshSession", signed=False, idempotent=True,
-                                headers={"Authorization": f"Bearer {stale.refresh}"},
+                                headers={"Authorization": f"Bearer {stored.refresh}"},
                                 what="refreshing the session")
+            answer.update(self.json_of(resp))
+            if not answer.get("accessJwt"):
+                raise AuthExpired("Bluesky: the refresh answer had no accessJwt")
+            return tokens.TokenPair(access=answer["accessJwt"], refresh=answer.get("refreshJwt"))
+
+        try:
+            pair = tokens.rotate(self._ledger(), self._account,
+                                 tokens.TokenPair(access=stale.access, refresh=stale.refresh), refresh_call)
         except AuthExpired:  # the refresh JWT has expired too (or was revoked): sign in again
             return self._create_session()
-        return self._store(self.json_of(resp))
+        if answer:  # this process refreshed
+            return self._store({"did": stale.did, "handle": stale.handle, **answer}, keep=False)
+        # Another process had refreshed first: use its pair.
+        return self._confirm(_Session(access=pair.access or "", refresh=pair.refresh or "", did=stale.did,
+                                      handle=stale.handle))
 
-    def _store(self, data: dict[str, Any]) -> _Session:
+    def _store(self, data: dict[str, Any], *, keep: bool = True) -> _Session:
+        """Remember the session in this process and, with KEEP, as the account's pair in the ledger."""
         if not data.get("accessJwt") or not data.get("did"):
             raise AuthExpired("Bluesky: the session answer had no accessJwt/did")
         session = _Session(access=data["accessJwt"], refresh=data.get("refreshJwt", ""), did=data["did"],
                            handle=data.get("handle") or self.identifier)
         self._remember(session.access)
         self._remember(session.refresh)
+        if keep:
+            tokens.save(self._ledger(), self._account, tokens.TokenPair(access=session.access,
+                                                                        refresh=session.refresh))
         with _SESSIONS_LOCK:
             _SESSIONS[self._key] = session
         return session
