@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import io
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fakes import start_fake
 from fakes.site import PNG
+from PIL import Image
 from test_providers_http import build, job
 
 from syndicate.providers import bluesky as bluesky_module
@@ -118,7 +121,7 @@ def test_thumbnail_from_the_site_is_uploaded(make_settings, monkeypatch, bsky, s
     assert "_thumbnail_url" not in record
 
 
-@pytest.mark.parametrize("image", ["huge.png", "page.html", "moved.png", "missing.png"])
+@pytest.mark.parametrize("image", ["page.html", "moved.png", "missing.png"])
 def test_no_thumbnail_when_the_image_is_unsuitable(make_settings, monkeypatch, bsky, site, image):
     site_base, _ = site
     payload = {**copy.deepcopy(PAYLOAD), "_thumbnail_url": f"{site_base}/images/{image}"}
@@ -210,3 +213,18 @@ def test_a_new_process_resumes_the_session_kept_in_the_ledger(make_settings, mon
     bluesky_module.clear_sessions()
     build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "fourth", "facets": []}))
     assert bsky.sessions_created == 1 and bsky.sessions_refreshed == 1  # the refreshed pair was kept
+
+
+def test_a_large_image_is_shrunk_to_the_thumbnail_limit(make_settings, monkeypatch, bsky, site):
+    """B4: thumb has maxSize 1000000; a bigger featured image is re-encoded, not dropped."""
+    site_base, site_fake = site
+    noise = Image.frombytes("RGB", (1200, 1200), os.urandom(1200 * 1200 * 3))
+    raw = io.BytesIO()
+    noise.save(raw, "PNG")
+    assert raw.tell() > 1_000_000
+    site_fake.add("/images/big.png", raw.getvalue(), "image/png")
+    payload = {**copy.deepcopy(PAYLOAD), "_thumbnail_url": f"{site_base}/images/big.png"}
+    result = build(make_settings, monkeypatch, bsky, "bluesky", site_url=site_base).send(job(payload))
+    (upload,) = bsky.calls("POST", "uploadBlob")
+    assert upload["headers"]["content-type"] == "image/jpeg" and upload["body_size"] <= 1_000_000
+    assert bsky.records[result.ref]["embed"]["external"]["thumb"]["mimeType"] == "image/jpeg"

@@ -12,8 +12,9 @@ itself). Here the adapter adds what only it can:
   (``ExpiredToken``), once across all processes (the refresh JWT rotates), or created anew when
   the refresh JWT has expired too;
 * the card's ``thumb``: the ``_thumbnail_url`` hint's image, fetched only from the site's own
-  host(s), at most 1,000,000 bytes (Bluesky's blob limit for thumbnails), uploaded with
-  ``com.atproto.repo.uploadBlob``; otherwise the card goes without a thumbnail;
+  host(s) (at most 10 MB), re-encoded smaller when it is over 1,000,000 bytes (the lexicon's
+  ``thumb maxSize``), uploaded with ``com.atproto.repo.uploadBlob``; otherwise the card goes
+  without a thumbnail;
 * ``createdAt`` set to the moment of the first attempt (a stale one, from planning time, would
   sort the post back in time on the timeline; a later one would make a retry's record differ).
 
@@ -53,7 +54,7 @@ from syndicate.providers.base import (
     Retryable,
     SendResult,
 )
-from syndicate.providers.http import THUMBNAIL_HINT, ErrorInfo, HttpProvider, body_of
+from syndicate.providers.http import THUMBNAIL_HINT, ErrorInfo, HttpProvider, body_of, shrink_image
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ _AUTH_ERRORS = frozenset({"ExpiredToken", "InvalidToken", "AuthenticationRequire
                           "AccountTakedown", "AccountDeactivated"})
 
 
+FETCH_MAX_BYTES = 10_000_000  # a featured image larger than this is not worth shrinking
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable (atproto "tid" format)
 
 
@@ -263,10 +265,16 @@ class BlueskyProvider(HttpProvider):
                           details={"cid": answer.get("cid")})
 
     def upload_thumbnail(self, url: str | None) -> dict[str, Any] | None:
-        image = self.fetch_site_image(url, self.image_max_bytes)
+        image = self.fetch_site_image(url, FETCH_MAX_BYTES)
         if image is None:
             return None
         data, content_type = image
+        if len(data) > self.image_max_bytes:
+            data, content_type = shrink_image(data, self.image_max_bytes), "image/jpeg"
+            if data is None:
+                log.info("Bluesky channel %s: thumbnail %s could not be made small enough; skipped",
+                         self.channel_name, url)
+                return None
         try:
             resp = self.call("POST", "com.atproto.repo.uploadBlob", data=data, idempotent=True,
                              headers={"Content-Type": content_type}, what="uploading the thumbnail")

@@ -415,6 +415,29 @@ class HttpProvider(Provider):
             return None
 
 
+def shrink_image(data: bytes, max_bytes: int) -> bytes | None:
+    """DATA re-encoded as a JPEG of at most MAX_BYTES (scaled down as needed), or None when it
+    is not an image Pillow can read. For networks that refuse a larger thumbnail (Bluesky's
+    ``thumb`` has ``maxSize: 1000000``) rather than going without one."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("RGB")
+            img.thumbnail((2000, 2000))
+            for _ in range(8):
+                out = io.BytesIO()
+                img.save(out, "JPEG", quality=80, optimize=True)
+                if out.tell() <= max_bytes:
+                    return out.getvalue()
+                img = img.resize((max(1, img.width * 3 // 4), max(1, img.height * 3 // 4)))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return None
+
+
 def _json_or_none(resp: requests.Response) -> Any:
     try:
         return resp.json()
