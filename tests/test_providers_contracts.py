@@ -212,3 +212,22 @@ def test_a_worker_lost_mid_post_is_settled_by_lookup(store_url, make_settings, m
         states, row = _settle(settings, factory)
         assert states == ["sent"] and row.provider_ref == "104000000000001_1"
         assert fb.calls("POST") == [] and len(fb.posts) == 1
+
+
+def test_without_the_specs_the_strict_fakes_fail_loudly(tmp_path, monkeypatch):
+    """No silent skip: a missing ../shared/specs stops the fake (and the test) with a clear message."""
+    from fakes import lexicon, specs
+
+    caches = (specs.openapi_validator, specs._openapi, lexicon.lexicon)
+    monkeypatch.delenv("SYNDICATE_SHARED", raising=False)
+    monkeypatch.setattr(specs, "REPO", tmp_path / "wt" / "repo")
+    for cache in caches:
+        cache.cache_clear()
+    try:
+        for kind in ("x", "pinterest", "bluesky"):
+            with pytest.raises(specs.SpecsMissing, match="set SYNDICATE_SHARED"):
+                with start_fake(kind):
+                    pass
+    finally:
+        for cache in caches:
+            cache.cache_clear()
