@@ -231,3 +231,38 @@ def test_without_the_specs_the_strict_fakes_fail_loudly(tmp_path, monkeypatch):
     finally:
         for cache in caches:
             cache.cache_clear()
+
+
+def test_syndicate_check_says_per_channel_what_is_wrong(tmp_path, monkeypatch, capsys):
+    """`syndicate check` reads each channel with the send's API version and auth, and says what to fix."""
+    from contextlib import ExitStack
+
+    from syndicate.cli import main
+
+    with ExitStack() as stack:
+        lines = ['[site]', 'name = "Harbor"', f'url = "{SITE}"', 'timezone = "America/New_York"',
+                 'address = "1 Water St"', f'contact_url = "{SITE}/contact"',
+                 f'[store]\nurl = "sqlite:///{tmp_path / "ledger.db"}"']
+        for kind in KINDS:
+            _base, fake = stack.enter_context(start_fake(kind))
+            for name, value in fake.env().items():
+                monkeypatch.setenv(name, value)
+            options = {**fake.options(), **OPTIONS}
+            if kind == "linkedin":
+                options["linkedin_version"] = "202411"  # the old default: retired
+            body = ", ".join(f"{k} = {v!r}".replace("'", '"') if not isinstance(v, bool | int | float)
+                             else f"{k} = {str(v).lower()}" for k, v in options.items())
+            lines.append(f'[channels.{kind}]\nkind = "{kind}"\nprovider = "{kind}"\noptions = {{ {body} }}')
+        monkeypatch.delenv("SYN_FAKE_THREADS_TOKEN")  # a secret not set: says which variable
+        config = tmp_path / "settings.toml"
+        config.write_text("\n".join(lines) + "\n")
+        assert main(["--config", str(config), "check"]) == 1
+    out = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line.split()[:1]
+           in (["OK"], ["FAIL"], ["WARN"])}
+    assert set(out) == set(KINDS)
+    assert out["linkedin"].startswith("FAIL") and "426" in out["linkedin"] and "linkedin_version" in out["linkedin"]
+    assert out["threads"].startswith("FAIL") and "SYN_FAKE_THREADS_TOKEN" in out["threads"]
+    assert out["pinterest"].startswith("OK") and "api-sandbox.pinterest.com" in out["pinterest"]
+    assert out["facebook"].startswith("OK") and "available until 2028-07-29" in out["facebook"]
+    for kind in ("x", "mastodon", "bluesky"):
+        assert out[kind].startswith("OK"), out[kind]
