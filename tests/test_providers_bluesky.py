@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+import io
+import os
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes import start_fake
 from fakes.site import PNG
+from PIL import Image
 from test_providers_http import build, job
 
 from syndicate.providers import bluesky as bluesky_module
-from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.base import AuthExpired, Job, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.bluesky import record_key
 
 TEXT = "Coping with grief: five small steps for hard days harborwellness.example/blog/grief"
 PAYLOAD = {
@@ -53,7 +59,7 @@ def test_post_creates_a_session_and_a_record(make_settings, monkeypatch, bsky):
     session, create = bsky.calls("POST")
     assert session["path"] == "/xrpc/com.atproto.server.createSession"
     assert session["json"] == {"identifier": bsky.IDENTIFIER, "password": bsky.APP_PASSWORD}
-    assert create["path"] == "/xrpc/com.atproto.repo.createRecord"
+    assert create["path"] == "/xrpc/com.atproto.repo.putRecord"
     assert create["headers"]["authorization"].startswith("Bearer eyJ.fake-access.")
     body = create["json"]
     assert body["repo"] == bsky.DID and body["collection"] == "app.bsky.feed.post"
@@ -68,7 +74,7 @@ def test_post_creates_a_session_and_a_record(make_settings, monkeypatch, bsky):
 
 def test_session_is_reused_across_instances(make_settings, monkeypatch, bsky):
     build(make_settings, monkeypatch, bsky, "bluesky").send(job(PAYLOAD))
-    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "second"}))
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "second", "facets": []}))
     assert bsky.sessions_created == 1
 
 
@@ -79,7 +85,7 @@ def test_expired_access_token_is_refreshed_and_the_call_repeated(make_settings, 
     result = provider.send(job(PAYLOAD))
     assert result.ref in bsky.records
     assert bsky.sessions_refreshed == 1 and bsky.sessions_created == 1
-    creates = bsky.calls("POST", "createRecord")
+    creates = bsky.calls("POST", "putRecord")
     assert [c["status"] for c in creates] == [400, 200]
     refresh = bsky.calls("POST", "refreshSession")[0]
     assert refresh["headers"]["authorization"].startswith("Bearer eyJ.fake-refresh.")
@@ -115,7 +121,7 @@ def test_thumbnail_from_the_site_is_uploaded(make_settings, monkeypatch, bsky, s
     assert "_thumbnail_url" not in record
 
 
-@pytest.mark.parametrize("image", ["huge.png", "page.html", "moved.png", "missing.png"])
+@pytest.mark.parametrize("image", ["page.html", "moved.png", "missing.png"])
 def test_no_thumbnail_when_the_image_is_unsuitable(make_settings, monkeypatch, bsky, site, image):
     site_base, _ = site
     payload = {**copy.deepcopy(PAYLOAD), "_thumbnail_url": f"{site_base}/images/{image}"}
@@ -144,7 +150,7 @@ def test_failed_upload_still_posts(make_settings, monkeypatch, bsky, site):
 def test_error_mapping_on_create_record(make_settings, monkeypatch, bsky, kind, error):
     provider = build(make_settings, monkeypatch, bsky, "bluesky")
     provider.timeout = (1, 0.5)
-    bsky.fail_next(kind, path="createRecord", count=2, retry_after=300, delay=2)
+    bsky.fail_next(kind, path="putRecord", count=2, retry_after=300, delay=2)
     with pytest.raises(error) as err:
         provider.send(job(PAYLOAD))
     if error is RateLimited:
@@ -162,3 +168,63 @@ def test_check(make_settings, monkeypatch, bsky):
     assert provider.check() == f"Bluesky @{bsky.IDENTIFIER} ({bsky.DID}) on {bsky.base_url}"
     with pytest.raises(Permanent, match="option identifier is not set"):
         build(make_settings, monkeypatch, bsky, "bluesky", drop=("identifier",)).check()
+
+
+def test_record_key_is_a_tid_derived_from_the_delivery():
+    """B2: the same delivery always gets the same TID; another delivery another one."""
+    first = datetime(2026, 12, 4, 9, 30, 0, 123456, tzinfo=UTC)
+    key = record_key(first, "delivery-42")
+    assert re.fullmatch(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}", key)
+    assert record_key(first, "delivery-42") == key != record_key(first, "delivery-43")
+    assert record_key(first + timedelta(seconds=1), "delivery-42") > key  # TIDs sort by time
+
+
+def test_a_retry_writes_the_same_record(make_settings, monkeypatch, bsky):
+    provider = build(make_settings, monkeypatch, bsky, "bluesky")
+    first = datetime.now(UTC) - timedelta(minutes=3)
+    attempt = Job(delivery_id=7, key="delivery-7", channel="ch", kind="bluesky", payload=PAYLOAD,
+                  first_attempt_at=first)
+    one, two = provider.send(attempt), provider.send(replace(attempt, attempt=2))
+    assert one.ref == two.ref and len(bsky.records) == 1 and len(bsky.writes) == 2
+    record = bsky.records[one.ref]
+    assert record["createdAt"] == first.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_the_strict_fake_refuses_what_a_pds_refuses(make_settings, monkeypatch, bsky):
+    provider = build(make_settings, monkeypatch, bsky, "bluesky")
+    for bad, why in [({"langs": ["en_US"]}, "langs/0 must be a valid language"),
+                     ({"text": "👨‍👩‍👧‍👦" * 150, "facets": []}, "text must not be longer than 3000"),
+                     ({"text": "x" * 301, "facets": []}, "text must not be longer than 300 graphemes")]:
+        with pytest.raises(Permanent, match=why):
+            provider.send(job({**PAYLOAD, **bad}))
+    assert bsky.records == {}
+
+
+def test_a_new_process_resumes_the_session_kept_in_the_ledger(make_settings, monkeypatch, bsky):
+    """B5: createSession is limited to 30 per 5 minutes; a recycled worker must not sign in again."""
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job(PAYLOAD))
+    bluesky_module.clear_sessions()  # what a new worker process starts with
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "second", "facets": []}))
+    assert bsky.sessions_created == 1 and len(bsky.records) == 2
+    bluesky_module.clear_sessions()
+    bsky.expire_access()  # the kept access JWT has expired meanwhile: refreshed once, not a new sign-in
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "third", "facets": []}))
+    assert bsky.sessions_created == 1 and bsky.sessions_refreshed == 1 and len(bsky.records) == 3
+    bluesky_module.clear_sessions()
+    build(make_settings, monkeypatch, bsky, "bluesky").send(job({**PAYLOAD, "text": "fourth", "facets": []}))
+    assert bsky.sessions_created == 1 and bsky.sessions_refreshed == 1  # the refreshed pair was kept
+
+
+def test_a_large_image_is_shrunk_to_the_thumbnail_limit(make_settings, monkeypatch, bsky, site):
+    """B4: thumb has maxSize 1000000; a bigger featured image is re-encoded, not dropped."""
+    site_base, site_fake = site
+    noise = Image.frombytes("RGB", (1200, 1200), os.urandom(1200 * 1200 * 3))
+    raw = io.BytesIO()
+    noise.save(raw, "PNG")
+    assert raw.tell() > 1_000_000
+    site_fake.add("/images/big.png", raw.getvalue(), "image/png")
+    payload = {**copy.deepcopy(PAYLOAD), "_thumbnail_url": f"{site_base}/images/big.png"}
+    result = build(make_settings, monkeypatch, bsky, "bluesky", site_url=site_base).send(job(payload))
+    (upload,) = bsky.calls("POST", "uploadBlob")
+    assert upload["headers"]["content-type"] == "image/jpeg" and upload["body_size"] <= 1_000_000
+    assert bsky.records[result.ref]["embed"]["external"]["thumb"]["mimeType"] == "image/jpeg"

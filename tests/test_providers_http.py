@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from fakes import start_fake
+from fakes.specs import SpecsMissing, openapi_validator
 
 from syndicate import providers
 from syndicate.providers.base import (
@@ -54,45 +54,13 @@ def job(payload: dict, *, key: str = "delivery-42-3f9a", kind: str = "x", post_u
                post_url=post_url or "https://harborwellness.example/blog/coping-with-grief/")
 
 
-def shared_dir() -> Path | None:
-    for candidate in (os.environ.get("SYNDICATE_SHARED"), REPO.parent / "shared"):
-        if candidate and (Path(candidate) / "specs").is_dir():
-            return Path(candidate)
-    return None
-
-
-def _openapi_to_jsonschema(node):
-    """OpenAPI 3.0 ``nullable: true`` as JSON Schema (draft 4 knows no ``nullable``)."""
-    if isinstance(node, dict):
-        node = {k: _openapi_to_jsonschema(v) for k, v in node.items()}
-        if node.pop("nullable", False) and isinstance(node.get("type"), str):
-            node["type"] = [node["type"], "null"]
-        return node
-    if isinstance(node, list):
-        return [_openapi_to_jsonschema(v) for v in node]
-    return node
-
-
 def spec_validator(filename: str, schema_name: str):
     """A jsonschema validator for components/schemas/SCHEMA_NAME of ../shared/specs/FILENAME,
-    with every $ref resolved inside the spec. Skips when the shared folder is absent."""
-    jsonschema = pytest.importorskip("jsonschema")
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
-
-    shared = shared_dir()
-    if shared is None or not (shared / "specs" / filename).is_file():
-        pytest.skip(f"specs/{filename} not found: set SYNDICATE_SHARED or put shared/ next to the repo")
-    path = shared / "specs" / filename
-    if filename.endswith((".yaml", ".yml")):
-        yaml = pytest.importorskip("yaml")
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    else:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    spec = _openapi_to_jsonschema(spec)
-    uri = f"urn:syndicate-spec:{filename}"
-    registry = Registry().with_resource(uri, Resource.from_contents(spec, default_specification=DRAFT4))
-    return jsonschema.Draft4Validator({"$ref": f"{uri}#/components/schemas/{schema_name}"}, registry=registry)
+    with every $ref resolved inside the spec. Fails (never skips) when the specs are missing."""
+    try:
+        return openapi_validator(filename, schema_name)
+    except SpecsMissing as exc:
+        pytest.fail(str(exc))
 
 
 # -- a minimal adapter on the base, to test the base alone ----------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import date, timedelta
 
 import pytest
 from fakes import start_fake
@@ -10,6 +11,7 @@ from fakes.site import PNG
 from test_providers_http import build, job
 
 from syndicate.providers.base import AuthExpired, OutcomeUnknown, Permanent, RateLimited, Retryable
+from syndicate.providers.versions import LINKEDIN_DEFAULT, linkedin_sunset
 
 AUTHOR = "urn:li:organization:5515715"
 PAYLOAD = {
@@ -41,7 +43,7 @@ def test_post_with_versioned_headers(make_settings, monkeypatch, li):
     (call,) = li.calls("POST", "^/rest/posts$")
     headers = call["headers"]
     assert headers["authorization"] == f"Bearer {li.TOKEN}"
-    assert headers["linkedin-version"] == "202411" and headers["x-restli-protocol-version"] == "2.0.0"
+    assert headers["linkedin-version"] == LINKEDIN_DEFAULT and headers["x-restli-protocol-version"] == "2.0.0"
     assert call["json"] == PAYLOAD
     assert result.ref == next(iter(li.posts)) and result.ref.startswith("urn:li:share:")
     assert result.url == f"https://www.linkedin.com/feed/update/{result.ref}/"
@@ -102,11 +104,32 @@ def test_duplicate_is_permanent(make_settings, monkeypatch, li):
 
 
 def test_retired_version_says_which_option(make_settings, monkeypatch, li):
-    li.retired_versions.add("202411")
-    with pytest.raises(Permanent, match="linkedin_version"):
-        build(make_settings, monkeypatch, li, "linkedin").send(job(PAYLOAD))
-    result = build(make_settings, monkeypatch, li, "linkedin", linkedin_version="202510").send(job(PAYLOAD))
+    # 202411 was the old default: sunset on 2025-11-17, the fake (like LinkedIn) answers 426.
+    provider = build(make_settings, monkeypatch, li, "linkedin", linkedin_version="202411")
+    with pytest.raises(Permanent, match="linkedin_version") as err:
+        provider.send(job(PAYLOAD))
+    assert err.value.status == 426
+    with pytest.raises(Permanent, match="linkedin_version.*202411"):
+        provider.check()  # check() reads a versioned /rest endpoint: it fails as the post would
+    assert li.calls("GET")[-1]["path"] == "/rest/me"
+    result = build(make_settings, monkeypatch, li, "linkedin").send(job(PAYLOAD))
     assert result.ref in li.posts
+
+
+def test_default_version_is_live_for_months_to_come():
+    """Fails once the default LinkedIn-Version is older than 11 months: move it (docs/settings.md)."""
+    year, month = int(LINKEDIN_DEFAULT[:4]), int(LINKEDIN_DEFAULT[4:6])
+    today = date.today()
+    assert (today.year * 12 + today.month) - (year * 12 + month) <= 11, "move versions.LINKEDIN_DEFAULT on"
+    assert linkedin_sunset(LINKEDIN_DEFAULT) > today + timedelta(days=60)
+
+
+def test_check_warns_before_the_sunset(make_settings, monkeypatch, li):
+    soon = (date.today() + timedelta(days=40))
+    old = f"{soon.year - 1}{soon.month:02d}"  # still active, retired within 60 days
+    detail = build(make_settings, monkeypatch, li, "linkedin", linkedin_version=old).check()
+    assert f"WARNING: LinkedIn version {old} is retired on" in detail and "linkedin_version" in detail
+    assert "WARNING" not in build(make_settings, monkeypatch, li, "linkedin").check()
 
 
 @pytest.mark.parametrize("kind, error", [("401", AuthExpired), ("429", RateLimited), ("400", Permanent),
@@ -129,12 +152,29 @@ def test_revoked_token_is_auth_expired(make_settings, monkeypatch, li):
 
 def test_check(make_settings, monkeypatch, li):
     provider = build(make_settings, monkeypatch, li, "linkedin")
-    assert provider.check() == f"LinkedIn member Dana Harbor, LinkedIn-Version 202411; posting as {AUTHOR}"
-    li.fail_next("403", path="userinfo")
-    assert provider.check().startswith("LinkedIn member Dana Harbor")  # fell back to /rest/me
-    assert li.calls("GET")[-1]["path"] == "/rest/me"
-    li.fail_next("403", count=2)
+    sunset = linkedin_sunset(LINKEDIN_DEFAULT)
+    assert provider.check() == (f"LinkedIn member Dana Harbor, LinkedIn-Version {LINKEDIN_DEFAULT} "
+                                f"(sunset {sunset}); posting as {AUTHOR}")
+    (call,) = li.calls("GET")
+    assert call["path"] == "/rest/me" and call["headers"]["linkedin-version"] == LINKEDIN_DEFAULT
+    li.fail_next("403")
     assert "token accepted" in provider.check()
     li.expire_tokens()
     with pytest.raises(AuthExpired):
         provider.check()
+
+
+def test_thumbnail_is_used_only_once_linkedin_has_processed_it(make_settings, monkeypatch, li, site):
+    """L3: the Images API processes uploads asynchronously; a post citing an unprocessed image
+    can be dropped later, so the adapter waits for AVAILABLE and otherwise posts without it."""
+    site_base, _ = site
+    payload = {**copy.deepcopy(PAYLOAD), "_thumbnail_url": f"{site_base}/images/hero.png"}
+    li.processing_polls = 2
+    result = build(make_settings, monkeypatch, li, "linkedin", site_url=site_base).send(job(payload))
+    statuses = li.calls("GET", "^/rest/images/")
+    assert len(statuses) == 3 and li.posts[result.ref]["content"]["article"]["thumbnail"] in li.images
+    li.reset()
+    li.processing_fails = True
+    result = build(make_settings, monkeypatch, li, "linkedin", site_url=site_base).send(
+        job({**payload, "commentary": "Another post"}))
+    assert "thumbnail" not in li.posts[result.ref]["content"]["article"]

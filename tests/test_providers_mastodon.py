@@ -78,6 +78,11 @@ def test_validation_error_from_the_instance(make_settings, monkeypatch, masto):
 def test_check(make_settings, monkeypatch, masto):
     provider = build(make_settings, monkeypatch, masto, "mastodon")
     assert provider.check() == f"Mastodon @harbor on {masto.base_url} (Harbor Wellness Counseling)"
+    masto.max_characters = 1000  # M1: the instance's own limit is read and compared
+    assert provider.check().endswith("; the instance allows 1000 characters (option max_characters is 500)")
+    masto.max_characters = 400
+    assert "WARNING: the instance allows 400 characters but option max_characters is 500: set " \
+           "max_characters = 400" in provider.check()
     masto.expire_tokens()
     with pytest.raises(AuthExpired):
         provider.check()

@@ -61,10 +61,20 @@ def test_unknown_board_is_permanent_with_pinterests_message(make_settings, monke
 
 def test_check(make_settings, monkeypatch, pin):
     provider = build(make_settings, monkeypatch, pin, "pinterest")
-    assert provider.check() == f"Pinterest business harborwellness, board Wellness Blog ({BOARD})"
+    assert provider.check().startswith(f"Pinterest business harborwellness, board Wellness Blog ({BOARD}); "
+                                       f"if pins fail with code 29, this app has Trial access")
     with pytest.raises(Permanent, match="Board not found"):
         build(make_settings, monkeypatch, pin, "pinterest", board_id="42").check()
     bad = build(make_settings, monkeypatch, pin, "pinterest")
     monkeypatch.setenv("SYN_FAKE_PIN_TOKEN", "expired")
     with pytest.raises(AuthExpired, match="Authentication failed"):
         bad.check()
+
+
+def test_trial_access_code_29_says_to_use_the_sandbox(make_settings, monkeypatch, pin):
+    pin.trial_access = True
+    with pytest.raises(AuthExpired, match='code 29|Trial access') as err:
+        build(make_settings, monkeypatch, pin, "pinterest").send(job(PAYLOAD))
+    assert 'api_base = "https://api-sandbox.pinterest.com"' in str(err.value)
+    assert "Standard access" in str(err.value)
+

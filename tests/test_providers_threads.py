@@ -77,7 +77,7 @@ def test_lost_answer_publishing_is_outcome_unknown(make_settings, monkeypatch, t
 
 
 @pytest.mark.parametrize("kind, error", [("401", AuthExpired), ("429", RateLimited), ("400", Permanent),
-                                         ("500", Retryable)])
+                                         ("500", OutcomeUnknown), ("503", OutcomeUnknown)])
 def test_error_mapping(make_settings, monkeypatch, th, kind, error):
     th.fail_next(kind, path="threads_publish", retry_after=120)
     with pytest.raises(error):

@@ -196,3 +196,12 @@ def test_workers_racing_on_an_expired_token_refresh_it_once(make_settings, monke
     assert errors == []
     assert len(x_fake.calls("POST", r"^/2/oauth2/token$")) == 1
     assert len(x_fake.posts) == 4
+
+
+def test_monthly_usage_cap_is_not_a_15_minute_window(make_settings, monkeypatch, x_fake):
+    """X1: X's 429 UsageCapExceeded (remaining 39999) must not be retried every window."""
+    x_fake.usage_capped = True
+    with pytest.raises(AuthExpired, match="monthly usage cap") as err:
+        build(make_settings, monkeypatch, x_fake, "x").send(job({"text": "Coping with grief"}))
+    assert not isinstance(err.value, RateLimited) and err.value.status == 429
+    assert x_fake.posts == {}

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import pytest
+from fakes.specs import openapi_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_providers_http import spec_validator
 from test_render_support import (
     FIXED_NOW,
     SOCIAL,
     assert_snapshot,
     demo_post,
     demo_settings,
-    openapi_request_schema,
     sensitive_post,
 )
 
 from syndicate.render import NotApplicable, RenderError, render_social
-from syndicate.render.social import camel_case, display_link
-from syndicate.render.textlength import char_length, grapheme_length, mastodon_length, x_length
+from syndicate.render.social import bcp47, camel_case, display_link
+from syndicate.render.textlength import (
+    bluesky_length,
+    char_length,
+    grapheme_length,
+    mastodon_length,
+    threads_length,
+    x_length,
+)
 
 POST_URL = "https://wellness.example/2024/03/before-your-first-session/"
 SETTINGS = demo_settings()
@@ -67,10 +75,15 @@ def test_linkedin_body_and_little_text_escaping():
     assert body["_thumbnail_url"] == "https://wellness.example/wp-content/uploads/2024/03/calm-lake.jpg"
 
 
-def test_linkedin_default_author():
+@pytest.mark.parametrize("author", [None, "", "urn:li:organization:0 ", "organization:123", "urn:li:share:1"])
+def test_linkedin_needs_a_real_author(author):
     channels = SETTINGS.model_dump()["channels"]
-    channels["linkedin"]["options"] = {}
-    assert render("linkedin", settings=demo_settings(channels=channels))["author"] == "urn:li:organization:0"
+    channels["linkedin"]["options"] = {} if author is None else {"author_urn": author}
+    if author == "urn:li:organization:0 ":  # well-formed (spaces trimmed): LinkedIn decides
+        assert render("linkedin", settings=demo_settings(channels=channels))["author"] == "urn:li:organization:0"
+        return
+    with pytest.raises(RenderError, match="options.author_urn"):
+        render("linkedin", settings=demo_settings(channels=channels))
 
 
 def test_pinterest_body():
@@ -189,8 +202,8 @@ pieces = st.one_of(
 )
 titles = st.lists(pieces, min_size=1, max_size=40).map(" ".join)
 categories = st.lists(st.text(min_size=1, max_size=30), max_size=25)
-LIMITS = {"x": (x_length, 280), "mastodon": (mastodon_length, 500), "bluesky": (grapheme_length, 300),
-          "threads": (grapheme_length, 500), "linkedin": (char_length, 3000), "facebook": (char_length, 63206),
+LIMITS = {"x": (x_length, 280), "mastodon": (mastodon_length, 500), "bluesky": (bluesky_length, 300),
+          "threads": (threads_length, 500), "linkedin": (char_length, 3000), "facebook": (char_length, 63206),
           "pinterest": (char_length, 500)}
 TEXT_KEY = {"x": "text", "mastodon": "status", "bluesky": "text", "threads": "text", "linkedin": "commentary",
             "facebook": "message", "pinterest": "description"}
@@ -235,12 +248,11 @@ def _assert_link_intact(kind, body, link):
 
 # -- the official API descriptions ---------------------------------------------------------
 
+_REQUEST_SCHEMAS = {"/2/tweets": "CreatePostsRequest", "/pins": "PinCreate"}
+
+
 def _validator(spec_file, path):
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = openapi_request_schema(spec_file, path)
-    if schema is None:
-        pytest.skip("shared/specs not found (set SYNDICATE_SHARED to the shared folder)")
-    return jsonschema.Draft7Validator(schema)
+    return spec_validator(spec_file, _REQUEST_SCHEMAS[path])  # fails, never skips, without the specs
 
 
 @pytest.mark.parametrize("post", [demo_post(), sensitive_post(), demo_post(title="中文 " * 200)],
@@ -257,8 +269,7 @@ def test_pinterest_body_matches_pin_create(post):
     validator = _validator("pinterest-v5-openapi.yaml", "/pins")
     body = render("pinterest", post)
     assert not [e.message for e in validator.iter_errors(body)]
-    properties = openapi_request_schema("pinterest-v5-openapi.yaml", "/pins")["components"]["schemas"][
-        "PinCreate"]["properties"]
+    properties = openapi_schema("pinterest-v5-openapi.yaml", "PinCreate")["properties"]
     assert set(body) <= set(properties)  # PinCreate allows extra keys; we send none
     assert len(body["description"]) <= 500  # Pinterest shows 500, though the schema allows 800
 
@@ -276,3 +287,35 @@ def test_lead_falls_back_to_the_first_paragraph_and_drops_wordpress_noise():
     assert "#Uncategorized" not in body["text"]
     body = render("x", demo_post(summary="Small steps help [&hellip;]"))
     assert "Small steps help…" in body["text"]
+
+
+@pytest.mark.parametrize("language, langs", [("en", ["en"]), ("en_US", ["en-US"]), ("pt-BR", ["pt-BR"]),
+                                             ("zh-Hant", ["zh-Hant"]), ("english!", None), ("", None)])
+def test_bluesky_langs_are_bcp47(language, langs):
+    """B1: app.bsky.feed.post langs have format "language" (BCP-47); "en_US" is not one."""
+    body = render("bluesky", settings=demo_settings(site={**SETTINGS.model_dump()["site"], "language": language}))
+    assert body.get("langs") == langs
+    assert bcp47(language) == (langs[0] if langs else None)
+
+
+def test_bluesky_text_keeps_within_3000_bytes():
+    """B3: 300 family emoji are 300 graphemes but 7,500 bytes; the record allows 3000 bytes."""
+    family = "👨‍👩‍👧‍👦"
+    body = render("bluesky", demo_post(title=family * 300, summary=family * 300))
+    assert len(body["text"].encode()) <= 3000 and grapheme_length(body["text"]) <= 300
+
+
+def test_threads_counts_emoji_by_their_bytes():
+    """T1: Meta counts an emoji as its UTF-8 bytes; 500 graphemes of leaves would be refused."""
+    body = render("threads", demo_post(title="🌿" * 400, summary="calm " * 100))
+    assert threads_length(body["text"]) <= 500 and len(body["text"]) < 200
+
+
+def test_pinterest_link_within_2048():
+    """P2: PinCreate.link has maxLength 2048: without UTM tags if that fits, else no link."""
+    channels = SETTINGS.model_dump()["channels"]
+    channels["pinterest"]["utm"] = {"source": "pinterest", "campaign": "c" * 2000}
+    body = render("pinterest", settings=demo_settings(channels=channels))
+    assert body["link"] == POST_URL
+    long_url = "https://wellness.example/" + "a" * 2100
+    assert render("pinterest", demo_post(url=long_url))["link"] is None

@@ -10,7 +10,6 @@ import difflib
 import json
 import os
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 
 from syndicate.model import PostData
@@ -113,43 +112,3 @@ def assert_snapshot(name: str, actual: str | dict) -> None:
                                             "snapshot", "rendered", n=2))
         raise AssertionError(f"{name} differs from its snapshot "
                              f"(SYNDICATE_UPDATE_SNAPSHOTS=1 to accept):\n{diff[:6000]}")
-
-
-def shared_dir() -> Path | None:
-    """The shared/ folder (specs): $SYNDICATE_SHARED, else the repository's sibling."""
-    candidates = [os.environ.get("SYNDICATE_SHARED"), Path(__file__).resolve().parents[2] / "shared"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "specs").is_dir():
-            return Path(candidate)
-    return None
-
-
-@cache
-def openapi_request_schema(spec_file: str, path: str, method: str = "post") -> dict | None:
-    """The JSON Schema of an operation's JSON request body, with the spec's components
-    alongside so that its internal $refs resolve; OpenAPI 3.0 ``nullable`` is translated."""
-    shared = shared_dir()
-    if shared is None:
-        return None
-    spec_path = shared / "specs" / spec_file
-    if spec_file.endswith(".json"):
-        spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    else:
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        spec = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=loader)
-    body = spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
-    return {**_nullable(body), "components": _nullable(spec["components"])}
-
-
-def _nullable(node):
-    # OpenAPI 3.0 says "nullable: true"; JSON Schema says type [..., "null"].
-    if isinstance(node, list):
-        return [_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _nullable(value) for key, value in node.items()}
-    if out.pop("nullable", False) and isinstance(out.get("type"), str):
-        out["type"] = [out["type"], "null"]
-    return out

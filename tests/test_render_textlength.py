@@ -8,12 +8,14 @@ from hypothesis import strategies as st
 
 from syndicate.render.textlength import (
     ELLIPSIS,
+    bluesky_length,
     char_length,
     find_hashtags,
     find_links,
     grapheme_length,
     mastodon_length,
     rule_for,
+    threads_length,
     truncate_to,
     x_length,
 )
@@ -116,3 +118,23 @@ def test_truncate_always_fits_and_keeps_links_whole(text, limit, measure):
         # Every link in the result is a whole link of the original.
         originals = {text[s:e] for s, e in find_links(text)}
         assert {cut[s:e] for s, e in find_links(cut.removesuffix(ELLIPSIS))} <= originals
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("hello", 5),
+    ("🌿", 4),  # U+1F33F: four UTF-8 bytes
+    ("👨‍👩‍👧‍👦", 25),  # one grapheme, 25 bytes (four people and three ZWJ)
+    ("🇺🇸", 8),  # a flag: two regional indicators
+    ("ünï 中文", 6),  # letters and CJK are one each, whatever their bytes
+    ("❤️ ok", 9),  # U+2764 U+FE0F: six bytes, then " ok"
+])
+def test_threads_length_counts_emoji_by_utf8_bytes(text, expected):
+    assert threads_length(text) == expected
+
+
+def test_bluesky_length_is_the_stricter_of_graphemes_and_bytes():
+    assert bluesky_length("a" * 300) == 300
+    assert bluesky_length("中" * 300) == 300  # 900 bytes: graphemes decide
+    family = "👨‍👩‍👧‍👦" * 150  # 150 graphemes, 3750 bytes
+    assert bluesky_length(family) == 375 > 300
+    assert rule_for("bluesky").measure is bluesky_length and rule_for("threads").measure is threads_length

@@ -75,11 +75,31 @@ def cmd_check(args) -> int:
                 detail = provider.check()
             finally:
                 provider.close()
-            out.print(f"[green]OK[/]   {name} ({channel.kind} via {channel.provider}): {detail}")
+            status = "[yellow]WARN[/]" if "WARNING:" in detail else "[green]OK[/]  "
+            out.print(f"{status} {name} ({channel.kind} via {channel.provider}): {detail}")
         except (ProviderError, SettingsError, providers.UnknownProvider) as exc:
             failures += 1
-            out.print(f"[red]FAIL[/] {name} ({channel.kind} via {channel.provider}): {exc}", markup=True)
+            out.print(f"[red]FAIL[/] {name} ({channel.kind} via {channel.provider}): {exc}{_check_hint(exc)}",
+                      markup=True)
     return 1 if failures else 0
+
+
+# What to do about each kind of failure, when the provider's message does not say it already.
+_CHECK_HINTS = {
+    "auth": "fix the credentials: the environment variables the channel's *_env options name, or the "
+            "account's access (docs/settings.md)",
+    "rate_limited": "the account is throttled now; try again later",
+    "retryable": "the service did not answer properly; try again, or check api_base",
+    "unknown": "the service did not answer in time; check api_base and the network",
+}
+
+
+def _check_hint(exc) -> str:
+    hint = _CHECK_HINTS.get(getattr(exc, "error_class", ""))
+    text = str(exc)
+    if not hint or "set " in text or "option" in text:  # the message already says what to change
+        return ""
+    return f" ({hint})"
 
 
 def cmd_approve(args) -> int:

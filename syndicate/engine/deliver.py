@@ -7,6 +7,7 @@ turns into ``unknown`` rather than resending.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,7 +68,7 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
     try:
         provider = _provider(settings, job, provider_cache)
-        result = provider.send(job)
+        result = _settled_by_lookup(provider, job) or provider.send(job)
     except ProviderError as exc:
         outcome = _failed(factory, settings, job, token, exc, actor)  # the ledger first, always
         if isinstance(exc, RateLimited) and exc.reset_at is not None:
@@ -86,6 +87,40 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
     if not ok:
         _late_success(factory, delivery_id, result, actor)
     return Outcome(delivery_id, "sent", result.ref or "")
+
+
+def _settled_by_lookup(provider: providers.Provider, job: Job):
+    """Before a resend (an earlier attempt may have posted), ask a provider that can look it up:
+    what it finds is the delivery's result, and nothing is sent again."""
+    if job.attempt <= 1 or not provider.looks_up:
+        return None
+    found = provider.lookup(job)
+    if found is not None:
+        log.info("delivery %s: an earlier attempt had posted it (%s); not sent again", job.delivery_id, found.ref)
+    return found
+
+
+NOTE_ACTION = "provider-note"
+
+
+def _notes(s: Session, delivery_id: int) -> dict[str, str]:
+    """What earlier attempts noted (``Job.remember``), oldest first, so the newest value wins."""
+    notes: dict[str, str] = {}
+    for detail in s.scalars(select(Event.detail).where(Event.delivery_id == delivery_id,
+                                                        Event.action == NOTE_ACTION).order_by(Event.id)):
+        try:
+            notes.update(json.loads(detail or "{}"))
+        except ValueError:
+            continue
+    return notes
+
+
+def _note_saver(factory, delivery_id: int, actor: str):
+    """``Job.note``: commits one note to the audit trail at once (it must outlive a crash)."""
+    def save(name: str, value: str) -> None:
+        with transaction(factory) as s:
+            record(s, delivery_id, actor, NOTE_ACTION, json.dumps({name: value}))
+    return save
 
 
 def _late_success(factory, delivery_id: int, result, actor: str) -> None:
@@ -141,11 +176,17 @@ def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl
         row = s.get(Delivery, delivery_id)
         if row is None or row.state != "claimed" or row.claim_token != token:
             return None
+        # Counted from the audit trail, not ``attempts`` (a person's retry may reset that): any
+        # earlier start means an earlier call may have reached the provider.
+        first_try, starts = s.execute(select(func.min(Event.at), func.count(Event.id)).where(
+            Event.delivery_id == delivery_id, Event.to_state == "sending")).one()
         if not transition(s, delivery_id, from_states=("claimed",), token=token, to_state="sending", actor=actor,
                           now=now, attempts=row.attempts + 1, lease_until=now + ttl):
             return None
         return Job(delivery_id=row.id, key=row.key, channel=row.channel, kind=row.kind,
-                   payload=row.payload, post_url=row.post_url, token=token)
+                   payload=row.payload, post_url=row.post_url, token=token, attempt=starts + 1,
+                   first_attempt_at=min(first_try, now) if first_try else now, notes=_notes(s, delivery_id),
+                   note=_note_saver(factory, delivery_id, actor))
 
 
 def _provider(settings: Settings, job: Job, cache: dict | None) -> providers.Provider:
@@ -198,8 +239,9 @@ def _after_error(exc: ProviderError, attempts: int, now: datetime, settings: Set
         # never resent by the engine, a person settles each one (`resolve --recipient`).
         return "unknown", {}
     if isinstance(exc, OutcomeUnknown):
-        # Resend only where the provider will drop a repeat of the same key, and only while it
-        # still remembers the key (Mastodon forgets after an hour); else a person decides.
+        # Resend only where the provider will drop a repeat of the same key, or can be asked
+        # first whether the post exists (Provider.lookup), and only while it still remembers
+        # (Mastodon forgets keys after an hour); else a person decides.
         window = providers.dedup_window(settings, job.channel)
         due = retry_due(now, attempts, settings.run)
         if window is None or exhausted or due - first_try > window:

@@ -94,7 +94,7 @@ def reap_expired(factory: sessionmaker[Session], now: datetime, actor: str = "re
             elif _safe_to_resend(s, settings, delivery_id, channel, now):
                 ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="planned",
                                 actor=actor, now=now, claim_token=None, lease_until=None, due_at=now,
-                                detail="send lease expired; the provider deduplicates, so it resumes")
+                                detail="send lease expired; the provider deduplicates (or is asked first), so it resumes")
                 result.reclaimed += ok
             else:
                 ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="unknown",

@@ -46,8 +46,9 @@ def get(name: str) -> type[Provider]:
 
 
 def dedup_window(settings, channel_name: str):
-    """How long CHANNEL's provider remembers an idempotency key (a timedelta; ``timedelta.max``
-    for good), or None where it does not deduplicate: then an interrupted send is never redone."""
+    """How long CHANNEL's provider remembers an idempotency key, or can look up what an earlier
+    attempt created (a timedelta; ``timedelta.max`` for good), or None where it can do neither:
+    then an interrupted send is never redone."""
     from datetime import timedelta
 
     channel = settings.channels.get(channel_name)
@@ -55,6 +56,6 @@ def dedup_window(settings, channel_name: str):
         cls = get(channel.provider) if channel else None
     except UnknownProvider:
         return None
-    if cls is None or not cls.deduplicates:
+    if cls is None or not (cls.deduplicates or cls.looks_up):
         return None
     return cls.dedup_window or timedelta.max

@@ -7,6 +7,7 @@ SendResult or one of the ProviderError classes below. The engine decides what ea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -41,6 +42,17 @@ class Job:
     # The claim token this send holds (fencing): a provider that keeps the lease alive during a
     # long batch extends it only while the delivery still carries this token.
     token: str | None = None
+    attempt: int = 1  # 1 for the first try; more means an earlier attempt may have created the post
+    first_attempt_at: datetime | None = None  # when the first attempt started (stable across retries)
+    # What earlier attempts noted for later ones (Threads: the media container they created).
+    notes: dict[str, str] = field(default_factory=dict)
+    # Saves a note in the ledger *now*, before the outside call that depends on it.
+    note: Callable[[str, str], None] | None = field(default=None, compare=False, repr=False)
+
+    def remember(self, name: str, value: str) -> None:
+        self.notes[name] = value
+        if self.note is not None:
+            self.note(name, value)
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,10 @@ class Provider:
     # How long the provider remembers an idempotency key (None: for good). A delivery whose
     # outcome is unknown is retried only within this window of its first attempt.
     dedup_window: ClassVar[timedelta | None] = None
+    # True where ``lookup`` can tell whether an earlier attempt created the post (Facebook: the
+    # page's recent posts; Threads: the saved container's status). The engine then retries an
+    # unknown outcome, asking ``lookup`` first (within ``dedup_window``), instead of a person.
+    looks_up: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, channel_name: str, channel: Channel):
         self.settings = settings
@@ -83,6 +99,11 @@ class Provider:
         self.channel = channel
 
     def send(self, job: Job) -> SendResult:
+        raise NotImplementedError
+
+    def lookup(self, job: Job) -> SendResult | None:
+        """What an earlier attempt of JOB created, or None when it surely created nothing (then
+        the engine sends). Raise a ProviderError when the answer cannot be had now."""
         raise NotImplementedError
 
     def check(self) -> str:

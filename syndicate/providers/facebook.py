@@ -5,15 +5,24 @@ Open Graph tags). Sent form-encoded, as the Graph API documents.
 
 Options: ``page_id`` (required), ``page_token_env`` (the variable holding a long-lived *Page*
 access token with ``pages_manage_posts`` and ``pages_read_engagement``), ``version`` (Graph API
-version, default v21.0), ``api_base`` (default https://graph.facebook.com), ``timeout``.
+version, default in ``versions.py`` with its sunset date; ``check()`` warns 60 days ahead), ``api_base`` (default https://graph.facebook.com), ``timeout``.
 
 The Graph API error shape ``{"error": {"message", "type", "code", "error_subcode",
 "is_transient"}}`` is classified here once, for Facebook and for Threads (which speaks it too):
 code 190/102 (token expired or invalid) and 10/200-299 (permission missing) -> AuthExpired;
 4/17/32/613 and 80000-80014 (application, user, page and business-use-case limits) ->
 RateLimited, reset from ``X-Business-Use-Case-Usage``' ``estimated_time_to_regain_access``
-when given; 506 (duplicate status) -> Permanent "duplicate"; 368 (blocked as abusive) ->
-Permanent; ``is_transient`` or codes 1/2 -> Retryable.
+when given; 506 (duplicate status) -> Permanent "duplicate"; 368 "already posted" ->
+Duplicate, 368 subcode 1390008 ("We limit how often you can post") -> RateLimited (an hour),
+other 368 (blocked as abusive) -> Permanent; ``is_transient``, codes 1/2 and any 5xx -> Retryable
+on reads, but **OutcomeUnknown on a create** (``POST /feed``, ``threads_publish``): Facebook has
+created the post on exactly these answers (arsduo/koala#699: code 2 "An unexpected error has
+occurred" on HTTP 500, seven identical posts; facebookarchive/php-graph-sdk#1141: code 1, "the
+link gets posted"), and its duplicate refusal (506) did not fire then.
+
+Exactly once on Facebook: a Page post has no idempotency key, so an unknown outcome is settled by
+``lookup``: ``GET /{page}/posts?since=<first attempt - 5 min>&fields=id,message,created_time``,
+matched on our message. The engine asks it before any resend (``Provider.lookup``).
 """
 
 from __future__ import annotations
@@ -25,12 +34,17 @@ from urllib.parse import quote
 
 import requests
 
-from syndicate.providers.base import Job, SendResult
+from syndicate.providers.base import Job, OutcomeUnknown, ProviderError, RateLimited, Retryable, SendResult
 from syndicate.providers.http import ErrorInfo, HttpProvider, body_of, reset_from_headers
+from syndicate.providers.versions import GRAPH_DEFAULT, graph_sunset, sunset_note
 
 GRAPH_AUTH_CODES = frozenset({"190", "102", "10", *(str(c) for c in range(200, 300))})
 GRAPH_RATE_CODES = frozenset({"4", "17", "32", "613", *(str(c) for c in range(80000, 80015))})
 GRAPH_TRANSIENT_CODES = frozenset({"1", "2"})
+GRAPH_BLOCKED_CODE = "368"
+GRAPH_POSTING_TOO_FAST = "1390008"  # 368's subcode for "We limit how often you can post"
+# Meta's error guide: 368 "Temporarily blocked ... Wait and retry"; how long is not said.
+POSTING_TOO_FAST_WAIT = timedelta(hours=1)
 
 
 class GraphApiProvider(HttpProvider):
@@ -52,7 +66,23 @@ class GraphApiProvider(HttpProvider):
         return info
 
     def is_duplicate(self, resp: requests.Response, info: ErrorInfo) -> bool:
+        if info.code == GRAPH_BLOCKED_CODE and "already posted" in info.message.lower():
+            return True  # 368 "You've already posted this" (arsduo/koala#422)
         return info.code == "506" or super().is_duplicate(resp, info)
+
+    def error_for(self, resp: requests.Response, *, idempotent: bool = False, what: str = "") -> ProviderError:
+        info = self.parse_error(resp)
+        if info.code == GRAPH_BLOCKED_CODE and info.subcode == GRAPH_POSTING_TOO_FAST:
+            return RateLimited(self._message(info.message, resp.status_code),
+                               reset_at=datetime.now(UTC) + POSTING_TOO_FAST_WAIT, status=resp.status_code)
+        error = super().error_for(resp, idempotent=idempotent, what=what)
+        if (not idempotent and resp.status_code >= 500 and isinstance(error, Retryable)
+                and not isinstance(error, RateLimited)):
+            # Any 5xx on a create may come after the post was made (see the module doc).
+            doing = f" ({what})" if what else ""
+            return OutcomeUnknown(self._message(f"{info.message}{doing}; the post may have gone through",
+                                                resp.status_code), status=resp.status_code)
+        return error
 
     def rate_limit_reset(self, resp: requests.Response, info: ErrorInfo) -> datetime | None:
         minutes = []
@@ -76,13 +106,17 @@ class FacebookProvider(GraphApiProvider):
     service = "Facebook"
     default_api_base = "https://graph.facebook.com"
     deduplicates = False
-    rejects_duplicates = True  # identical text is refused: a lost answer's retry fails as Duplicate
+    # Facebook refuses an identical message (506), but not reliably on a retry after a lost
+    # answer (see the module doc): an unknown outcome is looked up instead.
+    rejects_duplicates = False
+    looks_up = True
+    dedup_window = timedelta(days=2)  # the lookup reads posts made since the first attempt
     token_option = "page_token_env"
     token_what = "Page access token"
 
     @property
     def version(self) -> str:
-        return str(self.options.get("version") or "v21.0")
+        return str(self.options.get("version") or GRAPH_DEFAULT)
 
     @property
     def page_id(self) -> str:
@@ -96,8 +130,27 @@ class FacebookProvider(GraphApiProvider):
         post_id = str(post_id) if post_id else None
         return SendResult(ref=post_id, url=f"https://www.facebook.com/{post_id}" if post_id else None)
 
+    def lookup(self, job: Job) -> SendResult | None:
+        """The page post an earlier attempt made: among the page's posts since the first
+        attempt, the one carrying our message (Facebook refuses a second identical one anyway)."""
+        message = (body_of(job.payload).get("message") or "").strip()
+        if not message:
+            return None
+        since = (job.first_attempt_at or datetime.now(UTC)) - timedelta(minutes=5)
+        resp = self.request("GET", f"/{self.version}/{quote(self.page_id, safe='')}/posts",
+                            params={"fields": "id,message,created_time", "since": str(int(since.timestamp())),
+                                    "limit": "100"}, what="looking for the post an earlier attempt made")
+        for post in self.json_of(resp).get("data") or []:
+            if isinstance(post, dict) and (post.get("message") or "").strip() == message and post.get("id"):
+                post_id = str(post["id"])
+                return SendResult(ref=post_id, url=f"https://www.facebook.com/{post_id}",
+                                  details={"found_by": "lookup"})
+        return None
+
     def check(self) -> str:
         resp = self.request("GET", f"/{self.version}/{quote(self.page_id, safe='')}",
                             params={"fields": "id,name"}, what="reading the page")
         page = self.json_of(resp)
-        return f"Facebook page {page.get('name', '?')} ({page.get('id', self.page_id)}), Graph {self.version}"
+        sunset = graph_sunset(self.version)
+        return (f"Facebook page {page.get('name', '?')} ({page.get('id', self.page_id)}), Graph {self.version} "
+                f"(available until {sunset or '?'}){sunset_note('Graph API', 'version', self.version, sunset)}")

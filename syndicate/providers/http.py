@@ -16,6 +16,8 @@ read timeout / connection reset after sending          OutcomeUnknown (the post 
                                                        (epoch seconds, delta seconds or ISO 8601)
 401, or a provider's token-expired/revoked code        AuthExpired
 duplicate content (per provider)                       Permanent, message contains "duplicate"
+a provider's "transient" flag (Graph's is_transient)   Retryable on reads and deduplicated calls;
+                                                       OutcomeUnknown on any other create
 any other 4xx                                          Permanent, with the provider's own message
 504 on a call that creates something                   OutcomeUnknown (the gateway gave up; the
                                                        backend may have finished the post)
@@ -342,8 +344,15 @@ class HttpProvider(Provider):
             if "duplicate" not in message.lower():
                 message = self._message(f"duplicate: {info.message}{doing}", status)
             return Duplicate(message, status=status)
-        if info.transient or status in (408, 425):
+        if status in (408, 425):  # the server gave up waiting for our request: nothing was made
             return Retryable(message, status=status)
+        if info.transient:
+            if idempotent or self.deduplicates:
+                return Retryable(message, status=status)
+            # "Transient" says a retry may work, not that nothing was made: Graph has created
+            # posts on exactly these answers (arsduo/koala#699, facebookarchive/php-graph-sdk#1141).
+            return OutcomeUnknown(self._message(f"{info.message}{doing}; a passing error on a create, the post "
+                                                f"may have gone through", status), status=status)
         if status in (502, 503) and not idempotent and not (self.deduplicates or self.rejects_duplicates):
             # A gateway error can come back after the backend made the post; where nothing
             # would catch a second copy, a retry is not safe.
@@ -404,6 +413,29 @@ class HttpProvider(Provider):
                 return bytes(data), ctype
         except requests.RequestException:
             return None
+
+
+def shrink_image(data: bytes, max_bytes: int) -> bytes | None:
+    """DATA re-encoded as a JPEG of at most MAX_BYTES (scaled down as needed), or None when it
+    is not an image Pillow can read. For networks that refuse a larger thumbnail (Bluesky's
+    ``thumb`` has ``maxSize: 1000000``) rather than going without one."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("RGB")
+            img.thumbnail((2000, 2000))
+            for _ in range(8):
+                out = io.BytesIO()
+                img.save(out, "JPEG", quality=80, optimize=True)
+                if out.tell() <= max_bytes:
+                    return out.getvalue()
+                img = img.resize((max(1, img.width * 3 // 4), max(1, img.height * 3 // 4)))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return None
 
 
 def _json_or_none(resp: requests.Response) -> Any:

@@ -4,8 +4,10 @@ Payload: the Posts API body (``author``, ``commentary``, ``visibility``, ``distr
 ``content.article{source,title,description}``, ``lifecycleState``, ``isReshareDisabledByAuthor``).
 If the payload carries the ``_thumbnail_url`` hint (see ``http.py``) and the image is on the
 site, it is uploaded first (``POST /rest/images?action=initializeUpload``, then ``PUT`` to the
-returned ``uploadUrl``) and its URN set as ``content.article.thumbnail``. A thumbnail that
-cannot be had never stops the post.
+returned ``uploadUrl``), and once LinkedIn has processed it (``GET /rest/images/{urn}`` says
+``AVAILABLE``; the Images API processes uploads asynchronously, and a post citing an image still
+``PROCESSING`` can be dropped later) its URN is set as ``content.article.thumbnail``. A thumbnail
+that cannot be had within ``image_wait`` seconds (default 5) never stops the post.
 
 The created post's URN comes back in the ``x-restli-id`` header; its public URL is
 https://www.linkedin.com/feed/update/<urn>/.
@@ -13,8 +15,9 @@ https://www.linkedin.com/feed/update/<urn>/.
 Options: ``author_urn`` (read by the renderer: urn:li:organization:<id> or urn:li:person:<id>),
 ``token_env`` (a 3-legged OAuth 2.0 access token with ``w_member_social`` for a member
 or ``w_organization_social`` for a page; LinkedIn tokens last 60 days), ``linkedin_version``
-(``LinkedIn-Version`` header, YYYYMM, default 202411; LinkedIn retires versions after about a
-year and then answers 426), ``api_base`` (default https://api.linkedin.com), ``timeout``,
+(``LinkedIn-Version`` header, YYYYMM, default in ``versions.py`` with its sunset date; LinkedIn
+retires versions after about a year and then answers 426 NONEXISTENT_VERSION; ``check()`` warns
+60 days ahead), ``api_base`` (default https://api.linkedin.com), ``timeout``,
 ``image_hosts``.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -29,6 +33,7 @@ import requests
 
 from syndicate.providers.base import Job, OutcomeUnknown, Permanent, RateLimited, Retryable, SendResult
 from syndicate.providers.http import THUMBNAIL_HINT, ErrorInfo, HttpProvider, body_of
+from syndicate.providers.versions import LINKEDIN_DEFAULT, linkedin_sunset, sunset_note
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ class LinkedInProvider(HttpProvider):
 
     @property
     def version(self) -> str:
-        return str(self.options.get("linkedin_version") or "202411")
+        return str(self.options.get("linkedin_version") or LINKEDIN_DEFAULT)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('token_env', 'access token')}",
@@ -103,12 +108,29 @@ class LinkedInProvider(HttpProvider):
             self.request("PUT", upload_url, data=data, headers={"Content-Type": content_type},
                          signed=self._trusted_upload_host(upload_url), idempotent=True,
                          what="uploading the thumbnail")
-            return str(urn)
+            return str(urn) if self._image_available(str(urn)) else None
         except RateLimited:
             raise
         except (Permanent, Retryable, OutcomeUnknown) as exc:
             log.warning("LinkedIn channel %s: thumbnail skipped: %s", self.channel_name, exc)
             return None
+
+    def _image_available(self, urn: str) -> bool:
+        """Poll the image's status (WAITING_UPLOAD, PROCESSING, AVAILABLE, PROCESSING_FAILED) with
+        a doubling interval, for at most ``image_wait`` seconds."""
+        deadline = time.monotonic() + float(self.options.get("image_wait", 5))
+        interval = 0.2
+        while True:
+            resp = self.request("GET", f"/rest/images/{quote(urn, safe='')}", what="reading the thumbnail status")
+            status = str(self.json_of(resp).get("status") or "")
+            if status == "AVAILABLE":
+                return True
+            if status == "PROCESSING_FAILED" or time.monotonic() + interval > deadline:
+                log.warning("LinkedIn channel %s: thumbnail %s is %s; posting without it", self.channel_name, urn,
+                            status or "of unknown status")
+                return False
+            time.sleep(interval)
+            interval = min(interval * 2, 2.0)
 
     def _trusted_upload_host(self, upload_url: str) -> bool:
         host = (urlsplit(upload_url).hostname or "").lower()
@@ -117,22 +139,20 @@ class LinkedInProvider(HttpProvider):
     # -- check --------------------------------------------------------------------------------
 
     def check(self) -> str:
-        try:
-            info = self.json_of(self.request("GET", "/v2/userinfo", what="reading the member"))
-            who = info.get("name") or info.get("sub") or "?"
-            return f"LinkedIn member {who}, LinkedIn-Version {self.version}{self._author_note()}"
-        except Permanent as exc:
-            if exc.status != 403:
-                raise
+        """A versioned read (``GET /rest/me``) with the same headers as the post: a retired
+        LinkedIn-Version fails here (426) as it would on ``POST /rest/posts``."""
         try:
             me = self.json_of(self.request("GET", "/rest/me", what="reading the member"))
             who = " ".join(str(me.get(k, "")) for k in ("localizedFirstName", "localizedLastName")).strip()
-            return f"LinkedIn member {who or me.get('id', '?')}, LinkedIn-Version {self.version}{self._author_note()}"
+            who = f"member {who or me.get('id', '?')}"
         except Permanent as exc:
-            if exc.status != 403:
+            if exc.status != 403:  # 426: the version is retired; the message names the option
                 raise
-        return (f"LinkedIn token accepted (it may not read profiles: no openid/profile scope), "
-                f"LinkedIn-Version {self.version}{self._author_note()}")
+            # Refused for scope (no r_liteprofile), not for version: the version was accepted.
+            who = "token accepted (it may not read profiles)"
+        sunset = linkedin_sunset(self.version)
+        return (f"LinkedIn {who}, LinkedIn-Version {self.version} (sunset {sunset or '?'})"
+                f"{self._author_note()}{sunset_note('LinkedIn', 'linkedin_version', self.version, sunset)}")
 
     def _author_note(self) -> str:
         author = self.options.get("author_urn")

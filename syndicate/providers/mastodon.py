@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from syndicate.providers.base import Job, SendResult
+from syndicate.providers.base import Job, ProviderError, SendResult
 from syndicate.providers.http import HttpProvider, body_of
+from syndicate.render.textlength import URL_WEIGHT
 
 
 class MastodonProvider(HttpProvider):
@@ -53,4 +54,22 @@ class MastodonProvider(HttpProvider):
         account = self.json_of(self.request("GET", "/api/v1/accounts/verify_credentials",
                                             what="verifying the credentials"))
         return (f"Mastodon @{account.get('acct', '?')} on {self.api_base} "
-                f"({account.get('display_name') or account.get('username', '?')})")
+                f"({account.get('display_name') or account.get('username', '?')}){self._limits_note()}")
+
+    def _limits_note(self) -> str:
+        """The instance's own text limits (``GET /api/v2/instance``) against what we render by."""
+        try:
+            info = self.json_of(self.request("GET", "/api/v2/instance", signed=False, what="reading the instance"))
+        except ProviderError:  # older instances (< 4.0) have no v2: nothing to compare
+            return ""
+        statuses = (info.get("configuration") or {}).get("statuses") or {}
+        limit, per_url = statuses.get("max_characters"), statuses.get("characters_reserved_per_url")
+        ours = int(self.options.get("max_characters", 500))
+        if isinstance(limit, int) and limit < ours:
+            return (f"; WARNING: the instance allows {limit} characters but option max_characters is {ours}: "
+                    f"set max_characters = {limit}")
+        if isinstance(per_url, int) and per_url > URL_WEIGHT:
+            return f"; WARNING: the instance counts a link as {per_url} characters, the renderer as {URL_WEIGHT}"
+        if isinstance(limit, int) and limit > ours:
+            return f"; the instance allows {limit} characters (option max_characters is {ours})"
+        return ""

@@ -9,14 +9,29 @@ Options: ``token_env`` (an OAuth 2.0 user access token with ``boards:read``, ``p
 ``pins:write``; 30 days, refreshable in the Pinterest developer console), ``board_id`` (read by
 the renderer; ``check()`` verifies the board), ``api_base`` (default https://api.pinterest.com),
 ``timeout``. Errors are ``{"code", "message"}``.
+
+Trial access: every new app starts on Trial, and Pinterest refuses Trial apps' pins in
+production with code 29 ("Apps with Trial access may not create Pins in production
+https://api.pinterest.com - use API Sandbox https://api-sandbox.pinterest.com instead.",
+gitroomhq/postiz-app#1084). Until the app has Standard access, set ``api_base =
+"https://api-sandbox.pinterest.com"`` with a *sandbox* token (developers.pinterest.com, My apps
+-> Generate access token -> Sandbox); sandbox pins are "visible only to creator"
+(docs/key-concepts/access-tiers). Code 29 is AuthExpired with that advice.
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
+import requests
+
 from syndicate.providers.base import Job, SendResult
-from syndicate.providers.http import HttpProvider, body_of
+from syndicate.providers.http import ErrorInfo, HttpProvider, body_of
+
+SANDBOX_API_BASE = "https://api-sandbox.pinterest.com"
+TRIAL_ACCESS_CODE = "29"  # "Apps with Trial access may not create Pins in production"
+TRIAL_ADVICE = (f"this app has Trial access: set channel option api_base = \"{SANDBOX_API_BASE}\" "
+                f"(with a sandbox token) until Pinterest grants Standard access")
 
 
 class PinterestProvider(HttpProvider):
@@ -27,6 +42,16 @@ class PinterestProvider(HttpProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('token_env', 'access token')}"}
+
+    def parse_error(self, resp: requests.Response) -> ErrorInfo:
+        info = super().parse_error(resp)
+        if info.code == TRIAL_ACCESS_CODE:
+            return ErrorInfo(f"{info.message} ({TRIAL_ADVICE})", info.code, info.subcode)
+        return info
+
+    def is_auth_error(self, resp: requests.Response, info: ErrorInfo) -> bool:
+        # Trial access is the account's standing, not this pin's fault: a person must act.
+        return info.code == TRIAL_ACCESS_CODE or super().is_auth_error(resp, info)
 
     def send(self, job: Job) -> SendResult:
         body = {k: v for k, v in body_of(job.payload).items() if v is not None}
@@ -43,4 +68,7 @@ class PinterestProvider(HttpProvider):
             board = self.json_of(self.request("GET", f"/v5/boards/{quote(str(board_id), safe='')}",
                                               what=f"reading board {board_id}"))
             text += f", board {board.get('name', '?')} ({board_id})"
-        return text
+        if self.api_base.rstrip("/") == SANDBOX_API_BASE:
+            return text + " on the API Sandbox (pins visible only to you; move to api.pinterest.com with Standard access)"
+        # Reads work on Trial access too; only creating a pin reveals it (code 29). Say so up front.
+        return text + f"; if pins fail with code 29, {TRIAL_ADVICE}"

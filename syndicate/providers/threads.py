@@ -10,6 +10,15 @@
    post's id. Only this step can leave the outcome unknown; a lost answer before it just
    leaves an unused container behind, so it is Retryable.
 
+Exactly once: the container id is saved in the ledger (``Job.remember``) before publishing, and
+a passing error or 5xx on publish is OutcomeUnknown (Meta has published on such answers, see
+``facebook.py``). The next attempt never creates a second container: ``lookup`` (asked by the
+engine first) reads the saved container's status, as Meta's troubleshooting guide says to ("If
+threads_publish does not return the published media ID, query GET /{threads-container-id}"):
+``PUBLISHED`` means it is out (its media id is read from ``GET /{user}/threads``, matched on the
+text); ``FINISHED`` means publish *that* container again; ``ERROR``/``EXPIRED`` (containers
+expire after 24 hours) means make a new one.
+
 The public URL is read afterwards (``GET /{id}?fields=permalink``), best-effort.
 
 Options: ``token_env`` (a long-lived Threads user access token with ``threads_basic`` and
@@ -22,11 +31,15 @@ Errors use the Graph API shape and codes (see ``facebook.py``). Text limit: 500 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from syndicate.providers.base import Job, OutcomeUnknown, Permanent, ProviderError, Retryable, SendResult
 from syndicate.providers.facebook import GraphApiProvider
 from syndicate.providers.http import body_of
+
+CONTAINER_NOTE = "threads_container"
+MAX_POLL_INTERVAL = 8.0
 
 
 class ThreadsProvider(GraphApiProvider):
@@ -34,6 +47,8 @@ class ThreadsProvider(GraphApiProvider):
     service = "Threads"
     default_api_base = "https://graph.threads.net"
     deduplicates = False
+    looks_up = True
+    dedup_window = timedelta(hours=23)  # an unpublished container expires after 24 hours
     default_rate = "250/24h"  # published posts per profile per 24 hours
     token_option = "token_env"
     token_what = "Threads access token"
@@ -50,18 +65,59 @@ class ThreadsProvider(GraphApiProvider):
         return "/" + "/".join([self.version, *parts])
 
     def send(self, job: Job) -> SendResult:
-        body = {k: v for k, v in body_of(job.payload).items() if v is not None}
-        body.setdefault("media_type", "TEXT")
-        if (body["media_type"] == "TEXT" and "link_attachment" not in body and job.post_url
-                and self.options.get("link_attachment", True)):
-            body["link_attachment"] = job.post_url
-        container = self._create_container(body)
+        body = self._body(job)
+        container = job.notes.get(CONTAINER_NOTE)
+        if container:  # an earlier attempt made one: publish that one, never a second
+            status = self._container_status(container)[0]
+            if status == "PUBLISHED":
+                return self._published(job, container)
+            if status in ("ERROR", "EXPIRED"):
+                container = None
+        if not container:
+            container = self._create_container(body)
+            job.remember(CONTAINER_NOTE, container)  # in the ledger before anything is published
         self._wait_until_finished(container)
         resp = self.request("POST", self._path(self.user_id, "threads_publish"), params={"creation_id": container},
                             what="publishing the post")
         media_id = self.json_of(resp).get("id")
         media_id = str(media_id) if media_id else None
         return SendResult(ref=media_id, url=self._permalink(media_id), details={"container": container})
+
+    def lookup(self, job: Job) -> SendResult | None:
+        container = job.notes.get(CONTAINER_NOTE)
+        if not container:
+            return None  # no container was made, so nothing can have been published
+        if self._container_status(container)[0] == "PUBLISHED":
+            return self._published(job, container)
+        return None  # send() publishes the same container (or a new one if it expired)
+
+    def _body(self, job: Job) -> dict:
+        body = {k: v for k, v in body_of(job.payload).items() if v is not None}
+        body.setdefault("media_type", "TEXT")
+        if (body["media_type"] == "TEXT" and "link_attachment" not in body and job.post_url
+                and self.options.get("link_attachment", True)):
+            body["link_attachment"] = job.post_url
+        return body
+
+    def _published(self, job: Job, container: str) -> SendResult:
+        """The post a published CONTAINER became: the profile's thread with our text."""
+        since = (job.first_attempt_at or datetime.now(UTC)) - timedelta(minutes=5)
+        resp = self.request("GET", self._path(self.user_id, "threads"),
+                            params={"fields": "id,text,permalink,timestamp", "since": str(int(since.timestamp())),
+                                    "limit": "100"}, what="finding the published post")
+        text = (self._body(job).get("text") or "").strip()
+        for post in self.json_of(resp).get("data") or []:
+            if isinstance(post, dict) and (post.get("text") or "").strip() == text and post.get("id"):
+                return SendResult(ref=str(post["id"]), url=post.get("permalink"),
+                                  details={"container": container, "found_by": "lookup"})
+        # Published for certain (Meta says so); only its id is not listed yet.
+        return SendResult(ref=None, details={"container": container, "found_by": "lookup"})
+
+    def _container_status(self, container: str) -> tuple[str, dict]:
+        resp = self.request("GET", self._path(quote(container, safe="")),
+                            params={"fields": "status,error_message"}, what="reading the container status")
+        info = self.json_of(resp)
+        return str(info.get("status") or "").upper(), info
 
     def _create_container(self, body: dict) -> str:
         try:
@@ -76,13 +132,12 @@ class ThreadsProvider(GraphApiProvider):
 
     def _wait_until_finished(self, container: str) -> None:
         wait = float(self.options.get("publish_wait", 30))
+        # Doubling from poll_interval: TEXT is ready at once; media can take minutes, and Meta
+        # asks for no more than one read a minute then (Threads troubleshooting guide).
         interval = max(0.05, float(self.options.get("poll_interval", 1)))
         deadline = time.monotonic() + wait
         while True:
-            resp = self.request("GET", self._path(quote(container, safe="")),
-                                params={"fields": "status,error_message"}, what="reading the container status")
-            info = self.json_of(resp)
-            status = str(info.get("status") or "").upper()
+            status, info = self._container_status(container)
             if status in ("FINISHED", "PUBLISHED"):
                 return
             if status in ("ERROR", "EXPIRED"):
@@ -92,6 +147,7 @@ class ThreadsProvider(GraphApiProvider):
                 raise Retryable(self._message(f"the media container is still {status or 'unknown'} "
                                               f"after {wait:g} s; nothing was published"))
             time.sleep(interval)
+            interval = min(interval * 2, MAX_POLL_INTERVAL)
 
     def _permalink(self, media_id: str | None) -> str | None:
         if not media_id:

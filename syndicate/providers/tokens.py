@@ -65,3 +65,14 @@ def rotate(factory: sessionmaker[Session], account: str, current: TokenPair,
         new = refresh(stored)  # the HTTP call, under the lock; an error rolls everything back
         row.access_token, row.refresh_token, row.expires_at = new.access, new.refresh or stored.refresh, new.expires_at
         return TokenPair(row.access_token, row.refresh_token, row.expires_at)
+
+
+def save(factory: sessionmaker[Session], account: str, pair: TokenPair) -> None:
+    """Keep PAIR as ACCOUNT's newest (a fresh sign-in replaces whatever was stored)."""
+    now = utcnow()
+    with transaction(factory) as s:
+        insert_ignore(s, OAuthToken, {"account": account, "access_token": pair.access,
+                                      "refresh_token": pair.refresh, "expires_at": pair.expires_at,
+                                      "updated_at": now}, ["account"])
+        s.execute(update(OAuthToken).where(OAuthToken.account == account).values(
+            access_token=pair.access, refresh_token=pair.refresh, expires_at=pair.expires_at, updated_at=now))

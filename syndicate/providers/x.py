@@ -21,6 +21,12 @@ Other options: ``username`` (for the public URL; else https://x.com/i/web/status
 
 X does not deduplicate by key (it rejects identical text with 403 "duplicate content", which
 is a Permanent error here), so ``deduplicates`` is False.
+
+The monthly usage cap is not a rate limit: X answers 429 ``UsageCapExceeded`` (problem type
+``usage-capped``, period Monthly) while ``x-rate-limit-remaining`` is far from 0
+(xdevplatform/xdk#25), and pay-per-use accounts out of credit get 402. Waiting for the 15-minute
+reset and trying again would be refused (and may be billed) every time until the month turns,
+so both are AuthExpired: a person must raise the plan or top up, then ``resolve --retry``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ from syndicate.providers.base import AuthExpired, Job, Permanent, SendResult
 from syndicate.providers.http import ErrorInfo, HttpProvider, body_of, generic_error_info, reset_from_headers
 
 # X problem types / reasons meaning "these credentials can't do this": a human must fix them.
+_BILLING_PROBLEMS = ("usage-capped", "UsageCapExceeded", "CreditsDepleted")
+_BILLING_ADVICE = ("the X account's monthly usage cap (or its credit) is spent: a person must raise the plan "
+                   "in the X developer console, or wait for the cap to reset, then resolve --retry")
 _AUTH_PROBLEMS = ("unsupported-authentication", "client-forbidden", "client-not-enrolled",
                   "oauth1-permissions", "not-authorized-for-resource")
 
@@ -49,7 +58,10 @@ class XProvider(HttpProvider):
     default_api_base = "https://api.x.com"
     deduplicates = False
     rejects_duplicates = True  # identical text is refused: a lost answer's retry fails as Duplicate
-    default_rate = "100/15m"  # POST /2/tweets per user; the 24-hour cap comes back as a 429 reset
+    # POST /2/tweets per user on the docs.x.com per-endpoint table; Free and Basic tiers allow
+    # fewer (tweepy discussion #2129): set option rate_limit to the tier's. The 24-hour caps come
+    # back as a 429 whose x-user/app-limit-24hour-reset is honoured.
+    default_rate = "100/15m"
 
     def __init__(self, settings, channel_name, channel):
         super().__init__(settings, channel_name, channel)
@@ -154,7 +166,10 @@ class XProvider(HttpProvider):
         info = generic_error_info(data)
         if isinstance(data, dict) and info is not None:
             reason = data.get("reason") or str(data.get("type") or "").rsplit("/", 1)[-1] or info.code
-            return ErrorInfo(message=info.message, code=reason, subcode=info.subcode)
+            message = info.message
+            if reason in _BILLING_PROBLEMS or resp.status_code == 402:
+                message = f"{message} ({_BILLING_ADVICE})"
+            return ErrorInfo(message=message, code=reason, subcode=info.subcode)
         return info or super().parse_error(resp)
 
     @staticmethod
@@ -164,8 +179,14 @@ class XProvider(HttpProvider):
         except ValueError:
             return None
 
+    def _billing(self, resp: requests.Response, info: ErrorInfo) -> bool:
+        return resp.status_code == 402 or any(p == info.code for p in _BILLING_PROBLEMS)
+
+    def is_rate_limited(self, resp: requests.Response, info: ErrorInfo) -> bool:
+        return not self._billing(resp, info) and super().is_rate_limited(resp, info)
+
     def is_auth_error(self, resp: requests.Response, info: ErrorInfo) -> bool:
-        if resp.status_code == 401:
+        if resp.status_code == 401 or self._billing(resp, info):
             return True
         return resp.status_code == 403 and bool(info.code) and any(p in info.code for p in _AUTH_PROBLEMS)
 

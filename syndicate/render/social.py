@@ -38,7 +38,9 @@ PINTEREST_TITLE_MAX = 100
 PINTEREST_TEXT_MAX = 500  # description and alt text
 BLUESKY_TAG_MAX = 64  # graphemes in one hashtag facet
 BLUESKY_CARD_TEXT_MAX = 300
-DEFAULT_LINKEDIN_AUTHOR = "urn:li:organization:0"
+# Posts API: the author is the member or organization the token may post as.
+_LINKEDIN_AUTHOR = re.compile(r"urn:li:(?:person|organization):[A-Za-z0-9_-]+")
+PINTEREST_LINK_MAX = 2048  # PinCreate.link maxLength (Pinterest v5 OpenAPI)
 LINKEDIN_DESCRIPTION_MAX = 300  # what the article card shows; the rest would be cut anyway
 # LinkedIn "little text" format: these characters have a meaning and must be escaped.
 _LITTLE_TEXT_RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
@@ -130,8 +132,13 @@ def _linkedin(job: _Job) -> dict:
     tags = tuple(_LittleText(f"{{hashtag|\\#|{tag[1:]}}}") for tag in job.parts.hashtags)
     commentary = _fitted_text(replace(job, parts=replace(job.parts, hashtags=tags)), rule_for("linkedin"),
                               escape=_little_text)
+    author = str(job.channel.options.get("author_urn") or "").strip()
+    if not _LINKEDIN_AUTHOR.fullmatch(author):
+        # No default: LinkedIn refuses a made-up author only at send time, after approval.
+        raise RenderError("a linkedin channel needs options.author_urn, urn:li:organization:<id> or "
+                          "urn:li:person:<id> (the page or member the token posts as)")
     return {
-        "author": str(job.channel.options.get("author_urn") or DEFAULT_LINKEDIN_AUTHOR),
+        "author": author,
         "commentary": commentary,
         "visibility": "PUBLIC",
         "distribution": {"feedDistribution": "MAIN_FEED", "targetEntities": [],
@@ -154,12 +161,21 @@ def _pinterest(job: _Job) -> dict:
         raise RenderError("a pinterest channel needs options.board_id, the numeric id of the board")
     return {
         "board_id": board,
-        "link": job.parts.link,
+        "link": _pin_link(job),
         "title": truncate_to(job.parts.title, PINTEREST_TITLE_MAX, char_length),
         "description": _fitted_text(job, rule_for("pinterest")),
         "alt_text": truncate_to(_one_line(job.post.image_alt or job.post.title), PINTEREST_TEXT_MAX, char_length),
         "media_source": {"source_type": "image_url", "url": image},
     }
+
+
+def _pin_link(job: _Job) -> str | None:
+    """The post's link within PinCreate's 2048 characters: without UTM tags if need be, else
+    none (a Pin without a link is still a Pin; a refused one is nothing)."""
+    for link in (job.parts.link, job.post.url):
+        if link and len(link) <= PINTEREST_LINK_MAX:
+            return link
+    return None
 
 
 def _mastodon(job: _Job) -> dict:
@@ -186,7 +202,7 @@ def _bluesky(job: _Job) -> dict:
         "$type": "app.bsky.feed.post",
         "text": text,
         "createdAt": job.now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "langs": [job.settings.site.language],
+        **({"langs": [lang]} if (lang := bcp47(job.settings.site.language)) else {}),
         "facets": _bluesky_facets(slotted, shown, job.parts.link),
         # A client builds the link card itself (the server does not fetch the page).
         "embed": {"$type": "app.bsky.embed.external", "external": {
@@ -199,7 +215,14 @@ def _bluesky(job: _Job) -> dict:
 
 def _threads(job: _Job) -> dict:
     # POST /{threads-user-id}/threads (then threads_publish): a text post.
-    return {"media_type": "TEXT", "text": _fitted_text(job, rule_for("threads"))}
+    rule = rule_for("threads")
+    try:
+        return {"media_type": "TEXT", "text": _fitted_text(job, rule)}
+    except RenderError:
+        # Threads counts a link in full, so a very long one cannot be in the text; the preview
+        # card (link_attachment) carries it instead.
+        text = _fitted_text(replace(job, parts=replace(job.parts, link="")), rule)
+        return {"media_type": "TEXT", "text": text, "link_attachment": job.parts.link}
 
 
 _BUILDERS: dict[str, Callable[[_Job], dict]] = {
@@ -353,6 +376,13 @@ def _lead(post: PostData) -> str:
     summary = post.summary or to_text(post.content_html).split("\n\n")[0]
     # WordPress ends excerpts with "[…]" or "[...]": noise in a post that links to the whole.
     return re.sub(r"\s*\[(?:…|\.\.\.|&hellip;)\]\s*$", "…", _one_line(summary))
+
+
+def bcp47(tag: str) -> str | None:
+    """SITE.language as a BCP-47 tag (``app.bsky.feed.post`` langs have ``format: language``):
+    "en_US" -> "en-US"; None for what no BCP-47 parser would take (langs is optional)."""
+    tag = (tag or "").strip().replace("_", "-")
+    return tag if re.fullmatch(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*", tag) else None
 
 
 def _primary_language(settings: Settings) -> str:

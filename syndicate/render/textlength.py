@@ -37,6 +37,7 @@ _EMOJI = regex.compile(
     rf"\p{{Regional_Indicator}}{{2}}|[0-9#*]\uFE0F?\u20E3|{_EMOJI_ELEMENT}(?:\u200D{_EMOJI_ELEMENT})*"
 )
 _GRAPHEME = regex.compile(r"\X")
+_PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}")
 # Scripts written without spaces: every grapheme boundary is a word boundary there.
 _UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
 _TOKEN = regex.compile(rf"\s+|(?={_UNSPACED})\X|(?:(?!{_UNSPACED})\S)+")
@@ -64,8 +65,21 @@ def mastodon_length(text: str) -> int:
 
 
 def grapheme_length(text: str) -> int:
-    """User-perceived characters (extended grapheme clusters): Bluesky's and Threads' count."""
+    """User-perceived characters (extended grapheme clusters): Bluesky's count (with a byte cap)."""
     return len(_GRAPHEME.findall(text))
+
+
+def threads_length(text: str) -> int:
+    """Threads' count: a grapheme is 1, but one holding an emoji counts its UTF-8 bytes. Meta:
+    "Text posts are limited to 500 characters. Emojis are counted as the number of UTF-8 bytes"
+    (developers.facebook.com/docs/threads/posts; the same in /reference/publishing)."""
+    return sum(len(g.encode()) if _PICTOGRAPHIC.search(g) else 1 for g in _GRAPHEME.findall(text))
+
+
+def bluesky_length(text: str) -> int:
+    """Bluesky's two limits as one number against 300: ``app.bsky.feed.post`` text has
+    ``maxGraphemes: 300`` and ``maxLength: 3000`` (UTF-8 bytes), so 10 bytes weigh one grapheme."""
+    return max(grapheme_length(text), -(-len(text.encode()) // 10))
 
 
 def char_length(text: str) -> int:
@@ -85,8 +99,8 @@ def rule_for(kind: str, options: dict[str, Any] | None = None) -> Rule:
     rules = {
         "x": Rule(x_length, 280),
         "mastodon": Rule(mastodon_length, int(options.get("max_characters", 500))),
-        "bluesky": Rule(grapheme_length, 300),
-        "threads": Rule(grapheme_length, 500),
+        "bluesky": Rule(bluesky_length, 300),
+        "threads": Rule(threads_length, 500),
         "linkedin": Rule(char_length, 3000),
         "facebook": Rule(char_length, 63206),
         "pinterest": Rule(char_length, 500),

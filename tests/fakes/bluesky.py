@@ -4,17 +4,25 @@
 JWT; ``refreshSession`` (refresh JWT as Bearer) rotates both; an access JWT made stale with
 ``fake.expire_access()`` answers 400 ``{"error": "ExpiredToken"}`` like a real PDS, and
 ``fake.expire_refresh()`` does the same to refresh JWTs. ``uploadBlob`` takes raw bytes (at
-most 1,000,000 here) and answers a blob ref; ``createRecord`` checks the repo DID, the
-collection, the record's ``$type``/``text``/``createdAt`` and that an embed's ``thumb`` is a blob
-this fake returned. 429 carries ``RateLimit-Reset`` (epoch seconds).
+most 1,000,000 here) and answers a blob ref. ``createRecord`` and ``putRecord`` are strict: the
+input against the ``com.atproto.repo.*`` lexicon, the record against ``app.bsky.feed.post`` and
+the facet/embed lexicons (``../shared/specs/atproto``, see ``lexicon.py``), the record key against
+the collection's key type (``tid``), facet byte ranges against the text, and an embed's ``thumb``
+against the blobs this fake returned; a violation answers 400 ``InvalidRequest`` "Invalid
+app.bsky.feed.post record: …" like a PDS. ``putRecord`` on an existing key replaces the record
+(one post); ``createRecord`` on one answers 500, as indigo#873 reports. 429 carries
+``RateLimit-Reset`` (epoch seconds).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import time
 from typing import Any
 
+from .lexicon import LexiconError, lexicon, validate_facets, validate_input, validate_record
 from .server import FakeAPI, Fault, Reply, Request, reply, route
 
 XRPC = "/xrpc/"
@@ -35,7 +43,9 @@ class BlueskyFake(FakeAPI):
         self.sessions_created = 0
         self.sessions_refreshed = 0
         self.blobs: dict[str, dict[str, Any]] = {}
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, Any]] = {}  # uri -> the record as last written
+        self.writes: list[str] = []  # the uri of every accepted write, in order
+        lexicon("app.bsky.feed.post")  # the strict checks need the lexicons: fail at start without them
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "identifier": self.IDENTIFIER, "app_password_env": "SYN_FAKE_BSKY_PASSWORD"}
@@ -131,22 +141,43 @@ class BlueskyFake(FakeAPI):
 
     @route("POST", XRPC + r"com\.atproto\.repo\.createRecord")
     def create_record(self, req: Request) -> Reply:
-        body = req.json or {}
-        if body.get("repo") not in (self.DID, self.IDENTIFIER):
+        return self._write(req, "com.atproto.repo.createRecord")
+
+    @route("POST", XRPC + r"com\.atproto\.repo\.putRecord")
+    def put_record(self, req: Request) -> Reply:
+        return self._write(req, "com.atproto.repo.putRecord")
+
+    def _write(self, req: Request, nsid: str) -> Reply:
+        body = req.json
+        try:
+            validate_input(nsid, body)
+        except LexiconError as exc:
+            return self.error(400, str(exc), "InvalidRequest")
+        if body["repo"] not in (self.DID, self.IDENTIFIER):
             return self.error(400, "Invalid repo: not the authenticated account", "InvalidRequest")
-        if body.get("collection") != "app.bsky.feed.post":
-            return self.error(400, f"Unsupported collection {body.get('collection')!r}", "InvalidRequest")
-        record = body.get("record") or {}
-        if record.get("$type") != "app.bsky.feed.post" or not isinstance(record.get("text"), str) \
-                or not record.get("createdAt"):
-            return self.error(400, "Invalid app.bsky.feed.post record: Record must have the properties "
-                                   "\"text\" and \"createdAt\"", "InvalidRequest")
+        collection = body["collection"]
+        if collection != "app.bsky.feed.post":
+            return self.error(400, f"Unsupported collection {collection!r}", "InvalidRequest")
+        record = body["record"]
+        try:
+            validate_record(collection, record)
+            validate_facets(record["text"], record.get("facets") or [])
+        except LexiconError as exc:
+            return self.error(400, f"Invalid {collection} record: {exc}", "InvalidRequest")
+        rkey = body.get("rkey")
+        if rkey is not None and not re.fullmatch(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}", rkey):
+            # app.bsky.feed.post has "key": "tid" (atproto.com/specs/record-key).
+            return self.error(400, f"Invalid record key for {collection}: {rkey!r} is not a TID", "InvalidRequest")
         thumb = ((record.get("embed") or {}).get("external") or {}).get("thumb")
         if thumb is not None and (thumb.get("ref") or {}).get("$link") not in self.blobs:
             return self.error(400, "Could not find blob: the thumb was not uploaded", "InvalidRequest")
         with self.lock:
-            rkey = f"3l{self.next_id():011d}"
-            uri = f"at://{self.DID}/app.bsky.feed.post/{rkey}"
+            rkey = rkey or f"3l{self.next_id():011d}"
+            uri = f"at://{self.DID}/{collection}/{rkey}"
+            if uri in self.records and nsid.endswith("createRecord"):
+                return self.error(500, "Internal Server Error", "InternalServerError")  # indigo#873
             self.records[uri] = record
-        return reply(200, {"uri": uri, "cid": "bafyrei" + hashlib.sha256(uri.encode()).hexdigest()[:52],
-                           "commit": {"cid": "bafyreicommit", "rev": "3l0000000000"}, "validationStatus": "valid"})
+            self.writes.append(uri)
+        return reply(200, {"uri": uri, "cid": "bafyrei" + hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+                           .hexdigest()[:52], "commit": {"cid": "bafyreicommit", "rev": "3l0000000000"},
+                           "validationStatus": "valid"})

@@ -1,15 +1,28 @@
-"""Fake Facebook Graph API (Pages): POST /{version}/{page_id}/feed, GET /{version}/{page_id}.
+"""Fake Facebook Graph API (Pages): POST /{version}/{page_id}/feed, GET /{version}/{page_id}/posts,
+GET /{version}/{page_id}.
 
 Errors use the Graph shape ``{"error": {"message", "type", "code", "error_subcode",
 "fbtrace_id"}}``: a bad or expired token is code 190 (HTTP 400), a repeated message code 506,
 a rate limit code 32 with an ``X-Business-Use-Case-Usage`` header giving
 ``estimated_time_to_regain_access`` in minutes (the Graph API does not answer 429).
+
+Documented rules it enforces (no machine-readable schema exists for the Graph API):
+- the version in the path is kept with each post (``fake.posts[id]["version"]``): Meta answers an
+  expired one with the oldest version still served rather than an error
+  (developers.facebook.com/docs/graph-api/changelog/versions), so tests assert what was asked for;
+- ``POST /feed`` takes ``message`` and/or ``link`` as form fields (docs/graph-api/reference/page/feed,
+  "Publishing"); anything else is (#100) Invalid parameter;
+- the same message twice is (#506) "Duplicate status message";
+- ``GET /posts`` lists the page's posts newest first, ``since`` (epoch seconds) bounding them
+  (docs/graph-api/reference/page/feed, "Reading"; ``/posts`` is the page's own posts).
+A 5xx fault carries Graph's code 2 "An unexpected error has occurred" body (arsduo/koala#699).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
@@ -72,6 +85,12 @@ class FacebookFake(GraphFake):
     def reset_state(self) -> None:
         super().reset_state()
         self.posts: dict[str, dict[str, Any]] = {}
+        self.refusals: list[tuple[int, str, int, int | None]] = []  # (status, message, code, subcode)
+
+    def refuse_next(self, message: str, code: int, subcode: int | None = None, status: int = 400) -> None:
+        """The next POST /feed answers this Graph error (e.g. 368 "already posted", koala#422)."""
+        with self.lock:
+            self.refusals.append((status, message, code, subcode))
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "page_id": self.PAGE_ID, "page_token_env": self.token_env}
@@ -81,7 +100,17 @@ class FacebookFake(GraphFake):
         if page != self.PAGE_ID:
             return self.error(400, "(#100) Unsupported post request. Object with ID does not exist.", 100, 33,
                               type_="GraphMethodException")
-        params = req.params()
+        with self.lock:
+            refusal = self.refusals.pop(0) if self.refusals else None
+        if refusal is not None:
+            status, message, code, subcode = refusal
+            return self.error(status, message, code, subcode)
+        if req.json is not None:
+            return self.error(400, "(#100) The parameters must be form-encoded", 100)
+        params = req.form or {}
+        unknown = set(params) - {"message", "link", "published", "scheduled_publish_time"}
+        if unknown:
+            return self.error(400, f"(#100) Invalid parameter: {', '.join(sorted(unknown))}", 100)
         message, link = params.get("message"), params.get("link")
         if not message and not link:
             return self.error(400, "(#100) Missing message or attachment", 100)
@@ -89,8 +118,21 @@ class FacebookFake(GraphFake):
             if message and any(p.get("message") == message for p in self.posts.values()):
                 return self.error(400, "(#506) Duplicate status message", 506)
             post_id = f"{page}_{900000000000 + self.next_id()}"
-            self.posts[post_id] = {"message": message, "link": link, "version": version}
+            self.posts[post_id] = {"message": message, "link": link, "version": version, "created": time.time()}
         return reply(200, {"id": post_id})
+
+    @route("GET", r"/(?P<version>v\d+\.\d+)/(?P<page>[^/]+)/posts")
+    def page_posts(self, req: Request, version: str, page: str) -> Reply:
+        if page != self.PAGE_ID:
+            return self.error(400, "(#100) Object with ID does not exist.", 100, 33, type_="GraphMethodException")
+        since = float(req.query.get("since") or 0)
+        limit = int(req.query.get("limit") or 25)
+        with self.lock:
+            posts = sorted(self.posts.items(), key=lambda item: item[1]["created"], reverse=True)
+        data = [{"id": pid, "message": p["message"],
+                 "created_time": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(p["created"]))}
+                for pid, p in posts if p["created"] >= since][:limit]
+        return reply(200, {"data": data, "paging": {}})
 
     @route("GET", r"/(?P<version>v\d+\.\d+)/(?P<page>[^/]+)")
     def page(self, req: Request, version: str, page: str) -> Reply:

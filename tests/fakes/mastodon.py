@@ -3,14 +3,34 @@
 Bearer token; errors ``{"error": "..."}``; 429 with X-RateLimit-Limit/-Remaining/-Reset (ISO
 8601, as Mastodon sends it). ``Idempotency-Key`` works as on Mastodon: a repeated key answers
 the status created the first time (``fake.statuses`` holds each status once).
+
+Documented rules it enforces (Mastodon publishes no machine-readable schema):
+- the length as ``StatusLengthValidator`` counts it: ``status`` plus ``spoiler_text``, every
+  URL 23 characters (mastodon/mastodon app/validators/status_length_validator.rb), at most 500
+  (stock ``MAX_CHARS``; docs.joinmastodon.org/methods/statuses/#create: 422 "Text character
+  limit of 500 exceeded");
+- ``visibility`` public, unlisted, private or direct; ``language`` an ISO 639 code
+  (docs.joinmastodon.org/methods/statuses/#create);
+- ``GET /api/v2/instance`` publishes ``configuration.statuses.max_characters`` and
+  ``characters_reserved_per_url`` (docs.joinmastodon.org/methods/instance/#v2).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import regex
+
 from .server import FakeAPI, Fault, Reply, Request, reply, route
+
+_URL = re.compile(r"https?://\S+")
+
+
+def mastodon_count(text: str) -> int:
+    """StatusLengthValidator: graphemes, a URL counted as 23."""
+    return len(regex.findall(r"\X", _URL.sub("x" * 23, text)))
 
 
 class MastodonFake(FakeAPI):
@@ -23,6 +43,7 @@ class MastodonFake(FakeAPI):
         self.tokens = {self.TOKEN}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, str] = {}  # key -> status id
+        self.max_characters = 500
 
     def options(self) -> dict[str, Any]:
         return {"instance": self.base_url, "token_env": "SYN_FAKE_MASTO_TOKEN"}
@@ -64,8 +85,11 @@ class MastodonFake(FakeAPI):
             text = params.get("status")
             if not text:
                 return self.error(422, "Validation failed: Text can't be blank")
-            if len(text) > 500:
-                return self.error(422, "Validation failed: Text character limit of 500 exceeded")
+            if mastodon_count(text) + mastodon_count(params.get("spoiler_text") or "") > self.max_characters:
+                return self.error(422, f"Validation failed: Text character limit of {self.max_characters} exceeded")
+            language = params.get("language")
+            if language is not None and not re.fullmatch(r"[a-z]{2,3}", str(language)):
+                return self.error(422, "Validation failed: Language is not a valid ISO 639 code")
             visibility = params.get("visibility", "public")
             if visibility not in ("public", "unlisted", "private", "direct"):
                 return self.error(422, "Validation failed: Visibility is not included in the list")
@@ -79,6 +103,13 @@ class MastodonFake(FakeAPI):
             if key:
                 self.idempotency[key] = status_id
         return reply(200, status)
+
+    @route("GET", r"/api/v2/instance", auth=False)
+    def instance(self, req: Request) -> Reply:
+        return reply(200, {"domain": "mastodon.fake", "title": "Fake Mastodon", "version": "4.3.0",
+                           "configuration": {"statuses": {"max_characters": self.max_characters,
+                                                          "max_media_attachments": 4,
+                                                          "characters_reserved_per_url": 23}}})
 
     @route("GET", r"/api/v1/accounts/verify_credentials")
     def verify_credentials(self, req: Request) -> Reply:

@@ -12,8 +12,10 @@ requests the way the real API documents. The framework gives every fake:
   (a permanent refusal), any other status as a string, "stall" (sleep ``delay`` seconds, default
   ``fake.stall_seconds``, then process the request normally -- the client has timed out by
   then, so it does not know the post exists -- or, with ``then="drop"``, close without an
-  answer) or "drop" (close the connection without answering). ``path`` is a regex searched
-  in the request path, so faults can target one endpoint;
+  answer) or "drop" (close the connection without answering). A status fault with
+  ``then="commit"`` first processes the request (the post is made) and then answers the error
+  instead of the success: the ambiguous answers real services give. ``path`` is a regex
+  searched in the request path, so faults can target one endpoint;
 * control endpoints under ``/_fake/`` (not recorded), for a test in another process:
   ``POST /_fake/faults`` (JSON: the ``fail_next`` arguments), ``GET /_fake/requests``,
   ``POST /_fake/reset``, ``GET /_fake/health``.
@@ -265,6 +267,8 @@ class FakeAPI:
             time.sleep(fault.delay if fault.delay is not None else self.stall_seconds)
             answer = None if fault.then == "drop" else self._dispatch(req)
         elif fault is not None:
+            if fault.then == "commit":
+                self._dispatch(req)  # the service did the work; only its answer is an error
             answer = self.fault_reply(int(fault.kind), fault)
         else:
             answer = self._dispatch(req)

@@ -3,15 +3,34 @@
 ``POST /v1.0/{user}/threads`` creates a container; ``GET /v1.0/{id}?fields=status`` answers
 IN_PROGRESS for ``fake.in_progress_polls`` reads, then ``fake.container_outcome`` (FINISHED,
 ERROR or EXPIRED; "IN_PROGRESS" keeps it there forever); ``POST /v1.0/{user}/threads_publish
-?creation_id=`` publishes it once (a second publish is refused). Graph error shape and codes.
+?creation_id=`` publishes it once (a second publish is refused); ``GET /v1.0/{user}/threads`` lists
+the published posts newest first (``since`` in epoch seconds). Graph error shape and codes.
+
+Documented rules it enforces (no machine-readable schema exists for the Threads API):
+- ``text`` at most 500 characters, "Emojis are counted as the number of UTF-8 bytes"
+  (developers.facebook.com/docs/threads/posts, and /reference/publishing);
+- ``media_type`` TEXT, IMAGE, VIDEO or CAROUSEL; TEXT needs ``text`` (docs/threads/posts);
+- ``link_attachment`` only on TEXT posts, an http(s) URL (docs/threads/posts, "Links");
+- a container is published once; a second ``threads_publish`` of it is refused (error 24,
+  subcode 4279021), and a container not published within 24 hours is EXPIRED
+  (docs/threads/troubleshooting).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import regex
 
 from .facebook import GraphFake
 from .server import Reply, Request, reply, route
+
+
+def threads_count(text: str) -> int:
+    """Meta's count: a grapheme is one character, an emoji its UTF-8 bytes (docs/threads/posts)."""
+    return sum(len(g.encode()) if regex.search(r"\p{Extended_Pictographic}|\p{Regional_Indicator}", g) else 1
+               for g in regex.findall(r"\X", text))
 
 
 class ThreadsFake(GraphFake):
@@ -43,8 +62,11 @@ class ThreadsFake(GraphFake):
         if params.get("media_type") != "TEXT":
             return self.error(400, "Param media_type must be one of {TEXT, IMAGE, VIDEO, CAROUSEL}", 100)
         text = params.get("text") or ""
-        if not text or len(text) > 500:
+        if not text or threads_count(text) > 500:
             return self.error(400, "Param text must be 1 to 500 characters", 100)
+        link = params.get("link_attachment")
+        if link is not None and not regex.match(r"https?://\S+$", link):
+            return self.error(400, "Param link_attachment must be a valid URL", 100)
         with self.lock:
             cid = str(18000000000000000 + self.next_id())
             self.containers[cid] = {"params": params, "polls": 0, "published": None}
@@ -64,7 +86,7 @@ class ThreadsFake(GraphFake):
                                   2207027)
             media_id = str(17900000000000000 + self.next_id())
             container["published"] = media_id
-            self.posts[media_id] = {"container": cid, **container["params"]}
+            self.posts[media_id] = {"container": cid, "created": time.time(), **container["params"]}
         return reply(200, {"id": media_id})
 
     def _status(self, container: dict[str, Any], peek: bool = False) -> str:
@@ -75,6 +97,19 @@ class ThreadsFake(GraphFake):
                 container["polls"] += 1
             return "IN_PROGRESS"
         return self.container_outcome
+
+    @route("GET", r"/(?P<version>v\d+\.\d+)/(?P<user>[^/]+)/threads")
+    def list_threads(self, req: Request, version: str, user: str) -> Reply:
+        if not self._user_ok(user):
+            return self.error(400, "Invalid user id", 100)
+        since = float(req.query.get("since") or 0)
+        with self.lock:
+            posts = sorted(self.posts.items(), key=lambda item: item[1]["created"], reverse=True)
+        data = [{"id": mid, "text": p.get("text"), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000",
+                                                                           time.gmtime(p["created"])),
+                 "permalink": f"https://www.threads.net/@{self.USERNAME}/post/C{mid[-8:]}"}
+                for mid, p in posts if p["created"] >= since]
+        return reply(200, {"data": data[: int(req.query.get("limit") or 25)], "paging": {}})
 
     @route("GET", r"/(?P<version>v\d+\.\d+)/(?P<node>[^/]+)")
     def node(self, req: Request, version: str, node: str) -> Reply:

@@ -4,18 +4,48 @@ Auth: an OAuth 2.0 user Bearer token (issued ones, rotated by the refresh endpoi
 OAuth 1.0a header whose HMAC-SHA1 signature is verified with oauthlib against the consumer and
 token secrets. Errors are RFC 7807 problems like X's; identical text twice answers 403
 "duplicate content"; a 429 carries x-rate-limit-limit/-remaining/-reset (epoch seconds).
+
+Strict: every ``POST /2/tweets`` body is validated against ``CreatePostsRequest`` of the official
+X v2 OpenAPI (``../shared/specs/x-v2-openapi.json``, ``additionalProperties: false``), and the text
+against X's weighted 280 (docs.x.com counting-characters: URLs 23, emoji and CJK 2); a violation
+answers X's 400 ``invalid-request`` problem. ``fake.usage_capped`` answers the monthly product cap
+as X does: 429 ``UsageCapExceeded`` with ``x-rate-limit-remaining`` far from 0 (xdevplatform/xdk#25).
 """
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 from typing import Any
 from urllib.parse import urlencode
 
+import regex
 from oauthlib.oauth1 import Client
 from oauthlib.oauth1.rfc5849 import signature, utils
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
+from .specs import openapi_problems, openapi_validator
+
+SPEC = "x-v2-openapi.json"
+
+
+_URL = re.compile(r"https?://\S+")
+
+
+def x_weight(text: str) -> int:
+    """X's documented count (docs.x.com/fundamentals/counting-characters): a URL is 23, code
+    points in the Latin-1 and general-punctuation ranges weigh 1, everything else (emoji, CJK) 2."""
+    text = unicodedata.normalize("NFC", text)
+    weight = 23 * len(_URL.findall(text))
+    text = _URL.sub("", text)
+    light = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
+    for g in regex.findall(r"\X", text):
+        if regex.search(r"\p{Extended_Pictographic}", g):
+            weight += 2  # an emoji sequence counts 2 however many code points it has
+        else:
+            weight += sum(1 if any(lo <= ord(c) <= hi for lo, hi in light) else 2 for c in g)
+    return weight
 
 
 class XFake(FakeAPI):
@@ -35,6 +65,8 @@ class XFake(FakeAPI):
         self.posts: dict[str, dict[str, Any]] = {}
         self.refreshes = 0
         self.daily_cap_reset: int | None = None  # seconds: 429s say the 24-hour user cap is spent
+        self.usage_capped = False  # the app's monthly post cap is spent
+        openapi_validator(SPEC, "CreatePostsRequest")  # strict from the start: fails without the spec
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -118,11 +150,28 @@ class XFake(FakeAPI):
 
     # -- endpoints ----------------------------------------------------------------------------
 
+    def usage_cap(self) -> Reply:
+        answer = reply(429, {"account_id": 1500000000000000000, "product_name": "standard-basic",
+                             "title": "UsageCapExceeded", "period": "Monthly", "scope": "Product",
+                             "detail": "Usage cap exceeded: Monthly product cap",
+                             "type": "https://api.twitter.com/2/problems/usage-capped"},
+                       **{"Content-Type": "application/problem+json"})
+        answer.headers.update({"x-rate-limit-limit": "40000", "x-rate-limit-remaining": "39999",
+                               "x-rate-limit-reset": str(int(time.time()) + 900)})
+        return answer
+
     @route("POST", r"/2/tweets")
     def create_post(self, req: Request) -> Reply:
+        if self.usage_capped:
+            return self.usage_cap()
         body = req.json
         if not isinstance(body, dict):
             return self.error(400, "The request body must be a JSON object")
+        problems = openapi_problems(SPEC, "CreatePostsRequest", body)
+        if problems:
+            return self.error(400, problems[0])
+        if isinstance(body.get("text"), str) and x_weight(body["text"]) > 280:
+            return self.error(400, "Your Tweet text is too long.")
         text = body.get("text")
         if not isinstance(text, str) or not (text or body.get("media")):
             return self.error(400, "The `text` field is required")
