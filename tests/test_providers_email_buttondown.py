@@ -48,6 +48,7 @@ def test_scheduled_with_publish_date(make_settings, monkeypatch, bd):
 
 
 def test_timeout_then_retry_finds_the_email(make_settings, monkeypatch, bd):
+    """A lost answer is OutcomeUnknown; the engine's lookup before the retry finds the email."""
     _, provider, payload = _setup(make_settings, monkeypatch, bd)
     provider.timeout = (1, 0.5)
     bd.fail_next("stall", delay=1, path=r"^/v1/emails$", method="POST")
@@ -56,9 +57,57 @@ def test_timeout_then_retry_finds_the_email(make_settings, monkeypatch, bd):
     deadline = time.monotonic() + 5
     while not bd.emails and time.monotonic() < deadline:
         time.sleep(0.05)
-    result = provider.send(email_job(payload))
+    result = provider.lookup(email_job(payload))
     assert len(bd.emails) == 1 and result.ref == bd.emails[0]["id"]
     assert len(bd.calls("POST", r"^/v1/emails$")) == 1
+    lookup, = bd.calls("GET", r"^/v1/emails$")
+    assert lookup["query"]["ordering"] == "-creation_date" and lookup["query"]["creation_date__start"]
+
+
+def test_create_headers_confirm_live_sending_and_carry_an_idempotency_key(make_settings, monkeypatch, bd):
+    """BD1: from API version 2026-04-01 the first about_to_send per key needs
+    X-Buttondown-Live-Dangerously; BD2: the create carries X-Idempotency-Key."""
+    _, provider, payload = _setup(make_settings, monkeypatch, bd)
+    provider.send(email_job(payload))
+    call, = bd.calls("POST", r"^/v1/emails$")
+    assert call["headers"]["x-buttondown-live-dangerously"] == "true"
+    assert call["headers"]["x-api-version"] == "2026-04-01"
+    assert call["headers"]["x-idempotency-key"] == "syndicate-delivery-42-3f9a"
+    assert bd.confirmed_keys == {bd.API_KEY}
+
+
+def test_the_fake_refuses_about_to_send_without_confirmation(make_settings, monkeypatch, bd):
+    """The strict fake answers as enums.json says; the adapter maps it to AuthExpired with a hint."""
+    import requests
+
+    answer = requests.post(f"{bd.base_url}/v1/emails", json={"subject": "Hi", "body": "x"},
+                           headers={"Authorization": f"Token {bd.API_KEY}"}, timeout=5)
+    assert answer.status_code == 400 and answer.json()["code"] == "sending_requires_confirmation"
+    _, provider, _ = _setup(make_settings, monkeypatch, bd)
+    error = provider.error_for(answer, what="creating the email")
+    assert isinstance(error, AuthExpired) and "X-Buttondown-Live-Dangerously" in str(error)
+
+
+def test_idempotency_key_replays_the_first_answer(make_settings, monkeypatch, bd):
+    _, provider, payload = _setup(make_settings, monkeypatch, bd)
+    first = provider.send(email_job(payload))
+    again = provider.send(email_job(payload))  # a blind resend: Buttondown answers the first email
+    assert first.ref == again.ref and len(bd.emails) == 1
+
+
+def test_lookup_reads_newest_first_past_a_long_archive(make_settings, monkeypatch, bd):
+    """BD2: with 150 older emails, page 1 in the default order holds none of this week's."""
+    bd.seed_archive(150)
+    _, provider, payload = _setup(make_settings, monkeypatch, bd)
+    sent = provider.send(email_job(payload))
+    import requests
+
+    oldest_first = requests.get(f"{bd.base_url}/v1/emails", headers={"Authorization": f"Token {bd.API_KEY}"},
+                                timeout=5).json()["results"]
+    assert sent.ref not in [e["id"] for e in oldest_first]  # what the old lookup read
+    found = provider.lookup(email_job(payload))
+    assert found is not None and found.ref == sent.ref
+    assert provider.lookup(email_job(payload, key="delivery-other")) is None
 
 
 def test_duplicate_subject_from_another_delivery_is_permanent(make_settings, monkeypatch, bd):
@@ -70,11 +119,14 @@ def test_duplicate_subject_from_another_delivery_is_permanent(make_settings, mon
 
 
 def test_validation_error_lists_the_fields(make_settings, monkeypatch, bd):
-    _, provider, payload = _setup(make_settings, monkeypatch, bd, email_type="premium")
-    provider.send(email_job(payload))  # a known field is fine
+    _, provider, payload = _setup(make_settings, monkeypatch, bd, email_type="premium", archival_mode="disabled")
+    provider.send(email_job(payload))  # known fields and values are fine
     bd.reset()
     with pytest.raises(Permanent, match="subject provided is invalid"):
         provider.send(email_job({**payload, "subject": " "}))
+    _, provider, payload = _setup(make_settings, monkeypatch, bd, archival_mode="everyone")
+    with pytest.raises(Permanent, match="Buttondown 422: body.archival_mode: 'everyone' is not one of"):
+        provider.send(email_job(payload, key="delivery-43"))
 
 
 @pytest.mark.parametrize("kind, error, text", [

@@ -46,7 +46,8 @@ def test_creates_sets_content_and_sends(make_settings, monkeypatch, chimp):
     assert "/unsubscribe/" not in html and "{token}" not in html + text
     assert campaign["status"] == "sending" and chimp.sends == [result.ref]
     assert result.url == campaign["long_archive_url"] and result.details["status"] == "sending"
-    assert provider.deduplicates is True
+    assert provider.looks_up is True and provider.deduplicates is False
+    assert [c["path"].rsplit("/", 1)[-1] for c in chimp.requests] == ["campaigns", "content", "send-checklist", "send"]
 
 
 def test_schedule_after_rounds_up_to_the_quarter_hour(make_settings, monkeypatch, chimp):
@@ -76,7 +77,8 @@ def test_timeout_on_send_then_retry_does_not_send_twice(make_settings, monkeypat
     deadline = time.monotonic() + 5
     while not chimp.sends and time.monotonic() < deadline:
         time.sleep(0.05)
-    result = provider.send(email_job(payload))
+    result = provider.lookup(email_job(payload, attempt=2))  # the engine asks before any retry
+    assert result.details["found_by"] == "lookup"
     assert len(chimp.campaigns) == 1 and chimp.sends == [result.ref]
     assert len(chimp.calls("POST", r"^/3\.0/campaigns$")) == 1
 
@@ -92,7 +94,8 @@ def test_timeout_on_create_then_retry_resumes_the_draft(make_settings, monkeypat
     while not chimp.campaigns and time.monotonic() < deadline:
         time.sleep(0.05)
     (draft,) = chimp.campaigns
-    result = provider.send(email_job(payload))
+    assert provider.lookup(email_job(payload, attempt=2)) is None  # only a draft: send resumes it
+    result = provider.send(email_job(payload, attempt=2))
     assert result.ref == draft and len(chimp.campaigns) == 1 and chimp.sends == [draft]
 
 
@@ -102,7 +105,7 @@ def test_another_delivery_makes_its_own_campaign(make_settings, monkeypatch, chi
     second = provider.send(email_job(payload, key="delivery-2"))
     assert first.ref != second.ref and len(chimp.sends) == 2
     chimp.finish()
-    assert provider.send(email_job(payload, key="delivery-1")).ref == first.ref  # sent: nothing to do
+    assert provider.lookup(email_job(payload, key="delivery-1", attempt=2)).ref == first.ref  # sent: nothing to do
     assert len(chimp.sends) == 2
 
 
@@ -118,7 +121,7 @@ def test_data_center_from_the_key(make_settings, monkeypatch, chimp):
 @pytest.mark.parametrize("kind, error, text", [
     ("429", RateLimited, "10 simultaneous connections"),
     ("401", AuthExpired, "API key may be invalid"),
-    ("403", AuthExpired, "Mailchimp 403"),
+    ("403", Permanent, "Mailchimp 403"),  # MC3: plan and compliance refusals are 403 too
     ("400", Permanent, "reply_to"),
     ("500", Retryable, "Mailchimp 500"),
 ])
@@ -151,3 +154,22 @@ def test_check(make_settings, monkeypatch, chimp):
     chimp.revoke()
     with pytest.raises(AuthExpired):
         provider.check()
+
+
+def test_a_long_subject_is_cut_to_150_characters(make_settings, monkeypatch, chimp):
+    """MC1: Mailchimp refuses a subject line over 150 characters; the adapter cuts it at a word."""
+    _, provider, payload = _setup(make_settings, monkeypatch, chimp)
+    long_subject = "Breathing exercises for a calmer morning, " * 8 + "🌿" * 10
+    result = provider.send(email_job({**payload, "subject": long_subject}))
+    subject = chimp.campaigns[result.ref]["settings"]["subject_line"]
+    assert len(subject) <= 150 and subject.endswith("…") and long_subject.startswith(subject[:-1].rstrip())
+
+
+def test_not_ready_campaign_fails_with_the_checklist_words(make_settings, monkeypatch, chimp):
+    """MC2: without an unsubscribe link (a custom template) the checklist says why, before sending."""
+    _, provider, payload = _setup(make_settings, monkeypatch, chimp)
+    bare = {**payload, "html": payload["html"].replace(payload["unsubscribe_https"], "https://example.org/x"),
+            "unsubscribe_https": None}
+    with pytest.raises(Permanent, match="not ready to send: Unsubscribe link: .*UNSUB"):
+        provider.send(email_job(bare))
+    assert not chimp.sends and not chimp.calls("POST", r"/actions/send$")

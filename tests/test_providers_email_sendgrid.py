@@ -60,6 +60,36 @@ def test_mail_send_personalizations(make_settings, monkeypatch, sg):
     assert result.details["sent"] == 3 and result.details["batches"][0]["x_message_id"]
 
 
+def test_one_invalid_address_does_not_fail_the_batch(make_settings, monkeypatch, sg):
+    """SG1: a malformed address (a legacy row) is skipped before the batch; the rest are mailed."""
+    emails = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    settings, provider, payload = _direct(make_settings, monkeypatch, sg, emails)
+    from syndicate.ledger.db import open_ledger, transaction
+    from syndicate.ledger.models import Subscriber
+
+    with transaction(open_ledger(settings.store_url)) as s:  # stored before addresses were checked
+        s.query(Subscriber).filter(Subscriber.email == "ben@example.org").update({"email": "ben@@example.org"})
+    result = provider.send(email_job(payload))
+    call, = sg.calls("POST", r"^/v3/mail/send$")
+    assert [p["to"][0]["email"] for p in call["json"]["personalizations"]] == ["ana@example.org", "cleo@example.org"]
+    assert recipients(settings) == {"ana@example.org": "sent", "cleo@example.org": "sent"}
+    assert result.details["sent"] == 2
+
+
+def test_an_address_sendgrid_refuses_by_name_fails_alone(make_settings, monkeypatch, sg):
+    """SG1: SendGrid refuses the whole request naming personalizations.1.to.0.email; that
+    recipient is failed and the rest of the batch is sent once more."""
+    emails = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    settings, provider, payload = _direct(make_settings, monkeypatch, sg, emails)
+    sg.invalid_addresses = {"ben@example.org"}
+    provider.send(email_job(payload))
+    first, second = sg.calls("POST", r"^/v3/mail/send$")
+    assert first["status"] == 400 and second["status"] == 202
+    assert len(second["json"]["personalizations"]) == 2
+    assert recipients(settings) == {"ana@example.org": "sent", "ben@example.org": "failed", "cleo@example.org": "sent"}
+    assert [m["to"] for m in sg.delivered] == ["ana@example.org", "cleo@example.org"]
+
+
 def test_asm_group_and_fixed_to_list(make_settings, monkeypatch, sg):
     settings = email_settings(make_settings, monkeypatch, sg, "sendgrid", to=["Ana@Example.org"], asm_group_id=77)
     payload = rendered_payload(settings)
@@ -131,9 +161,19 @@ def test_single_send_retry_after_lost_answer(make_settings, monkeypatch, sg):
     deadline = time.monotonic() + 5
     while not sg.schedules and time.monotonic() < deadline:
         time.sleep(0.05)
-    result = provider.send(email_job(payload))
+    result = provider.lookup(email_job(payload, attempt=2))  # the engine asks before any retry
     assert len(sg.singlesends) == 1 and sg.schedules == [result.ref]
     assert len(sg.calls("PUT", r"/schedule$")) == 1
+
+
+def test_single_send_lost_create_is_resumed_not_made_again(make_settings, monkeypatch, sg):
+    _, provider, payload = _campaign(make_settings, monkeypatch, sg)
+    sg.fail_next("502", path=r"^/v3/marketing/singlesends$", method="POST", then="commit")
+    with pytest.raises(OutcomeUnknown, match="502"):
+        provider.send(email_job(payload))
+    assert provider.lookup(email_job(payload, attempt=2)) is None  # a draft: the retry schedules it
+    result = provider.send(email_job(payload, attempt=2))
+    assert len(sg.singlesends) == 1 and sg.schedules == [result.ref]
 
 
 def test_single_send_needs_an_audience_and_sender(make_settings, monkeypatch, sg):

@@ -43,9 +43,11 @@ def rendered_payload(settings) -> dict:
     return email_payload(demo_post(), settings, "news", settings.channels["news"])
 
 
-def email_job(payload: dict, *, key: str = "delivery-42-3f9a", delivery_id: int = DELIVERY_ID) -> Job:
+def email_job(payload: dict, *, key: str = "delivery-42-3f9a", delivery_id: int = DELIVERY_ID,
+              attempt: int = 1) -> Job:
+    """ATTEMPT > 1 is a retry: a campaign adapter then looks for what an earlier attempt made."""
     return Job(delivery_id=delivery_id, key=key, channel="news", kind="email", payload=copy.deepcopy(payload),
-               post_url="https://wellness.example/2024/03/before-your-first-session/")
+               post_url="https://wellness.example/2024/03/before-your-first-session/", attempt=attempt)
 
 
 def ledger_delivery(settings, payload: dict, *, delivery_id: int = DELIVERY_ID, key: str = "delivery-42-3f9a"):

@@ -14,11 +14,11 @@ it in the provider's own interface. The delivery's own ``due_at`` already decide
 campaign is handed over, so most channels leave this at 0.
 
 Exactly once: each campaign is created carrying the delivery's key (Mailchimp: the internal
-campaign title; Buttondown: ``metadata``; SendGrid: the Single Send's name), and every send
-first looks for a campaign with that key. A retry after an outcome-unknown timeout finds
-the campaign the lost answer had created and resumes from its state (content set, scheduled,
-sent) instead of creating a second one; so these adapters declare ``deduplicates = True``,
-with a ``dedup_window`` of a week (the lookup reads only the newest campaigns).
+campaign title; Buttondown: ``metadata``, plus ``X-Idempotency-Key``; SendGrid: the Single
+Send's name). An ambiguous answer is OutcomeUnknown, and before any later attempt the engine
+asks the adapter's ``lookup`` (``looks_up = True``) for a campaign with that key: one already
+sent or scheduled is the delivery's result, a draft is resumed by the retry instead of a second
+campaign being made; a ``dedup_window`` of a week (the lookup reads only the newest campaigns).
 """
 
 from __future__ import annotations

@@ -10,11 +10,20 @@ Open and click tracking are turned off (privacy by default; option ``tracking = 
 them on), and so is Mailchimp's auto footer (option ``auto_footer``): our footer already
 carries the postal address and the unsubscribe link.
 
-Exactly once: the campaign's internal title is the delivery key. Before creating, the
-audience's newest campaigns are searched for that title (``GET /3.0/campaigns?list_id=...``,
-newest first), and a found campaign resumes from its status: ``save`` gets its content and
-the send again (both safe to repeat before sending), ``schedule``/``sending``/``sent`` is
-done. So a retry after an outcome-unknown timeout never makes a second campaign.
+The subject line is cut to 150 characters (at a word, with "…"): Mailchimp refuses a longer
+one and the campaign fails (VulcanJS/Vulcan PR #783). Before the send (or schedule) the
+campaign's ``GET /3.0/campaigns/{id}/send-checklist`` is read: when ``is_ready`` is false (no
+unsubscribe link, no address, ...) the delivery fails Permanent with the checklist's own
+words, instead of the bare 400 "Your Campaign is not ready to send." of ``actions/send``
+(mailchimp/APIv3-examples#40). 401 is AuthExpired; 403 is Permanent with Mailchimp's detail
+(Mailchimp also says 403 for plan and compliance refusals, which new credentials do not fix).
+
+Exactly once: the campaign's internal title is the delivery key. An ambiguous answer (a lost
+answer, 502/503/504) is OutcomeUnknown, and before any later attempt the engine asks
+``lookup``: the audience's newest campaigns (``GET /3.0/campaigns?list_id=...``, newest first)
+are searched for that title; one already scheduled, sending or sent is the delivery's result,
+and a ``save`` draft is resumed by ``send`` (content and send again, both safe to repeat before
+sending). So a retry never makes a second campaign.
 
 Options: ``api_key_env`` (an API key from Account -> Extras -> API keys; its suffix ``-us21``
 names the data center), ``audience_id`` (Audience -> Settings -> Audience name and
@@ -33,16 +42,18 @@ from typing import Any
 from syndicate.providers import campaign
 from syndicate.providers.base import Job, Permanent, SendResult
 from syndicate.providers.http import ErrorInfo, HttpProvider
+from syndicate.render.textlength import char_length, truncate_to
 
 UNSUB_TAG = "*|UNSUB|*"
 DONE_STATUSES = {"schedule", "sending", "sent"}
 LOOKUP_COUNT = 100  # newest campaigns of the audience searched for the delivery key
+MAX_SUBJECT = 150  # "Mailchimp limits email subject to 150 characters" (VulcanJS/Vulcan PR #783)
 
 
 class MailchimpProvider(HttpProvider):
     name = "mailchimp"
     service = "Mailchimp"
-    deduplicates = True  # the delivery key in settings.title finds a campaign a lost answer made
+    looks_up = True  # the delivery key in settings.title finds a campaign a lost answer made
     dedup_window = campaign.LOOKUP_WINDOW  # the lookup reads only the newest campaigns
 
     @property
@@ -62,8 +73,6 @@ class MailchimpProvider(HttpProvider):
         token = base64.b64encode(f"anystring:{key}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
-    def is_auth_error(self, resp, info) -> bool:
-        return resp.status_code in (401, 403) or super().is_auth_error(resp, info)
 
     def parse_error(self, resp) -> ErrorInfo:
         """Mailchimp's problem: ``detail``, plus each ``errors`` entry as "field: message"."""
@@ -81,9 +90,19 @@ class MailchimpProvider(HttpProvider):
 
     # -- the send ---------------------------------------------------------------------------------
 
+    def lookup(self, job: Job) -> SendResult | None:
+        """The campaign an earlier attempt sent or scheduled; None when there is none, or only a
+        draft (``send`` then resumes the draft instead of creating another)."""
+        found = self.find(str(self.option("audience_id")), job.key)
+        if found is None or found.get("status") not in DONE_STATUSES:
+            return None
+        return SendResult(ref=str(found["id"]), url=found.get("long_archive_url") or found.get("archive_url"),
+                          details={"status": found.get("status"), "web_id": found.get("web_id"), "found_by": "lookup"})
+
     def send(self, job: Job) -> SendResult:
         audience = str(self.option("audience_id"))
-        found = self.find(audience, job.key)
+        # A first attempt made nothing yet; a later one may find its own draft (or more).
+        found = self.find(audience, job.key) if job.attempt > 1 else None
         if found is None:
             found = self.create(audience, job)
         campaign_id = str(found["id"])
@@ -95,6 +114,7 @@ class MailchimpProvider(HttpProvider):
             html, text, _ = campaign.with_merge_tag(job.payload, UNSUB_TAG)
             self.request("PUT", f"/3.0/campaigns/{campaign_id}/content", idempotent=True,
                          json={"html": html, "plain_text": text}, what="setting the campaign content")
+            self.ready(campaign_id)
             at = campaign.send_time(self.options, quantum_minutes=15)
             if at is None:
                 self.request("POST", f"/3.0/campaigns/{campaign_id}/actions/send", what="sending the campaign")
@@ -106,6 +126,17 @@ class MailchimpProvider(HttpProvider):
         details: dict[str, Any] = {"status": status, "web_id": found.get("web_id")}
         return SendResult(ref=campaign_id, url=found.get("long_archive_url") or found.get("archive_url"),
                           details=details)
+
+    def ready(self, campaign_id: str) -> None:
+        """Mailchimp's send checklist for the campaign; Permanent with its errors unless ready."""
+        data = self.json_of(self.request("GET", f"/3.0/campaigns/{campaign_id}/send-checklist",
+                                         what="reading the send checklist"))
+        if data.get("is_ready", True):
+            return
+        problems = [f"{item.get('heading') or 'problem'}: {item.get('details') or ''}".strip(": ")
+                    for item in data.get("items") or [] if isinstance(item, dict) and item.get("type") == "error"]
+        raise Permanent(self._message(f"campaign {campaign_id} is not ready to send: "
+                                      + ("; ".join(problems) or "see its checklist in Mailchimp")))
 
     def find(self, audience: str, key: str) -> dict[str, Any] | None:
         """The audience's campaign titled KEY (this delivery's), if one exists."""
@@ -130,7 +161,7 @@ class MailchimpProvider(HttpProvider):
             "type": "regular",
             "recipients": recipients,
             "settings": {
-                "subject_line": payload["subject"],
+                "subject_line": truncate_to(payload["subject"], MAX_SUBJECT, char_length),
                 "preview_text": payload.get("preheader") or "",
                 "title": job.key,
                 "from_name": from_name or self.settings.site.name,

@@ -8,7 +8,11 @@ personalizations and recipients), each carrying its own ``List-Unsubscribe`` hea
 recipient's unsubscribe token as a ``substitutions`` value (the shared body holds the tag
 ``%syndicate_unsubscribe_token%``) and ``custom_args`` naming the delivery. SendGrid answers
 202 with an ``X-Message-Id`` for the whole request: every recipient is then ``sent``.
-Open, click and subscription tracking are turned off per message (privacy by default);
+One bad address never fails the batch. SendGrid refuses the whole request for it, naming
+``personalizations.N.to.M.email``; addresses that are not addresses at all never get here
+(``email.recipients.wanted_recipients`` skips them, with a warning), and a recipient SendGrid
+still refuses by name is recorded ``failed`` while the rest of the batch is sent once more
+(nothing went out on a 400). Open, click and subscription tracking are turned off per message (privacy by default);
 option ``asm_group_id`` adds an unsubscribe group (``asm``) so SendGrid also honours that
 group's suppressions.
 
@@ -17,9 +21,11 @@ group's suppressions.
 whole contact base with ``send_to_all = true``; ``email_config`` subject, html_content,
 plain_content, ``sender_id``, ``suppression_group_id``), then
 ``PUT /v3/marketing/singlesends/{id}/schedule`` ``{send_at: "now" | ISO 8601}``. Our footer
-link becomes ``{{{unsubscribe}}}``. Before creating, ``POST /v3/marketing/singlesends/search``
-looks for a Single Send named by the delivery key, so a retry after a lost answer resumes it
-(a draft is scheduled; a scheduled or triggered one is done) instead of making a second.
+link becomes ``{{{unsubscribe}}}``. An ambiguous answer (a lost answer, 502/503/504) is
+OutcomeUnknown; before any later attempt the engine asks ``lookup``, which searches
+(``POST /v3/marketing/singlesends/search``) for the Single Send named by the delivery key: a
+scheduled or triggered one is the result, a draft is scheduled by the retry instead of making
+a second.
 
 Options: ``api_key_env`` (Settings -> API Keys; "Mail Send" access for ``sendgrid``,
 "Marketing" access for ``sendgrid_singlesend``), ``api_base`` (default
@@ -33,6 +39,7 @@ Options: ``api_key_env`` (Settings -> API Keys; "Mail Send" access for ``sendgri
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from syndicate.providers import campaign
@@ -42,6 +49,8 @@ from syndicate.providers.http import ErrorInfo, HttpProvider
 
 UNSUB_TAG = "{{{unsubscribe}}}"
 DONE_STATUSES = {"scheduled", "triggered"}
+# A refused recipient, as SendGrid names it in errors[].field: personalizations.3.to.0.email
+RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)\b")
 
 
 class _SendGrid(HttpProvider):
@@ -84,6 +93,42 @@ class SendGridProvider(_SendGrid, DirectSendProvider):
     token_placeholder = "%syndicate_unsubscribe_token%"
 
     def send_batch(self, job: Job, content: Content, batch: list[Recipient]) -> BatchAnswer:
+        refused: dict[str, Outcome] = {}
+        for retry in (False, True):  # once more without the recipients SendGrid refused by name
+            kept = [r for r in batch if r.address not in refused]
+            if self._book is not None:  # settled now: never issued, never "unknown" after a timeout
+                self._book.answer(refused, count=False)
+            if not kept:
+                return BatchAnswer(dict(refused), details={"recipients": 0, "refused": len(refused)})
+            try:
+                message_id = self._mail_send(job, content, kept)
+            except Permanent as exc:
+                named = self._refused_recipients(exc, kept)
+                if retry or not named:
+                    raise
+                refused.update(named)
+                continue
+            outcomes = {r.address: Outcome("sent", message_id=message_id) for r in kept}
+            return BatchAnswer({**outcomes, **refused},
+                               details={"x_message_id": message_id, "recipients": len(kept), "refused": len(refused)})
+        raise AssertionError("unreachable")
+
+    def error_for(self, resp, **kwargs):
+        error = super().error_for(resp, **kwargs)
+        error.fields = _error_fields(resp)  # which recipients SendGrid refused, if any
+        return error
+
+    @staticmethod
+    def _refused_recipients(exc: Permanent, kept: list[Recipient]) -> dict[str, Outcome]:
+        named: dict[str, Outcome] = {}
+        for field, message in getattr(exc, "fields", []):
+            m = RECIPIENT_FIELD.match(field or "")
+            if m and int(m.group(1)) < len(kept):
+                named[kept[int(m.group(1))].address] = Outcome("failed", code=exc.status,
+                                                               error=f"SendGrid: {field}: {message}")
+        return named
+
+    def _mail_send(self, job: Job, content: Content, batch: list[Recipient]) -> str | None:
         name, address = campaign.sender({"from": content.sender})
         body: dict[str, Any] = {
             "personalizations": [
@@ -104,9 +149,7 @@ class SendGridProvider(_SendGrid, DirectSendProvider):
         if self.options.get("asm_group_id"):
             body["asm"] = {"group_id": int(self.options["asm_group_id"])}
         resp = self.request("POST", "/v3/mail/send", json=body, what=f"sending a batch of {len(batch)}")
-        message_id = resp.headers.get("X-Message-Id")
-        return BatchAnswer({r.address: Outcome("sent", message_id=message_id) for r in batch},
-                           details={"x_message_id": message_id, "recipients": len(batch)})
+        return resp.headers.get("X-Message-Id")
 
     def check(self) -> str:
         scopes = self.scopes()
@@ -119,11 +162,19 @@ class SendGridSingleSendProvider(_SendGrid):
     """Campaign: a Single Send to SendGrid Marketing contacts."""
 
     name = "sendgrid_singlesend"
-    deduplicates = True  # the Single Send's name is the delivery key: a retry finds it
-    dedup_window = campaign.LOOKUP_WINDOW  # the lookup reads only the newest campaigns
+    looks_up = True  # the Single Send's name is the delivery key: lookup finds what a lost answer made
+    dedup_window = campaign.LOOKUP_WINDOW
+
+    def lookup(self, job: Job) -> SendResult | None:
+        """The Single Send an earlier attempt scheduled; None when there is none or only a draft
+        (``send`` then schedules the draft instead of creating another)."""
+        found = self.find(job.key)
+        if found is None or found.get("status") not in DONE_STATUSES:
+            return None
+        return SendResult(ref=str(found["id"]), details={"status": found.get("status"), "found_by": "lookup"})
 
     def send(self, job: Job) -> SendResult:
-        found = self.find(job.key)
+        found = self.find(job.key) if job.attempt > 1 else None  # a first attempt made nothing yet
         if found is None:
             found = self.create(job)
         single_id = str(found["id"])
@@ -170,3 +221,13 @@ class SendGridSingleSendProvider(_SendGrid):
         marketing = sorted(s for s in scopes if s.startswith("marketing."))
         return (f"SendGrid {self.api_base}: API key with {len(scopes)} scopes; "
                 + (f"{len(marketing)} marketing scopes" if marketing else "no marketing scopes (Single Sends need them)"))
+
+
+def _error_fields(resp) -> list[tuple[str, str]]:
+    """(field, message) of each entry of SendGrid's ``{"errors": [...]}``."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return []
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return [(str(e.get("field") or ""), str(e.get("message") or "")) for e in errors or [] if isinstance(e, dict)]

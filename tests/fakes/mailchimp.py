@@ -7,6 +7,11 @@ carries no reset header, as Mailchimp's does. Campaigns move ``save`` -> ``sched
 ``sending`` (-> ``sent``, see ``finish``). As on Mailchimp, a campaign can only be sent or
 scheduled from ``save``, only with content whose HTML holds ``*|UNSUB|*``, and a schedule
 time must be in the future on a quarter hour.
+
+Mailchimp publishes no machine-readable schema, so the documented rules are encoded here, each
+with its source: the subject line's 150 characters (``create_campaign``), the send checklist
+(``GET /3.0/campaigns/{id}/send-checklist``, whose errors ``actions/send`` answers only as
+400 "Your Campaign is not ready to send.").
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
+
+# VulcanJS/Vulcan PR #783: "Mailchimp limits email subject to 150 characters ... the Mailchimp
+# campaign fails"; the API answers a longer subject_line as an invalid resource.
+MAX_SUBJECT = 150
 
 
 def _now() -> str:
@@ -119,6 +128,9 @@ class MailchimpFake(FakeAPI):
         for field in ("subject_line", "from_name", "reply_to"):
             if not settings.get(field):
                 errors.append({"field": f"settings.{field}", "message": "This value should not be blank."})
+        if len(str(settings.get("subject_line") or "")) > MAX_SUBJECT:
+            errors.append({"field": "settings.subject_line",
+                           "message": f"This value is too long. It should have {MAX_SUBJECT} characters or less."})
         if settings.get("reply_to") and "@" not in settings["reply_to"]:
             errors.append({"field": "settings.reply_to", "message": "This value should be a valid email."})
         if errors:
@@ -152,6 +164,20 @@ class MailchimpFake(FakeAPI):
                 return self.error(400, "Cannot update the content of a campaign that has been sent or scheduled.")
             item["content"] = {"html": body.get("html"), "plain_text": body.get("plain_text")}
         return reply(200, {"html": body.get("html"), "plain_text": body.get("plain_text")})
+
+    @route("GET", r"/3\.0/campaigns/(?P<cid>[^/]+)/send-checklist")
+    def send_checklist(self, req: Request, cid: str) -> Reply:
+        """The Marketing API's send checklist: ``{is_ready, items: [{type, id, heading, details}]}``
+        (mailchimp-marketing-python ``CampaignsApi.get_send_checklist``)."""
+        with self.lock:
+            item = self.campaigns.get(cid)
+            if item is None:
+                return self.error(404, "The requested resource could not be found.")
+            problems = self._checklist(item)
+        items = [{"type": "error", "id": n, "heading": heading, "details": details}
+                 for n, (heading, details) in enumerate(problems, start=1)]
+        return reply(200, {"is_ready": not problems, "items": items or [
+            {"type": "success", "id": 0, "heading": "Ready", "details": "Your campaign is ready to send."}]})
 
     @route("POST", r"/3\.0/campaigns/(?P<cid>[^/]+)/actions/send")
     def send_campaign(self, req: Request, cid: str) -> Reply:
@@ -193,14 +219,19 @@ class MailchimpFake(FakeAPI):
         if item["status"] != "save":
             return self.error(400, f"This campaign cannot be sent: its status is {item['status']}.",
                               "Bad Request")
+        if self._checklist(item):  # mailchimp/APIv3-examples#40: only this, no detail
+            return self.error(400, "Your Campaign is not ready to send.", "Bad Request")
+        return None
+
+    @staticmethod
+    def _checklist(item: dict[str, Any]) -> list[tuple[str, str]]:
+        """What Mailchimp's checklist says is missing (compliance: an unsubscribe link)."""
         content = item["content"] or {}
         if not content.get("html"):
-            return self.error(400, "Your Campaign is not ready to send.", "Bad Request",
-                              errors=[{"field": "content", "message": "The campaign has no content."}])
+            return [("Content", "The campaign has no content.")]
         if "*|UNSUB|*" not in content["html"] and not item["settings"].get("auto_footer"):
-            return self.error(400, "Your Campaign is not ready to send.", "Bad Request",
-                              errors=[{"field": "content", "message": "Missing the *|UNSUB|* merge tag."}])
-        return None
+            return [("Unsubscribe link", "Your campaign must include the *|UNSUB|* merge tag.")]
+        return []
 
     @staticmethod
     def _public(item: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,16 @@ before ``text/html``, string values in headers and custom_args, substitutions un
 bytes. It answers 202 with ``X-Message-Id`` and "delivers" one message per recipient into
 ``fake.delivered`` (substitutions applied to subject and bodies, headers merged).
 
+Strict: every Mail Send body is validated against the official ``POST /v3/mail/send`` request
+body (``../shared/specs/sendgrid/tsg_mail_v3.json``), every Single Send create, search and
+schedule body against ``tsg_mc_singlesends_v3.json`` (``SinglesendRequest``: name 1..100,
+list_ids <= 50, segment_ids <= 10, ...); a violation answers 400 ``{"errors": [{"field",
+"message"}]}`` naming each field as SendGrid does (``personalizations.1.to.0.email``). Every
+recipient address is checked (the spec's ``format: email``; SendGrid's message "Does not contain
+a valid address."), and ``fake.invalid_addresses`` are refused the same way (addresses SendGrid's
+own check refuses though they look fine): one bad address fails the whole request, every bad one
+listed.
+
 Single Sends: create (201), search by name, schedule (``send_at`` "now" or a future ISO
 time; refused without a sender, an unsubscribe group or custom URL, or an unsubscribe tag in
 the HTML), read. ``fake.singlesends`` holds each once; ``fake.schedules`` one entry per
@@ -24,8 +34,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from .server import FakeAPI, Fault, Reply, Request, reply, route
+from email_validator import EmailNotValidError, validate_email
 
+from .server import FakeAPI, Fault, Reply, Request, reply, route
+from .specs import openapi_problems, openapi_validator
+
+MAIL_SPEC = "sendgrid/tsg_mail_v3.json"
+MAIL_BODY = "/components/requestBodies/PostMailSend/content/application~1json/schema"
+SINGLESEND_SPEC = "sendgrid/tsg_mc_singlesends_v3.json"
+SCHEDULE_BODY = "/paths/~1v3~1marketing~1singlesends~1{id}~1schedule/put/requestBody/content/application~1json/schema"
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
 SCOPES = ["mail.send", "marketing.read", "marketing.send", "marketing.automation.read", "user.profile.read"]
@@ -44,6 +61,10 @@ class SendGridFake(FakeAPI):
         self.requests_accepted = 0
         self.singlesends: dict[str, dict[str, Any]] = {}
         self.schedules: list[str] = []
+        self.invalid_addresses: set[str] = set()
+        for spec, schema in ((MAIL_SPEC, MAIL_BODY), (SINGLESEND_SPEC, "SinglesendRequest"),
+                             (SINGLESEND_SPEC, "SinglesendSearch"), (SINGLESEND_SPEC, SCHEDULE_BODY)):
+            openapi_validator(spec, schema)  # strict from the start: fails without the specs
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "api_key_env": "SYN_FAKE_SENDGRID_KEY", "sender_id": self.SENDER_ID,
@@ -60,6 +81,31 @@ class SendGridFake(FakeAPI):
 
     def error(self, status: int, message: str, code: Any = None, field: str | None = None) -> Reply:
         return reply(status, {"errors": [{"message": message, "field": field, "help": None}]})
+
+    @staticmethod
+    def refused(problems: list[str]) -> Reply:
+        """A schema violation: one ``{field, message}`` per problem, as SendGrid lists them."""
+        errors = []
+        for problem in problems:
+            field, _, message = problem.partition(": ")
+            errors.append({"field": None if field == "(body)" else field, "message": message, "help": None})
+        return reply(400, {"errors": errors})
+
+    def bad_addresses(self, people: list) -> list[str]:
+        """``personalizations.N.to.M.email: Does not contain a valid address.`` for each bad one."""
+        problems = []
+        for index, person in enumerate(people):
+            for kind in ("to", "cc", "bcc"):
+                for m, item in enumerate((person or {}).get(kind) or []):
+                    email = str((item or {}).get("email") or "")
+                    try:
+                        validate_email(email, check_deliverability=False)
+                        ok = email.lower() not in self.invalid_addresses
+                    except EmailNotValidError:
+                        ok = False
+                    if not ok:
+                        problems.append(f"personalizations.{index}.{kind}.{m}.email: Does not contain a valid address.")
+        return problems
 
     def fault_reply(self, status: int, fault: Fault) -> Reply:
         if status == 401:
@@ -92,6 +138,12 @@ class SendGridFake(FakeAPI):
         body = req.json
         if not isinstance(body, dict):
             return self.error(400, "Bad Request", field=None)
+        problems = openapi_problems(MAIL_SPEC, MAIL_BODY, body)
+        if problems:
+            return self.refused(problems)
+        problems = self.bad_addresses(body["personalizations"])
+        if problems:
+            return self.refused(problems)
         people = body.get("personalizations")
         if not isinstance(people, list) or not people:
             return self.error(400, "You must have at least one personalization.", field="personalizations")
@@ -163,6 +215,9 @@ class SendGridFake(FakeAPI):
     @route("POST", r"/v3/marketing/singlesends")
     def create_singlesend(self, req: Request) -> Reply:
         body = req.json if isinstance(req.json, dict) else {}
+        problems = openapi_problems(SINGLESEND_SPEC, "SinglesendRequest", body)
+        if problems:
+            return self.refused(problems)
         name = str(body.get("name") or "")
         if not name or len(name) > 100:
             return self.error(400, "name is required and must be at most 100 characters", field="name")
@@ -182,6 +237,9 @@ class SendGridFake(FakeAPI):
     @route("POST", r"/v3/marketing/singlesends/search")
     def search_singlesends(self, req: Request) -> Reply:
         body = req.json if isinstance(req.json, dict) else {}
+        problems = openapi_problems(SINGLESEND_SPEC, "SinglesendSearch", body)
+        if problems:
+            return self.refused(problems)
         name = str(body.get("name") or "")
         with self.lock:
             found = [{k: item[k] for k in ("id", "name", "status", "categories", "send_at", "updated_at")}
@@ -197,6 +255,9 @@ class SendGridFake(FakeAPI):
     @route("PUT", r"/v3/marketing/singlesends/(?P<sid>[^/]+)/schedule")
     def schedule_singlesend(self, req: Request, sid: str) -> Reply:
         body = req.json if isinstance(req.json, dict) else {}
+        problems = openapi_problems(SINGLESEND_SPEC, SCHEDULE_BODY, body)
+        if problems:
+            return self.refused(problems)
         with self.lock:
             item = self.singlesends.get(sid)
             if item is None:

@@ -63,16 +63,22 @@ def _openapi(filename: str) -> dict:
 
 @cache
 def openapi_validator(filename: str, schema_name: str):
-    """A jsonschema validator for ``components/schemas/SCHEMA_NAME`` of FILENAME, every ``$ref``
-    resolved inside the spec."""
+    """A jsonschema validator for ``components/schemas/SCHEMA_NAME`` of FILENAME (or, when
+    SCHEMA_NAME starts with "/", the schema at that JSON pointer: a request body defined inline),
+    every ``$ref`` resolved inside the spec. OpenAPI 3.1 files are JSON Schema 2020-12, 3.0 ones
+    draft 4."""
     import jsonschema
     from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
+    from referencing.jsonschema import DRAFT4, DRAFT202012
 
+    spec = _openapi(filename)
+    modern = str(spec.get("openapi", "")).startswith("3.1")
     uri = f"urn:syndicate-spec:{filename}"
-    resource = Resource.from_contents(_openapi(filename), default_specification=DRAFT4)
+    resource = Resource.from_contents(spec, default_specification=DRAFT202012 if modern else DRAFT4)
     registry = Registry().with_resource(uri, resource)
-    return jsonschema.Draft4Validator({"$ref": f"{uri}#/components/schemas/{schema_name}"}, registry=registry)
+    pointer = schema_name if schema_name.startswith("/") else f"/components/schemas/{schema_name}"
+    validator = jsonschema.Draft202012Validator if modern else jsonschema.Draft4Validator
+    return validator({"$ref": f"{uri}#{pointer}"}, registry=registry)
 
 
 def openapi_problems(filename: str, schema_name: str, body: Any) -> list[str]:
