@@ -16,7 +16,8 @@ from sqlalchemy import func, insert, select
 from syndicate.cli import main
 from syndicate.engine.bulk import Selection, bulk_act
 from syndicate.engine.dispatch import claim_one
-from syndicate.engine.runner import ledger
+from syndicate.engine import heartbeat
+from syndicate.engine.runner import ledger, run_forever
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, Post, utcnow
 
@@ -39,7 +40,7 @@ def flood(factory, posts: int, channels=("newsletter", "x", "bluesky"), state: s
             feed_id = s.scalar(select(func.min(Feed.id)))
         rows = [{"feed_id": feed_id, "identity": f"flood-{i}", "fingerprint": f"fp-{i}",
                  "url": f"https://blog.example/{i}", "title": f"Flood post {i}", "data": {}, "plan": "hold",
-                 "first_seen_at": NOW} for i in range(first, first + posts)]
+                 "first_seen_at": NOW, "planned_at": NOW} for i in range(first, first + posts)]
         ids = list(s.scalars(insert(Post).returning(Post.id), rows))
         s.execute(insert(Delivery), [
             {"key": f"k-{pid}-{ch}", "subject": f"post:{pid}", "post_id": pid, "channel": ch,
@@ -167,3 +168,36 @@ def test_cli_bulk_approve_hold_reschedule_cancel_by_filter(config, capsys):
     assert main([*c, "cancel"]) == 2  # no filter: refused, nothing changed
     assert main([*c, "approve", "--channel", "nosuch"]) == 2
     assert states(factory) == {"cancelled": 148, "planned": 2}
+
+
+# ---------------------------------------------------------------- the embedded runner's tick
+
+
+def test_embedded_runner_sends_an_approval_within_a_tick_and_beats(make_settings):
+    settings = make_settings(channels=CHANNELS, run={"interval": "1h", "tick": "1s"})
+    factory = ledger(settings)
+    [post] = flood(factory, 1, channels=("x",))
+    stop, summaries = threading.Event(), []
+    loop = threading.Thread(target=run_forever, args=(settings, summaries.append), kwargs={"stop": stop})
+    loop.start()
+    try:
+        _wait(lambda: summaries, "the first pass")
+        assert states(factory) == {"held": 1}
+        bulk_act(factory, "approve", Selection(post_id=post), "cli:ana")
+        started = time.monotonic()
+        _wait(lambda: states(factory) == {"sent": 1}, "the approved delivery to be sent")
+        assert time.monotonic() - started < 5  # a tick, not the hour until the next poll
+    finally:
+        stop.set()
+        loop.join(10)
+    with transaction(factory) as s:
+        pulse = heartbeat.latest(s)
+    assert pulse.name == "runner" and pulse.next_at - pulse.at <= timedelta(seconds=1)
+    assert timedelta(minutes=55) < pulse.next_poll_at - pulse.at <= timedelta(hours=1)
+
+
+def _wait(condition, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -21,7 +21,8 @@ def cmd_run(args) -> int:
             summary = run_once(settings, now, progress=lambda msg: status.update(msg))
         print_run_summary(out, settings, summary)
         return 1 if any(o.state == "failed" for o in summary.outcomes) else 0
-    out.print(f"running every {settings.run.interval}; Ctrl-C to stop")
+    out.print(f"polling feeds every {settings.run.interval}, sending what is due every {settings.run.tick}; "
+              "Ctrl-C to stop")
     try:
         run_forever(settings, on_summary=lambda s: print_run_summary(out, settings, s))
     except KeyboardInterrupt:
