@@ -39,7 +39,9 @@ def flood(factory, posts: int, channels=("newsletter", "x", "bluesky"), state: s
             s.flush()
             feed_id = s.scalar(select(func.min(Feed.id)))
         rows = [{"feed_id": feed_id, "identity": f"flood-{i}", "fingerprint": f"fp-{i}",
-                 "url": f"https://blog.example/{i}", "title": f"Flood post {i}", "data": {}, "plan": "hold",
+                 "url": f"https://blog.example/{i}", "title": f"Flood post {i}", "plan": "hold",
+                 "data": {"identity": f"flood-{i}", "fingerprint": f"fp-{i}", "url": f"https://blog.example/{i}",
+                          "title": f"Flood post {i}"},
                  "first_seen_at": NOW, "planned_at": NOW} for i in range(first, first + posts)]
         ids = list(s.scalars(insert(Post).returning(Post.id), rows))
         s.execute(insert(Delivery), [
@@ -201,3 +203,127 @@ def _wait(condition, what: str, timeout: float = 15) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- the desk at flood size
+
+
+@pytest.fixture
+def desk(make_settings, monkeypatch):
+    from test_desk import PASSWORD, sign_in
+
+    from syndicate.web import auth, create_app
+
+    monkeypatch.setenv("SYNDICATE_SECRET", "flood-test-signing-key")
+    settings = make_settings(channels=CHANNELS)
+    factory = ledger(settings)
+    auth.add_user(factory, "ana", PASSWORD)
+    client = create_app(settings).test_client()
+    sign_in(client)
+    return settings, factory, client
+
+
+def _page(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return response.get_data(as_text=True)
+
+
+def _ids(page: str) -> list[int]:
+    return [int(i) for i in re.findall(r'name="id" value="(\d+)"', page)]
+
+
+def test_desk_held_tab_with_30000_rows_is_one_small_page_at_a_time(desk):
+    _, factory, client = desk
+    flood(factory, 10_000)
+    page = _page(client, "/desk/?tab=held")
+    first = _ids(page)
+    assert len(first) == 100 and len(page) < 250_000  # was every row: 18 MB
+    assert "Showing 1–100 of 30000 deliveries" in page
+    following = re.search(r'href="([^"]*after=[^"]*)">Next page', page).group(1).replace("&amp;", "&")
+    second_page = _page(client, following)
+    second = _ids(second_page)
+    assert len(second) == 100 and not set(first) & set(second)
+    assert "Showing 101–200 of 30000" in second_page
+    with transaction(factory) as s:  # in due order, exactly the next hundred
+        expected = s.scalars(select(Delivery.id).where(Delivery.state == "held")
+                             .order_by(Delivery.due_at, Delivery.id).limit(200)).all()
+    assert sorted(first + second) == sorted(expected)
+    only_x = _page(client, "/desk/?tab=held&channel=x")
+    assert "of 10000 deliveries on x" in only_x and len(_ids(only_x)) == 100
+
+
+def test_desk_bulk_approve_ticked_and_cancel_all_on_a_channel(desk):
+    from test_desk import token
+
+    _, factory, client = desk
+    flood(factory, 30)
+    ids = _ids(_page(client, "/desk/?tab=held"))[:3]
+    response = client.post("/desk/bulk", data={"csrf_token": token(client), "tab": "held", "action": "approve",
+                                               "scope": "selected", "id": [str(i) for i in ids]},
+                           follow_redirects=True)
+    assert "3 approved." in response.get_data(as_text=True)
+    with transaction(factory) as s:
+        assert set(s.scalars(select(Delivery.state).where(Delivery.id.in_(ids)))) == {"planned"}
+        assert s.scalar(select(func.count()).select_from(Event).where(Event.actor == "desk:ana",
+                                                                      Event.delivery_id.is_not(None))) == 3
+    response = client.post("/desk/bulk", data={"csrf_token": token(client), "tab": "held", "action": "cancel",
+                                               "scope": "all", "channel": "bluesky"}, follow_redirects=True)
+    assert "29 cancelled." in response.get_data(as_text=True)  # the held ones; the approved one stays
+    assert states(factory, channel="bluesky") == {"cancelled": 29, "planned": 1}
+    later = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    response = client.post("/desk/bulk", data={"csrf_token": token(client), "tab": "held", "action": "reschedule",
+                                               "scope": "all", "channel": "x", "when": later}, follow_redirects=True)
+    assert "29 rescheduled." in response.get_data(as_text=True) and "once approved" in response.get_data(as_text=True)
+    assert states(factory, channel="x") == {"held": 29, "planned": 1}  # still held: only approve releases it
+    before = states(factory)
+    for data in ({"tab": "held", "action": "approve", "scope": "all"},  # no CSRF token
+                 {"csrf_token": token(client), "tab": "held", "action": "approve", "scope": "selected"},
+                 {"csrf_token": token(client), "tab": "sent", "action": "cancel", "scope": "all"}):
+        client.post("/desk/bulk", data=data)
+    assert states(factory) == before
+
+
+def test_desk_bulk_skips_a_row_a_worker_claimed(desk):
+    from test_desk import token
+
+    _, factory, client = desk
+    [post] = flood(factory, 1, state="planned")
+    with transaction(factory) as s:
+        x = s.scalar(select(Delivery.id).where(Delivery.post_id == post, Delivery.channel == "x"))
+    claim_one(factory, x, utcnow(), ttl=timedelta(minutes=5), actor="worker:test")
+    response = client.post("/desk/bulk", data={"csrf_token": token(client), "tab": "upcoming", "action": "hold",
+                                               "scope": "all"}, follow_redirects=True)
+    assert "2 held, 1 skipped (a worker is sending them)." in response.get_data(as_text=True)
+    assert states(factory) == {"held": 2, "claimed": 1}
+
+
+def test_desk_sent_tab_shows_one_day_in_the_site_time_zone(desk):
+    _, factory, client = desk
+    flood(factory, 2, channels=("x",), state="sent")
+    evening, after_midnight = datetime(2026, 11, 24, 4, 30, tzinfo=UTC), datetime(2026, 11, 24, 5, 30, tzinfo=UTC)
+    with transaction(factory) as s:  # 11:30 PM on the 23rd and 12:30 AM on the 24th in New York
+        a, b = s.scalars(select(Delivery).order_by(Delivery.id)).all()
+        a.sent_at, b.sent_at = evening, after_midnight
+    day23 = _page(client, "/desk/?tab=sent&day=2026-11-23")
+    assert "11:30 PM" in day23 and "12:30 AM" not in day23 and "1 delivery" in day23
+    day24 = _page(client, "/desk/?tab=sent&day=2026-11-24")
+    assert "12:30 AM" in day24 and "11:30 PM" not in day24
+    assert "Nothing was sent that day" in _page(client, "/desk/?tab=sent&day=2026-11-25")
+    assert "of 2 deliveries" in _page(client, "/desk/?tab=sent")
+    assert "Yesterday" in day23
+
+
+def test_desk_says_whether_a_runner_is_sending_and_when_next(desk):
+    _, factory, client = desk
+    flood(factory, 1)
+    assert "Nothing is sending: no runner has run yet" in _page(client, "/desk/")
+    now = utcnow()
+    heartbeat.beat(factory, "runner", now, now + timedelta(seconds=5), now + timedelta(minutes=14))
+    page = _page(client, "/desk/")
+    assert "The embedded runner (syndicate run) last ran just now; it sends what is due next in 4 s" in page \
+        or "next in 5 s" in page
+    heartbeat.beat(factory, "runner", now - timedelta(hours=1), now - timedelta(hours=1) + timedelta(seconds=5))
+    post_id = flood(factory, 1, first=5)[0]
+    assert "Nothing is sending: the embedded runner (syndicate run) last ran 60 min ago" in _page(
+        client, f"/desk/post/{post_id}")
