@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from syndicate.cli import main
+from syndicate.engine import heartbeat
 from syndicate.engine.bulk import Selection, bulk_act
 from syndicate.engine.dispatch import claim_one
-from syndicate.engine import heartbeat
 from syndicate.engine.runner import ledger, run_forever
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, Post, utcnow
@@ -327,3 +327,51 @@ def test_desk_says_whether_a_runner_is_sending_and_when_next(desk):
     post_id = flood(factory, 1, first=5)[0]
     assert "Nothing is sending: the embedded runner (syndicate run) last ran 60 min ago" in _page(
         client, f"/desk/post/{post_id}")
+
+
+# ---------------------------------------------------------------- long lists on the command line
+
+
+def test_status_prints_a_page_with_a_more_line_and_filters(config, capsys):
+    path, factory = config
+    flood(factory, 100)  # 300 held
+    flood(factory, 5, channels=("x",), state="sent", first=100)
+    c = ["--config", str(path)]
+    assert main([*c, "status"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^│\s+\d+ │", out, re.M)) == 200
+    assert "105 more not shown" in out and "300 held, 5 sent" in out
+    assert main([*c, "status", "--state", "sent", "--channel", "x"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^│\s+\d+ │", out, re.M)) == 5 and "more not shown" not in out and "5 sent" in out
+    assert main([*c, "status", "--channel", "bluesky", "--limit", "10", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 10 and {r["channel"] for r in rows} == {"bluesky"}
+    assert main([*c, "status", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 305  # JSON: every row unless --limit
+    with transaction(factory) as s:
+        s.execute(Delivery.__table__.update().where(Delivery.state == "sent")
+                  .values(updated_at=datetime(2026, 12, 1, 12, tzinfo=UTC)))
+    assert main([*c, "status", "--since", "2026-12-01T06:00", "--json"]) == 0  # 06:00 in New York
+    assert {r["state"] for r in json.loads(capsys.readouterr().out)} == {"sent"}
+    assert main([*c, "status", "--since", "yesterday"]) == 2
+    assert main([*c, "status", "--state", "failed"]) == 0
+    assert "no delivery matches" in capsys.readouterr().out
+
+
+def test_subscribers_list_says_the_total_first_and_shows_a_page(config, capsys):
+    from syndicate.audience import subscribers
+
+    path, factory = config
+    csv = path.parent / "list.csv"
+    csv.write_text("email\n" + "".join(f"reader{i:04d}@example.org\n" for i in range(450)))
+    assert main(["--config", str(path), "subscribers", "import", str(csv)]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(path), "subscribers", "list"]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("450 subscribers: 450 active") and "showing the first 200" in first
+    assert out.count("@example.org") == 200
+    assert main(["--config", str(path), "subscribers", "list", "--limit", "0"]) == 0
+    assert capsys.readouterr().out.count("@example.org") == 450
+    assert len(subscribers.list_subscribers(factory, limit=7)) == 7

@@ -8,6 +8,9 @@ import json
 from rich.table import Table
 
 from syndicate.cli.common import UsageError, actor, load_settings, out, parse_time
+from syndicate.ledger.models import STATES
+
+STATUS_LIMIT = 200  # rows `status` prints by default: a flood must not print 30,000 lines
 
 
 def cmd_run(args) -> int:
@@ -31,14 +34,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from syndicate.cli.report import print_status, status_rows
+    from syndicate.cli.report import StatusFilter, print_status, status_counts, status_rows
 
     settings = load_settings(args)
-    rows = status_rows(settings)
+    only = StatusFilter(tuple(args.state or ()), args.channel,
+                        _local_time(args.since, settings, "--since") if args.since else None)
+    limit = args.limit if args.limit is not None else (None if args.json else STATUS_LIMIT)
+    rows = status_rows(settings, limit or None, only)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print_status(out, settings, rows)
+        print_status(out, settings, rows, status_counts(settings, only), filtered=bool(only.where()))
     return 0
 
 
@@ -159,8 +165,8 @@ def _bulk(args, action: str) -> int:
     return 0
 
 
-def _local_time(value: str, settings):
-    """--to TIME: ISO 8601; without an offset it is the site's local time (site.timezone)."""
+def _local_time(value: str, settings, flag: str = "--to"):
+    """TIME of FLAG: ISO 8601; without an offset it is the site's local time (site.timezone)."""
     from datetime import datetime
 
     from syndicate.engine.schedule import wall_to_utc
@@ -171,7 +177,7 @@ def _local_time(value: str, settings):
             return wall_to_utc(when.date(), when.time(), settings.site.tz)
         return parse_time(value)
     except (ValueError, OverflowError):
-        raise UsageError(f"--to: not a usable ISO 8601 time: {value!r} (e.g. 2026-11-24T09:00, site time)") from None
+        raise UsageError(f"{flag}: not a usable ISO 8601 time: {value!r} (e.g. 2026-11-24T09:00, site time)") from None
 
 
 def cmd_resolve(args) -> int:
@@ -206,8 +212,14 @@ def register(sub) -> None:
     p.add_argument("--at", metavar="TIME", help="act as if it were TIME (ISO 8601); implies --once")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", help="every delivery: channel, post, state, due time, attempts, errors")
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    p = sub.add_parser("status", help="deliveries: channel, post, state, due time, attempts, errors")
+    p.add_argument("--json", action="store_true", help="print as JSON (every matching delivery unless --limit)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"show the first N by due time (default {STATUS_LIMIT}; 0: all); a line says how many more")
+    p.add_argument("--state", action="append", choices=STATES, help="only deliveries in this state (repeatable)")
+    p.add_argument("--channel", metavar="NAME", help="only deliveries on this channel")
+    p.add_argument("--since", metavar="TIME",
+                   help="only deliveries that changed since TIME (ISO 8601; without an offset, site time)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("schedule", help="what will go out and when (local time and UTC), next digest editions")
