@@ -184,6 +184,22 @@ def test_cancel_asks_first(page, served):
     assert served.row(row.id).state == "cancelled"
 
 
+def test_bulk_approve_the_ticked_held_deliveries(page, served):
+    ds.sign_in(page, served.url)
+    page.goto(f"{served.url}/desk/?tab=held")
+    boxes = page.locator("input[name=id]")
+    assert boxes.count() >= 2
+    ids = [int(boxes.nth(i).get_attribute("value")) for i in range(2)]
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("form.bulk").get_by_role("button", name="Approve").click()
+    page.wait_for_load_state()
+    assert "2 approved." in page.locator(".flash-success").inner_text()
+    assert [served.row(i).state for i in ids] == ["planned", "planned"]
+    assert page.csp_errors == []
+
+
 def _png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()[:24]
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -16,6 +16,7 @@ from kombu.exceptions import OperationalError
 from syndicate.engine import deliver as deliver_mod
 from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import claim_due, reap_expired, release
+from syndicate.engine.heartbeat import beat
 from syndicate.engine.planner import plan_pending
 from syndicate.engine.poll import poll_feed as poll_one
 from syndicate.engine.ratelimit import limiter_for
@@ -77,6 +78,7 @@ def dispatch(self) -> dict:
             for rest in claims[published:]:
                 release(factory, rest, actor="dispatcher")
             break
+    beat(factory, "dispatcher", now, now + settings.run.tick)  # for the desk: when due work last and next goes out
     if claims and len(claims) == limit and published == len(claims):
         self.apply_async(expires=settings.run.tick.total_seconds())  # a backlog: go on now, not next tick
     return {"claimed": len(claims), "published": published, "reclaimed": reaped.reclaimed,

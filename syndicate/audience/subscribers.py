@@ -193,12 +193,14 @@ def import_csv(factory: sessionmaker[Session], settings: Settings, path: Path) -
     return report
 
 
-def list_subscribers(factory: sessionmaker[Session], status: str | None = None) -> list[Subscriber]:
+def list_subscribers(factory: sessionmaker[Session], status: str | None = None,
+                     limit: int | None = None) -> list[Subscriber]:
+    """The list by address (with STATUS only), the first LIMIT of it."""
     with transaction(factory) as s:
         query = select(Subscriber).order_by(Subscriber.email)
         if status:
             query = query.where(Subscriber.status == status)
-        return list(s.scalars(query))
+        return list(s.scalars(query.limit(limit) if limit else query))
 
 
 def counts(factory: sessionmaker[Session]) -> dict[str, int]:

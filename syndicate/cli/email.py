@@ -30,6 +30,9 @@ def cmd_subscribers_import(args) -> int:
     return 0
 
 
+SUBSCRIBERS_LIMIT = 200  # addresses `subscribers list` prints by default (a list may hold 100,000)
+
+
 def cmd_subscribers_list(args) -> int:
 
     from syndicate.audience import subscribers
@@ -37,17 +40,22 @@ def cmd_subscribers_list(args) -> int:
 
     settings = load_settings(args)
     factory = ledger(settings)
-    rows = subscribers.list_subscribers(factory, args.status)
+    limit = args.limit if args.limit is not None else (None if args.json else SUBSCRIBERS_LIMIT)
+    rows = subscribers.list_subscribers(factory, args.status, limit or None)
     if args.json:
         print(json.dumps([{"email": r.email, "name": r.name, "status": r.status, "source": r.source,
                            "created_at": r.created_at.isoformat()} for r in rows], indent=2, ensure_ascii=False))
         return 0
+    totals = subscribers.counts(factory)
+    matching = totals.get(args.status, 0) if args.status else sum(
+        totals.get(k, 0) for k in ("active", "pending", "unsubscribed"))
+    out.print(f"{matching} {args.status or 'subscribers'}: "
+              + ", ".join(f"{totals.get(k, 0)} {k}" for k in ("active", "pending", "unsubscribed", "suppressed"))
+              + (f"; showing the first {len(rows)} by address (--limit N, 0 for all)" if len(rows) < matching else ""))
     table = Table("email", "name", "status", "since", "source")
     for r in rows:
         table.add_row(r.email, r.name or "-", r.status, f"{r.created_at:%Y-%m-%d}", r.source or "-")
     out.print(table)
-    totals = subscribers.counts(factory)
-    out.print(", ".join(f"{totals.get(k, 0)} {k}" for k in ("active", "pending", "unsubscribed", "suppressed")))
     return 0
 
 
@@ -141,7 +149,9 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_subscribers_import)
     p = subs.add_parser("list", help="show the list")
     p.add_argument("--status", choices=("active", "pending", "unsubscribed"))
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--json", action="store_true", help="print as JSON (every address unless --limit)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"show the first N by address (default {SUBSCRIBERS_LIMIT}; 0: all); the totals come first")
     p.set_defaults(func=cmd_subscribers_list)
     p = subs.add_parser("remove", help="take an address off the list and never mail it again")
     p.add_argument("email", metavar="EMAIL")

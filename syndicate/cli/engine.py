@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from rich.table import Table
 
 from syndicate.cli.common import UsageError, actor, load_settings, out, parse_time
+from syndicate.ledger.models import STATES
+
+STATUS_LIMIT = 200  # rows `status` prints by default: a flood must not print 30,000 lines
 
 
 def cmd_run(args) -> int:
@@ -20,7 +24,8 @@ def cmd_run(args) -> int:
             summary = run_once(settings, now, progress=lambda msg: status.update(msg))
         print_run_summary(out, settings, summary)
         return 1 if any(o.state == "failed" for o in summary.outcomes) else 0
-    out.print(f"running every {settings.run.interval}; Ctrl-C to stop")
+    out.print(f"polling feeds every {settings.run.interval}, sending what is due every {settings.run.tick}; "
+              "Ctrl-C to stop")
     try:
         run_forever(settings, on_summary=lambda s: print_run_summary(out, settings, s))
     except KeyboardInterrupt:
@@ -29,14 +34,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from syndicate.cli.report import print_status, status_rows
+    from syndicate.cli.report import StatusFilter, print_status, status_counts, status_rows
 
     settings = load_settings(args)
-    rows = status_rows(settings)
+    only = StatusFilter(tuple(args.state or ()), args.channel,
+                        _local_time(args.since, settings, "--since") if args.since else None)
+    limit = args.limit if args.limit is not None else (None if args.json else STATUS_LIMIT)
+    rows = status_rows(settings, limit or None, only)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print_status(out, settings, rows)
+        print_status(out, settings, rows, status_counts(settings, only), filtered=bool(only.where()))
     return 0
 
 
@@ -106,13 +114,70 @@ def cmd_approve(args) -> int:
     from syndicate.engine.actions import ActionRefused, approve
     from syndicate.engine.runner import ledger
 
+    if _bulk_selection(args) is not None:
+        return _bulk(args, "approve")
+    if len(args.ids) != 1:
+        raise UsageError("approve: name a delivery ID (or several), or --post, --channel, --state, --all-held")
     settings = load_settings(args)
     try:
-        row = approve(ledger(settings), args.id, actor())
+        row = approve(ledger(settings), args.ids[0], actor())
     except ActionRefused as exc:
         raise UsageError(str(exc)) from None
     out.print(f"delivery {row.id} ({row.channel}) approved; due {row.due_at:%Y-%m-%d %H:%M} UTC")
     return 0
+
+
+def cmd_bulk(args) -> int:
+    return _bulk(args, args.command)
+
+
+def _bulk_selection(args):
+    """The deliveries a bulk command names, or None for `approve ID` (one delivery, the single action)."""
+    from syndicate.engine.bulk import Selection
+
+    states = tuple(args.state or ()) + (("held",) if args.all_held else ())
+    selection = Selection(ids=args.ids or None, post_id=args.post, channel=args.channel, states=states or None)
+    if args.command == "approve" and len(args.ids) == 1 and selection == Selection(ids=args.ids):
+        return None
+    return selection
+
+
+def _bulk(args, action: str) -> int:
+    """approve, hold, cancel or reschedule every delivery the filters name: one transaction."""
+    from syndicate.engine.bulk import bulk_act, describe
+    from syndicate.engine.runner import ledger
+
+    settings = load_settings(args)
+    selection = _bulk_selection(args)
+    if selection.empty:
+        raise UsageError(f"{action}: name the deliveries: IDs, --post ID, --channel NAME, --state STATE or --all-held")
+    if selection.channel and selection.channel not in settings.channels:
+        raise UsageError(f"--channel: no channel {selection.channel!r} in the settings")
+    due = None
+    if action == "reschedule":
+        due = _local_time(args.to, settings)
+    result = bulk_act(ledger(settings), action, selection, actor(), due=due,
+                      reason=getattr(args, "reason", None))
+    if not result.matched:
+        out.print("no delivery matches")
+        return 0
+    out.print(describe(result) + (f"; due {due:%Y-%m-%d %H:%M} UTC" if due and result.changed else ""))
+    return 0
+
+
+def _local_time(value: str, settings, flag: str = "--to"):
+    """TIME of FLAG: ISO 8601; without an offset it is the site's local time (site.timezone)."""
+    from datetime import datetime
+
+    from syndicate.engine.schedule import wall_to_utc
+
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            return wall_to_utc(when.date(), when.time(), settings.site.tz)
+        return parse_time(value)
+    except (ValueError, OverflowError):
+        raise UsageError(f"{flag}: not a usable ISO 8601 time: {value!r} (e.g. 2026-11-24T09:00, site time)") from None
 
 
 def cmd_resolve(args) -> int:
@@ -147,8 +212,14 @@ def register(sub) -> None:
     p.add_argument("--at", metavar="TIME", help="act as if it were TIME (ISO 8601); implies --once")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", help="every delivery: channel, post, state, due time, attempts, errors")
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    p = sub.add_parser("status", help="deliveries: channel, post, state, due time, attempts, errors")
+    p.add_argument("--json", action="store_true", help="print as JSON (every matching delivery unless --limit)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"show the first N by due time (default {STATUS_LIMIT}; 0: all); a line says how many more")
+    p.add_argument("--state", action="append", choices=STATES, help="only deliveries in this state (repeatable)")
+    p.add_argument("--channel", metavar="NAME", help="only deliveries on this channel")
+    p.add_argument("--since", metavar="TIME",
+                   help="only deliveries that changed since TIME (ISO 8601; without an offset, site time)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("schedule", help="what will go out and when (local time and UTC), next digest editions")
@@ -159,9 +230,24 @@ def register(sub) -> None:
     p = sub.add_parser("check", help="try each channel's credentials with a harmless read call")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("approve", help="release a held delivery")
-    p.add_argument("id", type=int, metavar="ID")
+    p = sub.add_parser("approve", help="release held deliveries: one ID, several, or every one a filter names")
+    _selection_args(p, held=True)
     p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("hold", help="hold planned deliveries until someone approves them (IDs or filters)")
+    _selection_args(p)
+    p.add_argument("--reason", help="why (shown with the held deliveries)")
+    p.set_defaults(func=cmd_bulk)
+
+    p = sub.add_parser("cancel", help="cancel planned, held, unknown or failed deliveries (IDs or filters)")
+    _selection_args(p, held=True)
+    p.set_defaults(func=cmd_bulk)
+
+    p = sub.add_parser("reschedule", help="move planned or held deliveries to a new time (held ones stay held)")
+    _selection_args(p, held=True)
+    p.add_argument("--to", required=True, metavar="TIME",
+                   help="the new due time, ISO 8601 (without an offset: the site's time zone)")
+    p.set_defaults(func=cmd_bulk)
 
     p = sub.add_parser("resolve", help="settle an unknown or failed delivery (or its unknown recipients) "
                                        "after checking the provider")
@@ -177,3 +263,14 @@ def register(sub) -> None:
     who.add_argument("--all-unknown", action="store_true",
                      help="settle every recipient of unknown outcome of an email delivery")
     p.set_defaults(func=cmd_resolve)
+
+
+def _selection_args(p, held: bool = False) -> None:
+    """The filters every bulk command shares; they combine (all must match). One transaction."""
+    p.add_argument("ids", type=int, nargs="*", metavar="ID", help="delivery ids (see `syndicate status`)")
+    p.add_argument("--post", type=int, metavar="ID", help="every delivery of this post")
+    p.add_argument("--channel", metavar="NAME", help="every delivery on this channel")
+    p.add_argument("--state", action="append", choices=("planned", "held", "unknown", "failed"),
+                   help="only deliveries in this state (repeatable)")
+    p.add_argument("--all-held", action="store_true", default=False,
+                   help="every held delivery" if held else argparse.SUPPRESS)

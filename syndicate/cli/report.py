@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
 
 from rich.console import Console
 from rich.table import Table
@@ -47,14 +49,43 @@ def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> 
                   "see `syndicate status`[/]")
 
 
-def status_rows(settings: Settings) -> list[dict]:
+@dataclass
+class StatusFilter:
+    """Which deliveries `syndicate status` shows: in these STATES, on CHANNEL, changed since SINCE."""
+
+    states: tuple[str, ...] = ()
+    channel: str | None = None
+    since: datetime | None = None
+
+    def where(self) -> list:
+        where = []
+        if self.states:
+            where.append(Delivery.state.in_(self.states))
+        if self.channel:
+            where.append(Delivery.channel == self.channel)
+        if self.since is not None:
+            where.append(Delivery.updated_at >= self.since)
+        return where
+
+
+def status_rows(settings: Settings, limit: int | None = None, only: StatusFilter | None = None) -> list[dict]:
+    """The deliveries ONLY names (default every one), by due time; the first LIMIT of them."""
+    where = (only or StatusFilter()).where()
     with transaction(open_ledger(settings.store_url)) as s:
-        rows = s.execute(select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
-                         .order_by(Delivery.due_at, Delivery.id)).all()
+        query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
+                 .order_by(Delivery.due_at, Delivery.id))
+        rows = s.execute(query.limit(limit) if limit else query).all()
         unknown = dict(s.execute(select(RecipientSend.delivery_id, func.count())
                                  .where(RecipientSend.state == "unknown")
                                  .group_by(RecipientSend.delivery_id)).all())
         return [{**_row(d, title, settings), "recipients_unknown": unknown.get(d.id, 0)} for d, title in rows]
+
+
+def status_counts(settings: Settings, only: StatusFilter | None = None) -> Counter:
+    """How many deliveries ONLY names, by state (every one, not only those printed)."""
+    with transaction(open_ledger(settings.store_url)) as s:
+        return Counter(dict(s.execute(select(Delivery.state, func.count()).where(*(only or StatusFilter()).where())
+                                      .group_by(Delivery.state)).all()))
 
 
 def _row(d: Delivery, title: str | None, settings: Settings) -> dict:
@@ -67,9 +98,11 @@ def _row(d: Delivery, title: str | None, settings: Settings) -> dict:
             "sent_at": d.sent_at.isoformat() if d.sent_at else None}
 
 
-def print_status(out: Console, settings: Settings, rows: list[dict]) -> None:
+def print_status(out: Console, settings: Settings, rows: list[dict], counts: Counter | None = None,
+                 filtered: bool = False) -> None:
+    """The table of ROWS; COUNTS (by state) are of every delivery matched, shown or not."""
     if not rows:
-        out.print("no deliveries yet: run `syndicate run --once`")
+        out.print("no delivery matches" if filtered else "no deliveries yet: run `syndicate run --once`")
         return
     table = Table(title=f"Deliveries (times in {settings.site.timezone})")
     table.add_column("id", justify="right")
@@ -85,7 +118,11 @@ def print_status(out: Console, settings: Settings, rows: list[dict]) -> None:
         table.add_row(str(r["id"]), r["channel"], r["post_title"] or r["post_url"] or r["subject"],
                       f"[{style}]{r['state']}[/]", r["due_local"][:16].replace("T", " "), str(r["attempts"]), note)
     out.print(table)
-    counts = Counter(r["state"] for r in rows)
+    counts = counts if counts is not None else Counter(r["state"] for r in rows)
+    more = sum(counts.values()) - len(rows)
+    if more > 0:
+        out.print(f"[yellow]{more} more[/] not shown: narrow with --state, --channel or --since, or raise --limit "
+                  "(0 shows all)")
     out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     attention = counts.get("held", 0) + counts.get("unknown", 0) + counts.get("failed", 0)
     if attention:

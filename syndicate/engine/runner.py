@@ -6,16 +6,18 @@ It runs the very same poll, planner, dispatcher and delivery code as the Celery 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.deliver import Outcome, deliver
 from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import ReapResult, claim_due, reap_expired
+from syndicate.engine.heartbeat import beat
 from syndicate.engine.planner import PlanResult, plan_pending
 from syndicate.engine.poll import PollResult, poll_feeds
 from syndicate.ledger.db import open_ledger
@@ -37,12 +39,13 @@ def ledger(settings: Settings) -> sessionmaker[Session]:
 
 
 def run_once(settings: Settings, now: datetime | None = None,
-             progress: Callable[[str], None] | None = None) -> RunSummary:
+             progress: Callable[[str], None] | None = None, poll: bool = True) -> RunSummary:
+    """One pass: poll the feeds (unless not POLL), plan, reap, and deliver what is due."""
     now = now or utcnow()
     say = progress or (lambda _msg: None)
     factory = ledger(settings)
     summary = RunSummary(at=now)
-    if settings.feeds:
+    if settings.feeds and poll:
         say(f"polling {len(settings.feeds)} feed(s), {settings.fetch.concurrency} at a time")
         summary.polls = poll_feeds(factory, settings, settings.feeds, now)
     say("planning deliveries")
@@ -78,10 +81,27 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetim
 
 
 def run_forever(settings: Settings, on_summary: Callable[[RunSummary], None],
-                progress: Callable[[str], None] | None = None) -> None:
-    """The embedded scheduler: one pass every ``run.interval``, until interrupted."""
-    interval = settings.run.interval.total_seconds()
-    while True:
-        started = time.monotonic()
-        on_summary(run_once(settings, progress=progress))
-        time.sleep(max(1.0, interval - (time.monotonic() - started)))
+                progress: Callable[[str], None] | None = None, stop: threading.Event | None = None) -> None:
+    """The embedded scheduler, until interrupted (or STOP is set): due work every ``run.tick``
+    (an approval, a retry whose backoff ended, goes out within a tick, as under beat), feeds
+    every ``run.interval``. Each pass writes the heartbeat the desk shows. ON_SUMMARY gets every
+    poll's summary, and a tick's only when it did something."""
+    interval, tick = settings.run.interval.total_seconds(), settings.run.tick.total_seconds()
+    factory = ledger(settings)
+    next_poll = time.monotonic()
+    while not (stop and stop.is_set()):
+        polling = time.monotonic() >= next_poll
+        if polling:
+            next_poll = time.monotonic() + interval
+        summary = run_once(settings, progress=progress, poll=polling)
+        left = next_poll - time.monotonic()
+        wait = max(0.1, min(tick, left))
+        now = utcnow()
+        beat(factory, "runner", now, now + timedelta(seconds=wait), now + timedelta(seconds=max(0.0, left)))
+        if polling or summary.outcomes or summary.plan.planned or summary.plan.held or summary.reaped.reclaimed \
+                or summary.reaped.unknown:
+            on_summary(summary)
+        if stop is not None:
+            stop.wait(wait)
+        else:
+            time.sleep(wait)

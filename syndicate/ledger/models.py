@@ -106,6 +106,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("subject", "channel", name="uq_deliveries_subject_channel"),
         Index("ix_deliveries_state_due", "state", "due_at"),
+        Index("ix_deliveries_state_sent", "state", "sent_at"),  # the desk's dated Sent tab (migration 0007)
+        Index("ix_deliveries_updated", "updated_at"),  # `status --since`
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -274,3 +276,20 @@ class OAuthToken(Base):
     refresh_token: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """When a runner (the embedded loop, or Celery's dispatcher) last ran, and when it runs next.
+
+    One row per NAME ("runner", "dispatcher"), overwritten on every pass: the desk reads it to
+    say whether anything is sending at all, and when an approval will go (migration 0007).
+    """
+
+    __tablename__ = "heartbeats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    host: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[datetime]  # the last pass
+    next_at: Mapped[datetime | None]  # the next pass that sends what is due
+    next_poll_at: Mapped[datetime | None]  # the next feed poll

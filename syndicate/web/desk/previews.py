@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
 from syndicate.engine.digest import edition_posts, upcoming_edition
-from syndicate.engine.schedule import next_digest
+from syndicate.engine.schedule import next_digest, wall_to_utc
 from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
 from syndicate.model import PostData
 from syndicate.render.email import MAX_HTML_BYTES
@@ -39,8 +39,7 @@ TABS = OrderedDict([
     ("sent", ("Sent", ("sent",))),
     ("other", ("Skipped & cancelled", ("skipped", "cancelled"))),
 ])
-RECENT = timedelta(days=30)  # how far back the sent and skipped tabs look
-RECENT_LIMIT = 300
+RECENT = timedelta(days=30)  # how far back the skipped & cancelled tab looks
 
 
 # ---------------------------------------------------------------- the queue
@@ -75,26 +74,83 @@ def tab_counts(s: Session) -> dict[str, int]:
     return {tab: sum(counts.get(state, 0) for state in states) for tab, (_, states) in TABS.items()}
 
 
-def queue_rows(s: Session, settings: Settings, tab: str, now: datetime | None = None) -> list[QueueRow]:
+PAGE_SIZE = 100  # rows per queue page: a flood of 30,000 held deliveries stays a quick page
+BULK_TABS = ("upcoming", "held", "failed", "unknown")  # tabs whose rows a person can act on in bulk
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class QueuePage:
+    rows: list[QueueRow]
+    total: int  # rows on this tab that match the filters, on every page
+    first: int  # the position of the first row (1-based), for "showing 101-200 of 29,970"
+    next_after: str | None  # the cursor of the next page (None: this is the last)
+
+
+def queue_page(s: Session, settings: Settings, tab: str, *, channel: str | None = None, day: date | None = None,
+               after: str | None = None, first: int = 1, now: datetime | None = None,
+               size: int = PAGE_SIZE) -> QueuePage:
+    """One page of a tab, keyset-paged (AFTER: the cursor a previous page gave): each page costs
+    the same however deep it is. The Sent tab lists one DAY in the site's time zone when given
+    (newest first); the skipped tab the last 30 days; the others by due time."""
     now = now or utcnow()
-    states = TABS[tab][1]
-    query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
-             .where(Delivery.state.in_(states)))
-    if tab in ("sent", "other"):
-        query = query.where(Delivery.updated_at >= now - RECENT).order_by(Delivery.updated_at.desc())
-        query = query.limit(RECENT_LIMIT)
-    else:
-        query = query.order_by(Delivery.due_at, Delivery.id)
-    rows = []
-    for d, title in s.execute(query).all():
-        when = d.sent_at if d.state == "sent" and d.sent_at else d.due_at
-        note = d.last_error or d.hold_reason or ""
-        rows.append(QueueRow(d.id, d.post_id, d.subject, title or _digest_title(d.subject), d.channel, d.kind,
-                             d.state, when, note))
-    if tab == "upcoming":
+    column, newest_first, where = _tab_query(settings, tab, channel, day, now)
+    query = select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
+    total = s.scalar(select(func.count()).select_from(Delivery).where(*where)) or 0
+    if after:
+        value, last_id = _cursor(after)
+        if newest_first:
+            query = query.where(or_(column < value, and_(column == value, Delivery.id < last_id)))
+        else:
+            query = query.where(or_(column > value, and_(column == value, Delivery.id > last_id)))
+    order = (column.desc(), Delivery.id.desc()) if newest_first else (column, Delivery.id)
+    found = s.execute(query.order_by(*order).limit(size + 1)).all()
+    rows = [_queue_row(d, title) for d, title in found[:size]]
+    next_after = None
+    if len(found) > size:
+        last = found[size - 1][0]
+        next_after = _make_cursor(getattr(last, column.key), last.id)
+    if tab == "upcoming" and not after and not channel:
         rows += next_editions(settings, now)
         rows.sort(key=lambda r: (r.when, r.channel))
-    return rows
+    return QueuePage(rows, total, first, next_after)
+
+
+def _tab_query(settings: Settings, tab: str, channel: str | None, day: date | None, now: datetime):
+    """The column a tab is ordered by, whether newest first, and its WHERE clauses."""
+    where = [Delivery.state.in_(TABS[tab][1])]
+    if channel:
+        where.append(Delivery.channel == channel)
+    if tab == "sent":
+        where.append(Delivery.sent_at.is_not(None))
+        if day is not None:
+            tz = settings.site.tz
+            where += [Delivery.sent_at >= wall_to_utc(day, time(0), tz),
+                      Delivery.sent_at < wall_to_utc(day + timedelta(days=1), time(0), tz)]
+        return Delivery.sent_at, True, where
+    if tab == "other":
+        where.append(Delivery.updated_at >= now - RECENT)
+        return Delivery.updated_at, True, where
+    return Delivery.due_at, False, where
+
+
+def _queue_row(d: Delivery, title: str | None) -> QueueRow:
+    when = d.sent_at if d.state == "sent" and d.sent_at else d.due_at
+    return QueueRow(d.id, d.post_id, d.subject, title or _digest_title(d.subject), d.channel, d.kind, d.state,
+                    when, d.last_error or d.hold_reason or "")
+
+
+def _make_cursor(value: datetime, delivery_id: int) -> str:
+    delta = value - _EPOCH
+    return f"{(delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds}-{delivery_id}"
+
+
+def _cursor(text: str) -> tuple[datetime, int]:
+    try:
+        micros, delivery_id = (int(part) for part in text.split("-"))
+        return _EPOCH + timedelta(microseconds=micros), delivery_id
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a page cursor: {text!r}") from None
 
 
 def next_editions(settings: Settings, now: datetime) -> list[QueueRow]:

@@ -10,13 +10,14 @@ with the text as typed so nothing is lost.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from syndicate.audience import subscribers
-from syndicate.engine import actions
+from syndicate.engine import actions, heartbeat
+from syndicate.engine import bulk as bulk_actions
 from syndicate.engine.actions import ActionRefused
 from syndicate.engine.deliver import deliver
 from syndicate.engine.dispatch import claim_one
@@ -77,9 +78,38 @@ def _page(template: str, status: int = 200, **context):
     now = datetime.now(site.tz)
     with transaction(ledger()) as s:
         counts = previews.tab_counts(s)
-    return render_template(template, site=site, staff=auth.current_user(), counts=counts,
+        pulse = heartbeat.latest(s)
+    return render_template(template, site=site, staff=auth.current_user(), counts=counts, runner=_runner(pulse),
                            tz_label=f"{site.timezone.replace('_', ' ')} ({now:%Z})",
                            labels=previews.STATE_LABELS, networks=previews.NETWORKS, **context), status
+
+
+def _runner(pulse: heartbeat.Pulse | None) -> tuple[str, str]:
+    """(level, one line): whether anything is sending, when it last ran and when it runs next."""
+    if pulse is None:
+        return "stopped", ("Nothing is sending: no runner has run yet. Approved posts go out once `syndicate run` "
+                           "(or the workers and beat) is started.")
+    now = utcnow()
+    line = f"{pulse.label} last ran {_ago(now - pulse.at)}"
+    if not pulse.alive(now):
+        return "stopped", (f"Nothing is sending: {line} ({local_time(pulse.at)}) and has not run since. Approved "
+                           "posts wait until it runs again.")
+    line = line[:1].upper() + line[1:]
+    if pulse.next_at:
+        line += f"; it sends what is due next {_ahead(pulse.next_at - now)}"
+    if pulse.next_poll_at:
+        line += f", and checks the feeds next at {_clock(pulse.next_poll_at.astimezone(settings().site.tz))}"
+    return "running", line + "."
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    return "just now" if seconds < 2 else f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+def _ahead(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return "now" if seconds < 1 else f"in {seconds} s" if seconds < 120 else f"in {seconds // 60} min"
 
 
 # ---------------------------------------------------------------- pages
@@ -92,10 +122,32 @@ def queue():
     if tab not in previews.TABS:
         tab = "upcoming"
     by = "channel" if request.args.get("by") == "channel" else "post"
-    with transaction(ledger()) as s:
-        rows = previews.queue_rows(s, settings(), tab)
-    groups = previews.group_by_channel(rows, settings()) if by == "channel" else previews.group_by_post(rows)
-    return _page("desk/queue.html", tab=tab, by=by, tabs=previews.TABS, groups=groups, total=len(rows))
+    cfg = settings()
+    channel = request.args.get("channel") or None
+    if channel not in cfg.channels:
+        channel = None
+    day = _day(request.args.get("day")) if tab == "sent" else None
+    first = request.args.get("start", "1")
+    try:
+        with transaction(ledger()) as s:
+            page = previews.queue_page(s, cfg, tab, channel=channel, day=day, after=request.args.get("after"),
+                                       first=int(first) if first.isdigit() else 1)
+    except ValueError:  # a mangled cursor: start from the first page
+        return redirect(url_for("desk.queue", tab=tab, by=by, channel=channel, day=day and day.isoformat()))
+    rows = page.rows
+    groups = previews.group_by_channel(rows, cfg) if by == "channel" else previews.group_by_post(rows)
+    filters = {"tab": tab, "by": by, "channel": channel, "day": day.isoformat() if day else None}
+    return _page("desk/queue.html", tab=tab, by=by, tabs=previews.TABS, groups=groups, total=page.total,
+                 page=page, channel=channel, day=day, filters=filters, channels=list(cfg.channels),
+                 bulk=tab in previews.BULK_TABS, yesterday=datetime.now(cfg.site.tz).date() - timedelta(days=1))
+
+
+def _day(value: str | None):
+    """A YYYY-MM-DD from the Sent tab's day picker (None: every day)."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 @bp.get("/post/<int:post_id>")
@@ -187,6 +239,52 @@ def act(delivery_id: int, action: str):
         return _refused(_explain(delivery_id, str(exc)), back)
     flash(message, category)
     return redirect(back)
+
+
+@bp.post("/bulk")
+@auth.login_required
+def bulk():
+    """One action on the ticked deliveries of a queue tab, or on every one the tab's filter shows."""
+    cfg = settings()
+    tab = request.form.get("tab", "held")
+    channel = request.form.get("channel") or None
+    channel = channel if channel in cfg.channels else None
+    back = url_for("desk.queue", tab=tab, by=request.form.get("by", "post"), channel=channel)
+    action = request.form.get("action", "")
+    if action not in bulk_actions.ACTIONS or tab not in previews.BULK_TABS:
+        return _refused("Nothing was changed: choose Approve, Hold, Reschedule or Cancel.", back)
+    if request.form.get("scope") == "all":
+        selection = bulk_actions.Selection(states=previews.TABS[tab][1], channel=channel)
+    else:
+        ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
+        if not ids:
+            return _refused("Nothing was changed: tick the deliveries first, or choose every one on this tab.", back)
+        selection = bulk_actions.Selection(ids=ids)
+    due = None
+    if action == "reschedule":
+        due = _bulk_due(request.form.get("when", ""))
+        if isinstance(due, str):
+            return _refused(due, back)
+    result = bulk_actions.bulk_act(ledger(), action, selection, auth.current_user().actor, due=due,
+                                   reason=f"held by {auth.current_user().name}")
+    text = bulk_actions.describe(result)
+    text = text[:1].upper() + text[1:] + "."
+    if due is not None and result.changed:
+        text += f" They go out on {local_time(due)}" + (" once approved." if tab == "held" else ".")
+    flash(text, "success" if result.changed else "info")
+    return redirect(back)
+
+
+def _bulk_due(value: str) -> datetime | str:
+    """The datetime-local of the bulk form as UTC, or why it cannot be used."""
+    try:
+        wall = datetime.strptime(value.strip(), "%Y-%m-%dT%H:%M")
+        due = wall_to_utc(wall.date(), wall.time(), settings().site.tz)
+    except (ValueError, OverflowError):
+        return f"Nothing was changed: {value!r} is not a date and time (pick one to reschedule to)."
+    if due < utcnow() - timedelta(minutes=1):
+        return f"Nothing was changed: {local_time(due)} has already passed."
+    return due
 
 
 class _Redo(Exception):
