@@ -181,7 +181,8 @@ class MailgunProvider(DirectSendProvider):
         """The key may be a domain sending key: post a form without ``to`` (it cannot send)."""
         try:
             self.request("POST", f"/v3/{quote(self.domain, safe='')}/messages",
-                         files=[("from", (None, b"syndicate-check@invalid"))], what="checking a sending key")
+                         files=[("from", (None, f"syndicate-check@{self.domain}".encode()))],
+                         what="checking a sending key")
         except Permanent as exc:
             if exc.status == 400 and "'to'" in str(exc):
                 return (f"Mailgun domain {self.domain!r} on {self.api_base}: a domain sending key (it may send, "

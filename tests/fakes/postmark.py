@@ -48,6 +48,9 @@ class PostmarkFake(FakeAPI):
         self.tokens = {self.TOKEN}
         self.delivered: list[dict[str, Any]] = []
         self.inactive: set[str] = set()
+        self.account_refusal: int | None = None  # 405/412/413: every message refused with it
+        self.maintenance = 0  # the next N batch calls answer ErrorCode 100 (nothing done)
+        self.short_answer = False  # the next batch's answer leaves out its last result
         self.streams = {"outbound": {"type": "Transactional", "unsubscribe": "None"},
                         "broadcast": {"type": "Broadcasts", "unsubscribe": "Custom"}}
 
@@ -131,6 +134,9 @@ class PostmarkFake(FakeAPI):
         # headers set to application/json."
         if not all("application/json" in (req.header(h) or "") for h in ("accept", "content-type")):
             return self.error(422, "JSON required: set Accept and Content-Type to application/json.", 409)
+        if self.maintenance > 0:  # API, error code 100 "Maintenance"
+            self.maintenance -= 1
+            return self.error(503, "Maintenance: the Postmark API is offline for maintenance.", 100)
         if len(req.body) > MAX_BATCH_BYTES:
             return self.error(413, "Payload Too Large: the batch exceeds 50 MB.", 413)
         try:
@@ -148,6 +154,10 @@ class PostmarkFake(FakeAPI):
                 to = str(message.get("To") or "") if isinstance(message, dict) else ""
                 if refused is not None:
                     results.append({"ErrorCode": refused[0], "Message": refused[1]})
+                elif self.account_refusal is not None:  # API, error codes 405/412/413
+                    text = {405: "Not allowed to send: you have run out of credits.",
+                            412: "Account is pending approval.", 413: "Account may not send."}
+                    results.append({"ErrorCode": self.account_refusal, "Message": text[self.account_refusal]})
                 elif to.lower() in self.inactive:
                     results.append({"ErrorCode": 406, "Message": f"You tried to send to recipient(s) that have been "
                                                                  f"marked as inactive. Found inactive addresses: "
@@ -155,6 +165,9 @@ class PostmarkFake(FakeAPI):
                                                                  f"have generated a hard bounce or a spam complaint."})
                 else:
                     results.append(self._deliver(message, to))
+            if self.short_answer and results:
+                self.short_answer = False
+                results.pop()
         return reply(200, results)
 
     def _deliver(self, message: dict[str, Any], to: str) -> dict[str, Any]:
