@@ -73,7 +73,7 @@ def model_problems(name: str, body: dict[str, Any]) -> list[str]:
     """Every way BODY (a rest-json body) breaks operation NAME's input shape."""
     shape = operation(name).input_shape
     report = ParamValidator().validate(body, shape)
-    problems = [line.strip() for line in report.generate_report().splitlines()[1:]] if report.has_errors() else []
+    problems = [line.strip() for line in report.generate_report().splitlines()] if report.has_errors() else []
     return problems + _constraints(shape, body, "")
 
 
@@ -134,6 +134,8 @@ class SesFake(FakeAPI):
         self.session_tokens: dict[str, str] = {}  # temporary key id -> its session token
         self.credentials_issued = 0
         self.credential_lifetime = timedelta(hours=6)
+        self.daily_quota_exceeded = False  # 400 LimitExceededException "Daily message quota exceeded."
+        self.short_answer = False  # the next accepted call's answer leaves out its last result
         operation("SendBulkEmail")  # strict from the start: the model must load
 
     def options(self) -> dict[str, Any]:
@@ -247,6 +249,8 @@ class SesFake(FakeAPI):
                 problems += ascii_problems(f"BulkEmailEntries[{n}].Destination.ToAddresses", str(address))
         if problems:
             return self.invalid(problems)
+        if self.daily_quota_exceeded:  # model: LimitExceededException, 400
+            return self.error(400, "Daily message quota exceeded.", "LimitExceededException")
         entries = body.get("BulkEmailEntries")
         if not isinstance(entries, list) or not entries:
             return self.error(400, "BulkEmailEntries is required", "BadRequestException")
@@ -293,6 +297,9 @@ class SesFake(FakeAPI):
                                        "message_id": message_id})
                 results.append({"Status": "SUCCESS", "MessageId": message_id})
             self.calls_accepted += 1
+            if self.short_answer and results:
+                self.short_answer = False
+                results.pop()
         return reply(200, {"BulkEmailEntryResults": results})
 
 
