@@ -148,3 +148,33 @@ def test_the_strict_fake_refuses_what_mailgun_refuses(mg, fields, message):
     resp = requests.post(f"{mg.base_url}/v3/{mg.DOMAIN}/messages", auth=("api", mg.API_KEY),
                          files=[(n, (None, v.encode())) for n, v in fields], timeout=5)
     assert resp.status_code == 400 and message in resp.json()["message"] and not mg.delivered
+
+
+def test_an_ambiguous_answer_inside_a_split_keeps_what_was_done(make_settings, monkeypatch, mg):
+    """The first half of a split is queued but answered 500: it is unknown, the rest deferred;
+    the retry mails the rest and fails the refused address, nobody twice."""
+    from collections import Counter
+
+    from syndicate.providers.base import OutcomeUnknown, Unresolved
+
+    emails = [f"reader{i}@example.org" for i in range(7)]
+    settings, provider, payload = _setup(make_settings, monkeypatch, mg, emails)
+    mg.invalid.add("reader4@example.org")
+    original, calls = provider._post, []
+
+    def second_call_is_ambiguous(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            mg.fail_next("500", path="/messages$", then="commit")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "_post", second_call_is_ambiguous)
+    job = email_job(payload)
+    with pytest.raises(OutcomeUnknown):
+        provider.send(job)
+    assert recipients(settings) == {**dict.fromkeys(emails[:3], "unknown"), **dict.fromkeys(emails[3:], "deferred")}
+    with pytest.raises(Unresolved, match="3 recipients may or may not have the message"):
+        provider.send(job)
+    got = Counter(m["to"] for m in mg.delivered)
+    assert got == Counter(emails[:4] + emails[5:])  # each once; reader4 never
+    assert recipients(settings)["reader4@example.org"] == "failed"
