@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 from fakes import start_fake
 from test_providers_email_support import (
     direct_setup,
@@ -10,7 +11,7 @@ from test_providers_email_support import (
     recipients,
 )
 
-from syndicate.providers.base import Permanent
+from syndicate.providers.base import AuthExpired, Permanent, Retryable, Unresolved
 
 
 @pytest.fixture
@@ -75,4 +76,65 @@ def test_batches_capped_by_bytes(make_settings, monkeypatch, pm):
 
 def test_check_names_server_and_stream(make_settings, monkeypatch, pm):
     _, provider, _ = _setup(make_settings, monkeypatch, pm, [])
-    assert provider.check() == "Postmark server 'Harbor Wellness Newsletter' (ID 1234567); stream 'broadcast' (Broadcasts)"
+    assert provider.check() == ("Postmark server 'Harbor Wellness Newsletter' (ID 1234567); "
+                                "stream 'broadcast' (Broadcasts, unsubscribes: Custom)")
+
+
+def test_a_stream_whose_unsubscribes_postmark_manages_is_flagged(make_settings, monkeypatch, pm):
+    """PM2: Postmark's default handling replaces our List-Unsubscribe and adds its own link."""
+    pm.streams["broadcast"]["unsubscribe"] = "Postmark"
+    settings, provider, payload = _setup(make_settings, monkeypatch, pm, ["ana@example.org"])
+    line = provider.check()
+    assert "unsubscribes: Postmark); WARNING: Postmark manages this stream's unsubscribes" in line
+    assert "Manage unsubscribes on your own" in line
+    provider.send(email_job(payload))  # what the reader would get: Postmark's header, two links
+    (message,) = pm.delivered
+    assert message["headers"]["List-Unsubscribe"].startswith("<https://pm.example/unsubscribe/")
+    assert "harborwellness.example/unsubscribe/" in message["html"]
+
+
+def test_a_transactional_stream_is_flagged(make_settings, monkeypatch, pm):
+    _, provider, _ = _setup(make_settings, monkeypatch, pm, [], message_stream="outbound")
+    assert "WARNING: newsletters must go through a Broadcasts stream" in provider.check()
+
+
+@pytest.mark.parametrize("code", [405, 412, 413])
+def test_an_account_that_may_not_send_is_auth_expired(make_settings, monkeypatch, pm, code):
+    """PM1: a person must fix the account; the recipients are deferred, not failed."""
+    settings, provider, payload = _setup(make_settings, monkeypatch, pm, ["ana@example.org"])
+    pm.account_refusal = code
+    with pytest.raises(AuthExpired, match=f"ErrorCode {code}"):
+        provider.send(email_job(payload))
+    assert recipients(settings) == {"ana@example.org": "deferred"} and not pm.delivered
+
+
+def test_maintenance_is_retried_and_mails_once(make_settings, monkeypatch, pm):
+    """ErrorCode 100 says the API did nothing: the batch is deferred, then mailed once."""
+    settings, provider, payload = _setup(make_settings, monkeypatch, pm, ["ana@example.org", "ben@example.org"])
+    pm.maintenance = 1
+    with pytest.raises(Retryable, match="Maintenance"):
+        provider.send(email_job(payload))
+    assert set(recipients(settings).values()) == {"deferred"}
+    provider.send(email_job(payload))
+    assert sorted(m["to"] for m in pm.delivered) == ["ana@example.org", "ben@example.org"]
+
+
+def test_a_message_the_answer_leaves_out_is_unknown(make_settings, monkeypatch, pm):
+    settings, provider, payload = _setup(make_settings, monkeypatch, pm, ["ana@example.org", "ben@example.org"])
+    pm.short_answer = True
+    with pytest.raises(Unresolved, match="ben@example.org"):
+        provider.send(email_job(payload))
+    assert recipients(settings) == {"ana@example.org": "sent", "ben@example.org": "unknown"}
+
+
+@pytest.mark.parametrize("field, value, code", [("TrackLinks", "Always", 300), ("To", "not-an-address", 300),
+                                                ("Metadata", {"k" * 21: "v"}, 300), ("MessageStream", "nope", 1235)])
+def test_the_strict_fake_refuses_what_postmark_refuses(pm, field, value, code):
+    message = {"From": "news@harborwellness.example", "To": "ana@example.org", "Subject": "s", "TextBody": "t",
+               field: value}
+    resp = requests.post(f"{pm.base_url}/email/batch", json=[message],
+                         headers={"X-Postmark-Server-Token": pm.TOKEN, "Accept": "application/json"}, timeout=5)
+    assert resp.status_code == 200 and resp.json()[0]["ErrorCode"] == code and not pm.delivered
+    too_many = requests.post(f"{pm.base_url}/email/batch", json=[message] * 501,
+                             headers={"X-Postmark-Server-Token": pm.TOKEN, "Accept": "application/json"}, timeout=5)
+    assert too_many.status_code == 422 and too_many.json()["ErrorCode"] == 410

@@ -104,3 +104,104 @@ def test_default_credential_variables(make_settings, monkeypatch, ses):
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     _, provider, _ = _setup(make_settings, monkeypatch, ses, [], options=options)
     assert provider.check().startswith("SES eu-west-1: sending enabled, production access, quota 50000/24h at 14/s")
+
+
+@pytest.fixture
+def no_aws(monkeypatch, tmp_path):
+    """No AWS credentials anywhere botocore looks, unless a test puts them there."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return tmp_path
+
+
+def _chain_setup(make_settings, monkeypatch, ses, emails):
+    options = {k: v for k, v in ses.options().items() if not k.endswith("_env")}
+    return _setup(make_settings, monkeypatch, ses, emails, options=options)
+
+
+def test_shared_credentials_file_through_the_default_chain(make_settings, monkeypatch, ses, no_aws):
+    """SE1: no key variables named: botocore's chain reads ~/.aws/credentials (AWS_PROFILE)."""
+    (no_aws / "credentials").write_text(f"[newsletter]\naws_access_key_id = {ses.ACCESS_KEY}\n"
+                                        f"aws_secret_access_key = {ses.SECRET_KEY}\n")
+    monkeypatch.setenv("AWS_PROFILE", "newsletter")
+    settings, provider, payload = _chain_setup(make_settings, monkeypatch, ses, ["ana@example.org"])
+    provider.send(email_job(payload))
+    assert recipients(settings) == {"ana@example.org": "sent"}
+
+
+def test_a_role_s_temporary_credentials_are_fetched_and_refreshed(make_settings, monkeypatch, ses, no_aws):
+    """SE1: the container role (ECS/EKS) of the default chain; near expiry botocore refreshes."""
+    from datetime import timedelta
+
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{ses.base_url}/ecs/credentials")
+    ses.credential_lifetime = timedelta(minutes=12)  # inside botocore's 15-minute refresh window
+    settings, provider, payload = _chain_setup(make_settings, monkeypatch, ses, ["ana@example.org", "ben@example.org"])
+    provider.options["batch_size"] = 1
+    provider.send(email_job(payload))
+    assert recipients(settings) == {"ana@example.org": "sent", "ben@example.org": "sent"}
+    signed_with = {c["headers"]["authorization"].split("Credential=")[1].split("/")[0]
+                   for c in ses.calls("POST", "outbound-bulk-emails")}
+    assert ses.credentials_issued >= 2 and len(signed_with) == 2 and all(k.startswith("ASIA") for k in signed_with)
+    assert all(c["headers"]["x-amz-security-token"] for c in ses.calls("POST", "outbound-bulk-emails"))
+
+
+def test_no_credentials_anywhere_is_auth_expired_before_anything_is_sent(make_settings, monkeypatch, ses, no_aws):
+    settings, provider, payload = _chain_setup(make_settings, monkeypatch, ses, ["ana@example.org"])
+    with pytest.raises(AuthExpired, match="no AWS credentials found by botocore's default chain"):
+        provider.send(email_job(payload))
+    assert recipients(settings) == {"ana@example.org": "deferred"} and not ses.calls("POST")
+
+
+def test_addresses_go_out_in_ascii(make_settings, monkeypatch, ses):
+    """SE2: a non-ASCII display name is RFC 2047 encoded, an IDN domain Punycode; a non-ASCII
+    local part cannot be sent by SES and fails alone."""
+    from email.header import decode_header, make_header
+
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses, ["josé@example.org", "ana@bücher.example"])
+    provider.send(email_job({**payload, "from": '"Café Élan, \\"Harbor\\"" <news@harborwellness.example>'}))
+    (message,) = ses.delivered
+    assert message["to"] == "ana@xn--bcher-kva.example" and message["from"].isascii()
+    assert str(make_header(decode_header(message["from"].split(" <")[0]))) == 'Café Élan, "Harbor"'
+    assert recipients(settings) == {"josé@example.org": "failed", "ana@bücher.example": "sent"}
+
+
+def test_the_strict_fake_answers_model_violations_as_ses_does(make_settings, monkeypatch, ses):
+    """Checked by botocore's ParamValidator and the model's max/pattern constraints."""
+    _, provider, _ = _setup(make_settings, monkeypatch, ses, [])
+    entry = {"Destination": {"ToAddresses": ["ana@example.org"]},
+             "ReplacementHeaders": [{"Name": "X-Long", "Value": "v" * 996}], "Bogus": 1}
+    body = {"FromEmailAddress": "news@harborwellness.example", "BulkEmailEntries": [entry],
+            "DefaultContent": {"Template": {"TemplateContent": {"Subject": "s", "Text": "t"}}}}
+    with pytest.raises(Permanent, match="SES 400: BadRequestException: 2 validation errors detected") as err:
+        provider.call("POST", "/v2/email/outbound-bulk-emails", body, what="a test")
+    assert 'Unknown parameter in BulkEmailEntries[0]: "Bogus"' in str(err.value)
+    answer = ses.calls("POST")[-1]
+    assert answer["status"] == 400 and not ses.delivered
+
+
+def test_daily_quota_waits_an_hour(make_settings, monkeypatch, ses):
+    """SE3: LimitExceededException carries no reset header; the daily quota is not a short backoff."""
+    from datetime import UTC, datetime, timedelta
+
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org"])
+    ses.daily_quota_exceeded = True
+    with pytest.raises(RateLimited, match="Daily message quota exceeded") as err:
+        provider.send(email_job(payload))
+    assert err.value.reset_at > datetime.now(UTC) + timedelta(minutes=59)
+    assert recipients(settings) == {"ana@example.org": "deferred"}
+
+
+def test_an_entry_the_answer_leaves_out_is_unknown(make_settings, monkeypatch, ses):
+    from syndicate.providers.base import Unresolved
+
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses, ["ana@example.org", "ben@example.org"])
+    ses.short_answer = True
+    with pytest.raises(Unresolved, match="ben@example.org"):
+        provider.send(email_job(payload))
+    assert recipients(settings) == {"ana@example.org": "sent", "ben@example.org": "unknown"}

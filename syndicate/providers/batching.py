@@ -18,7 +18,9 @@ transaction for the batch); just before the API call they become ``issued`` (com
 the claim on the delivery proven); then the API's answer is recorded per recipient, again in
 one transaction: ``sent`` (with the provider's message id), ``failed`` (refused for good, e.g.
 an inactive or invalid address), or ``deferred`` (not accepted: throttled, a 5xx, a 4xx for
-the whole request). A timeout after the request went out leaves the batch ``unknown``. A
+the whole request). A timeout after the request went out leaves the batch ``unknown``, and so
+does a 5xx where the provider may have accepted the batch before failing
+(``server_errors_may_have_sent``). A
 worker killed before the issue leaves the batch ``sending``: mailed when the delivery resumes;
 killed after it, ``unknown``. A retried delivery skips everyone ``sent``, ``failed`` or
 ``unknown`` and goes on with the deferred and the not yet tried; a send that ends with anyone
@@ -107,7 +109,7 @@ class Recipient:
 
 @dataclass
 class BatchAnswer:
-    outcomes: dict[str, Outcome]  # by address ("sent", "failed" or "deferred"); one missing is deferred
+    outcomes: dict[str, Outcome]  # by address ("sent", "failed", "deferred", "unknown"); one missing is deferred
     stop: ProviderError | None = None  # raised once the outcomes are recorded (a throttled entry)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -121,6 +123,10 @@ class DirectSendProvider(HttpProvider):
     # each recipient's message is sent whole (the token is put in before sending).
     token_placeholder: ClassVar[str] = "%%SYNDICATE_UNSUBSCRIBE_TOKEN%%"
     _book: RecipientBook | None = None  # the records during send(): request() issues the batch in hand
+    # True where a 5xx answer to the send call may come after the API accepted the batch (the
+    # provider does not document otherwise): its recipients are ``unknown``, never resent blind.
+    # ``refused_before_sending`` names the 5xx answers the provider documents as "nothing done".
+    server_errors_may_have_sent: ClassVar[bool] = False
 
     @property
     def batch_size(self) -> int:
@@ -203,6 +209,19 @@ class DirectSendProvider(HttpProvider):
             self._book.issue(list(self._book.claimed))
         return super().request(method, path, **kwargs)
 
+    def error_for(self, resp, *, idempotent: bool = False, what: str = "") -> ProviderError:
+        exc = super().error_for(resp, idempotent=idempotent, what=what)
+        # http.py retries 5xx of a deduplicated adapter; but a batch call carries no idempotency
+        # key: only the per-recipient records deduplicate, and they must be told "may have it".
+        if (self.server_errors_may_have_sent and not idempotent and resp.status_code >= 500
+                and type(exc) is Retryable and not self.refused_before_sending(resp)):
+            return OutcomeUnknown(f"{exc}; the API may have accepted the batch", status=exc.status)
+        return exc
+
+    def refused_before_sending(self, resp) -> bool:
+        """True for a 5xx answer the provider documents as sent before anything was accepted."""
+        return False
+
     def content(self, job: Job) -> Content:
         """The shared body: the rendered parts with the token replaced by ``token_placeholder``."""
         payload = job.payload
@@ -255,10 +274,12 @@ class DirectSendProvider(HttpProvider):
 
 
 def _counted(outcome: Outcome | None) -> Outcome:
-    """An API's answer for one recipient as recorded: one it did not mention was not accepted."""
+    """An API's answer for one recipient as recorded: one it did not mention was not accepted;
+    ``unknown`` where the adapter says the content may have left (a lost answer to part of a
+    split batch, an accepted call whose answer leaves the recipient out)."""
     if outcome is None:
         return Outcome("deferred", error="no answer for this recipient")
-    return outcome if outcome.state in ("sent", "failed", "deferred") else Outcome(
+    return outcome if outcome.state in ("sent", "failed", "deferred", "unknown") else Outcome(
         "deferred", message_id=outcome.message_id, code=outcome.code, error=outcome.error)
 
 

@@ -8,13 +8,32 @@ for a wrong region or service in the scope, "Signature expired" past 5 minutes),
 Errors are ``x-amzn-ErrorType: <Code>`` plus ``{"message": ...}``; a 429 is
 ``TooManyRequestsException``.
 
-``POST /v2/email/outbound-bulk-emails``: at most 50 entries (else 400 BadRequestException), a
-verified ``FromEmailAddress`` (else 400 MessageRejected), an inline template. Each entry's
+Strict: every request is checked against botocore's own SESv2 service model (the one the AWS
+SDKs are generated from): the JSON body is mapped back to the operation's parameters and
+validated with ``botocore.validate.ParamValidator`` (required members, types, unknown
+members, minimums), plus the model's ``max``, ``pattern`` and ``enum`` constraints, which the
+SDK leaves to the service. A violation answers as SES does: 400, ``x-amzn-ErrorType:
+BadRequestException`` and ``{"message": "1 validation error detected: ..."}``. So are the
+documented rules the model states in prose: a destination's local part must be 7-bit ASCII
+and its domain Punycode (model, ``Destination``: "Amazon SES does not support the SMTPUTF8
+extension"), and so must the From and Reply-To addresses, with a non-ASCII display name in
+RFC 2047 encoded-words (SES developer guide, "Email format": "you must encode ... using MIME
+encoded-word syntax").
+
+``POST /v2/email/outbound-bulk-emails``: at most 50 entries (the model's ``max`` on
+``BulkEmailEntries`` is not set; the 50 is SendBulkEmail's documented quota), a verified
+``FromEmailAddress`` (else 400 MessageRejected), an inline template. Each entry's
 template data (over the default) fills ``{{name}}`` in subject, HTML and text (a ``{{`` whose
 name has no value makes the entry fail, as SES's renderer does); its ReplacementHeaders are
 its own. Results come back one per entry in order: SUCCESS with a MessageId (delivered into
 ``fake.delivered``), MESSAGE_REJECTED for an address in ``fake.rejected``, or
 ACCOUNT_THROTTLED for the next ``fake.throttle_entries`` entries.
+
+Temporary credentials, as a role gets them: ``GET /ecs/credentials`` (unauthenticated, the
+shape of the ECS/EKS container credentials endpoint botocore reads through
+``AWS_CONTAINER_CREDENTIALS_FULL_URI``) issues a fresh key, secret and session token, expiring
+in ``fake.credential_lifetime``; a request signed with such a key must carry (and sign) its
+``X-Amz-Security-Token``.
 """
 
 from __future__ import annotations
@@ -22,13 +41,18 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.header import decode_header
+from email.utils import parseaddr
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
+import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.validate import ParamValidator
 
 from .server import FakeAPI, Fault, Reply, Request, reply, route
 
@@ -37,6 +61,62 @@ VERIFIED = {"news@harborwellness.example", "harborwellness.example"}
 _AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<cred>[^,]+), ?SignedHeaders=(?P<signed>[^,]+), ?"
                    r"Signature=(?P<sig>[0-9a-f]+)")
 _TAG = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+@cache
+def operation(name: str):
+    """The SESv2 operation model from botocore's bundled service model (no network)."""
+    return botocore.session.get_session().get_service_model("sesv2").operation_model(name)
+
+
+def model_problems(name: str, body: dict[str, Any]) -> list[str]:
+    """Every way BODY (a rest-json body) breaks operation NAME's input shape."""
+    shape = operation(name).input_shape
+    report = ParamValidator().validate(body, shape)
+    problems = [line.strip() for line in report.generate_report().splitlines()] if report.has_errors() else []
+    return problems + _constraints(shape, body, "")
+
+
+def _constraints(shape, value, where: str) -> list[str]:
+    """The model's max / pattern / enum, which botocore leaves to the service."""
+    meta, out = shape.metadata, []
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, item in value.items():
+            if key in shape.members:
+                out += _constraints(shape.members[key], item, f"{where}.{key}" if where else key)
+    elif shape.type_name == "list" and isinstance(value, list):
+        if "max" in meta and len(value) > meta["max"]:
+            out.append(f"Value at '{where}' failed to satisfy constraint: Member must have length less than or "
+                       f"equal to {meta['max']}")
+        for n, item in enumerate(value):
+            out += _constraints(shape.member, item, f"{where}[{n}]")
+    elif shape.type_name == "string" and isinstance(value, str):
+        if "max" in meta and len(value) > meta["max"]:
+            out.append(f"Value at '{where}' failed to satisfy constraint: Member must have length less than or "
+                       f"equal to {meta['max']}")
+        if "pattern" in meta and not re.fullmatch(meta["pattern"].strip("^$"), value):
+            out.append(f"Value at '{where}' failed to satisfy constraint: Member must satisfy regular expression "
+                       f"pattern: {meta['pattern']}")
+        if shape.enum and value not in shape.enum:
+            out.append(f"Value '{value}' at '{where}' failed to satisfy constraint: Member must satisfy enum value "
+                       f"set: [{', '.join(shape.enum)}]")
+    return out
+
+
+def ascii_problems(label: str, value: str) -> list[str]:
+    """The SES rules on addresses: 7-bit ASCII, the display name encoded-words if not ASCII."""
+    if not value.isascii():
+        return [f"{label}: the address must be 7-bit ASCII (non-ASCII display names as RFC 2047 encoded-words, "
+                f"domains in Punycode): {value!r}"]
+    name, address = parseaddr(value)
+    if "@" not in address:
+        return [f"{label}: {value!r} is not an email address"]
+    if "=?" in name:
+        try:
+            decode_header(name)
+        except ValueError:
+            return [f"{label}: malformed encoded-word in {value!r}"]
+    return []
 
 
 class SesFake(FakeAPI):
@@ -51,6 +131,12 @@ class SesFake(FakeAPI):
         self.rejected: set[str] = set()
         self.throttle_entries = 0
         self.calls_accepted = 0
+        self.session_tokens: dict[str, str] = {}  # temporary key id -> its session token
+        self.credentials_issued = 0
+        self.credential_lifetime = timedelta(hours=6)
+        self.daily_quota_exceeded = False  # 400 LimitExceededException "Daily message quota exceeded."
+        self.short_answer = False  # the next accepted call's answer leaves out its last result
+        operation("SendBulkEmail")  # strict from the start: the model must load
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "region": self.REGION, "access_key_id_env": "SYN_FAKE_SES_KEY_ID",
@@ -95,6 +181,11 @@ class SesFake(FakeAPI):
         if secret is None:
             return self.error(403, "The security token included in the request is invalid.",
                               "UnrecognizedClientException")
+        token = self.session_tokens.get(key_id)
+        if token is not None and (req.header("x-amz-security-token") != token
+                                  or "x-amz-security-token" not in match["signed"].split(";")):
+            return self.error(403, "The security token included in the request is invalid.",
+                              "UnrecognizedClientException")
         if region != self.REGION or service != "ses" or terminator != "aws4_request" or day != stamp[:8]:
             return self.error(403, f"Credential should be scoped to a valid region and service "
                                    f"({region}/{service}).", "InvalidSignatureException")
@@ -119,6 +210,24 @@ class SesFake(FakeAPI):
 
     # -- routes ---------------------------------------------------------------------------------
 
+    @route("GET", r"/ecs/credentials", auth=False)
+    def container_credentials(self, req: Request) -> Reply:
+        with self.lock:
+            self.credentials_issued += 1
+            key_id = f"ASIAFAKESESTEMP{self.credentials_issued:05d}"
+            secret, token = uuid.uuid4().hex, f"fake-session-token-{uuid.uuid4().hex}"
+            self.keys[key_id] = secret
+            self.session_tokens[key_id] = token
+        expires = datetime.now(UTC) + self.credential_lifetime
+        return reply(200, {"AccessKeyId": key_id, "SecretAccessKey": secret, "Token": token,
+                           "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+    def invalid(self, problems: list[str]) -> Reply:
+        """SES's answer to a request that breaks the model."""
+        count = len(problems)
+        return self.error(400, f"{count} validation error{'s' if count > 1 else ''} detected: "
+                               + "; ".join(problems), "BadRequestException")
+
     @route("GET", r"/v2/email/account")
     def get_account(self, req: Request) -> Reply:
         return reply(200, {"ProductionAccessEnabled": True, "SendingEnabled": True, "EnforcementStatus": "HEALTHY",
@@ -130,6 +239,18 @@ class SesFake(FakeAPI):
         body = req.json if isinstance(req.json, dict) else None
         if body is None:
             return self.error(400, "Request body must be JSON", "BadRequestException")
+        problems = model_problems("SendBulkEmail", body)
+        for label, values in (("FromEmailAddress", [body.get("FromEmailAddress") or ""]),
+                              ("ReplyToAddresses", body.get("ReplyToAddresses") or [])):
+            for value in values:
+                problems += ascii_problems(label, str(value))
+        for n, entry in enumerate(body.get("BulkEmailEntries") or []):
+            for address in ((entry or {}).get("Destination") or {}).get("ToAddresses") or []:
+                problems += ascii_problems(f"BulkEmailEntries[{n}].Destination.ToAddresses", str(address))
+        if problems:
+            return self.invalid(problems)
+        if self.daily_quota_exceeded:  # model: LimitExceededException, 400
+            return self.error(400, "Daily message quota exceeded.", "LimitExceededException")
         entries = body.get("BulkEmailEntries")
         if not isinstance(entries, list) or not entries:
             return self.error(400, "BulkEmailEntries is required", "BadRequestException")
@@ -176,6 +297,9 @@ class SesFake(FakeAPI):
                                        "message_id": message_id})
                 results.append({"Status": "SUCCESS", "MessageId": message_id})
             self.calls_accepted += 1
+            if self.short_answer and results:
+                self.short_answer = False
+                results.pop()
         return reply(200, {"BulkEmailEntryResults": results})
 
 
