@@ -91,6 +91,9 @@ class SendGridProvider(_SendGrid, DirectSendProvider):
     name = "sendgrid"
     batch_limit = 1000
     token_placeholder = "%syndicate_unsubscribe_token%"
+    # Mail Send takes no idempotency key, and a 5xx can come after SendGrid queued the request:
+    # its recipients may have the message, so they are `unknown`, never resent blind (C3).
+    server_errors_may_have_sent = True
 
     def send_batch(self, job: Job, content: Content, batch: list[Recipient]) -> BatchAnswer:
         refused: dict[str, Outcome] = {}
