@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
 from syndicate.engine.digest import edition_posts, upcoming_edition
+from syndicate.engine.failures import explain
 from syndicate.engine.schedule import next_digest
 from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
 from syndicate.model import PostData
@@ -88,7 +89,7 @@ def queue_rows(s: Session, settings: Settings, tab: str, now: datetime | None = 
     rows = []
     for d, title in s.execute(query).all():
         when = d.sent_at if d.state == "sent" and d.sent_at else d.due_at
-        note = d.last_error or d.hold_reason or ""
+        note = explain(d.error_class, d.last_error, d.channel, settings, d.state) or d.hold_reason or ""
         rows.append(QueueRow(d.id, d.post_id, d.subject, title or _digest_title(d.subject), d.channel, d.kind,
                              d.state, when, note))
     if tab == "upcoming":
@@ -300,6 +301,7 @@ class DeliveryView:
     email: EmailPreview | None = None
     social: SocialCard | None = None
     error: str = ""
+    problem: str = ""  # the last error in plain words (the raw text is row.last_error)
     events: list[Event] = field(default_factory=list)
     unknown_recipients: list[str] = field(default_factory=list)  # email: may or may not have it
 
@@ -318,7 +320,8 @@ class DeliveryView:
 
 def delivery_view(row: Delivery, settings: Settings, post: PostData | None, events: list[Event],
                   subscribers_active: int | None = None) -> DeliveryView:
-    view = DeliveryView(row, row.channel in settings.channels, events=events)
+    view = DeliveryView(row, row.channel in settings.channels, events=events,
+                        problem=explain(row.error_class, row.last_error, row.channel, settings, row.state) or "")
     payload = row.payload or {}
     try:
         if row.kind == "email":
