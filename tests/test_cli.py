@@ -81,7 +81,8 @@ def test_post_by_hand_sends_once_then_reports_it_was_sent(demo, capsys):
     capsys.readouterr()
     url = "https://harborwellness.example/2026/11/24/mindful-reset-holiday-season/"
     assert main(["--config", str(demo), "post", url, "--channel", "x", "--dry-run"]) == 0
-    assert '"text"' in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "A Mindful Reset for the Holiday Season" in shown and '"text"' not in shown  # the text, not JSON
     assert not (demo.parent / "outbox").exists()
     assert main(["--config", str(demo), "post", url, "--channel", "x"]) == 0
     assert len(list((demo.parent / "outbox" / "x").glob("*.json"))) == 1

@@ -4,19 +4,23 @@ inspect, post, preview), workers (worker, beat), email (subscribers, recipients,
 web (serve, users).
 
 Exit codes: 0 success, 1 something went wrong while working (a delivery failed), 2 bad input
-(settings, arguments, an unreadable feed), always with one clear line and never a traceback.
+(settings, arguments, an unreadable feed, a store that cannot be opened, a file that cannot be
+written), always with one clear line and never a traceback; 130 interrupted (Ctrl-C). `run --once`
+says more (3 a feed failed, 4 a send needs a person, 5 a send will be retried: cli/engine.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from syndicate import __version__
 from syndicate import settings as settings_mod
 from syndicate.cli import email, engine, posts, web, workers
 from syndicate.cli.common import UsageError, err, load_settings, out, parse_time
+from syndicate.ledger import StoreError
 
 __all__ = ["UsageError", "build_parser", "load_settings", "main", "out", "parse_time"]
 
@@ -32,7 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in GROUPS:
         group.register(sub)
+    _verbose_everywhere(parser)
     return parser
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept -v after the subcommand too (`syndicate run --once -v`); SUPPRESS keeps a -v given
+    before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                       help="log what happens")
+                _verbose_everywhere(subparser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except (settings_mod.SettingsError, UsageError) as exc:
-        err.print(f"syndicate: error: {exc}", markup=False)
-        return 2
+        return _fail(str(exc))
+    except StoreError as exc:
+        return _fail(f"{_store_setting()}: {exc}")
+    except OSError as exc:
+        if exc.filename is None:  # not a file the command was given (a network error is a bug here)
+            raise
+        return _fail(f"{exc.filename}: {exc.strerror or exc}")
     except KeyboardInterrupt:
+        err.print("syndicate: interrupted", markup=False)
         return 130
+
+
+def _fail(message: str) -> int:
+    """Known bad input, one line on stderr: a settings mistake, a bad argument, a store that cannot
+    be opened, a file that cannot be read or written."""
+    err.print(f"syndicate: error: {message}", markup=False)
+    return 2
+
+
+def _store_setting() -> str:
+    return "$SYNDICATE_STORE_URL" if os.environ.get("SYNDICATE_STORE_URL") else "store.url"
 
 
 if __name__ == "__main__":

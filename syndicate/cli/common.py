@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
@@ -13,6 +13,9 @@ out = Console(highlight=False, soft_wrap=True)
 if not out.is_terminal:  # piped or captured: tables need more than rich's 80-column default
     out.width = 150
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+_HEADROOM = timedelta(days=800)  # the longest look-ahead from an --at time (digest editions, windows)
 
 
 class UsageError(Exception):
@@ -26,7 +29,12 @@ def parse_time(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--at: not an ISO 8601 time: {value!r} (e.g. 2026-11-24T09:00:00+00:00)") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        when + _HEADROOM  # schedules look ahead from it: a time at the end of the calendar cannot be used
+    except OverflowError:
+        raise UsageError(f"--at: {value!r} is too far in the future") from None
+    return when
 
 
 def load_settings(args) -> settings_mod.Settings:

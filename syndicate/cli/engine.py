@@ -23,13 +23,37 @@ def cmd_run(args) -> int:
         with out.status("working…") as status:
             summary = run_once(settings, now, progress=lambda msg: status.update(msg))
         print_run_summary(out, settings, summary)
-        return 1 if any(o.state == "failed" for o in summary.outcomes) else 0
+        return run_exit_code(summary)
     out.print(f"polling feeds every {settings.run.interval}, sending what is due every {settings.run.tick}; "
               "Ctrl-C to stop")
     try:
         run_forever(settings, on_summary=lambda s: print_run_summary(out, settings, s))
     except KeyboardInterrupt:
         out.print("stopped")
+    return 0
+
+
+# `run --once` exit codes, for a cron job; with several at once, the first that applies.
+EXIT_FAILED = 1  # a delivery failed for good (the provider refused it, or it could not be rendered)
+EXIT_NEEDS_PERSON = 4  # a send's outcome is unknown: a person must check the provider and settle it
+EXIT_FEED = 3  # a feed could not be fetched or read
+EXIT_RETRYING = 5  # a send failed for now and is planned again (a retry, a rate limit)
+RUN_EXIT_HELP = ("exit codes: 0 all that was due went out (or nothing was due); 1 a delivery failed for good; "
+                 "2 bad settings or arguments; 3 a feed could not be read; 4 a send's outcome is unknown and "
+                 "needs a person; 5 a send failed for now and will be retried; 130 interrupted. "
+                 "When several apply: 1, then 4, 3, 5.")
+
+
+def run_exit_code(summary) -> int:
+    states = {o.state for o in summary.outcomes if o.error_class != "incomplete"}
+    retrying = any(o.state == "planned" and o.error_class for o in summary.outcomes
+                   if o.error_class != "incomplete")
+    for code, happened in ((EXIT_FAILED, "failed" in states or summary.plan.failed),
+                           (EXIT_NEEDS_PERSON, "unknown" in states),
+                           (EXIT_FEED, any(p.status == "error" for p in summary.polls)),
+                           (EXIT_RETRYING, retrying)):
+        if happened:
+            return code
     return 0
 
 
@@ -44,7 +68,8 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print_status(out, settings, rows, status_counts(settings, only), filtered=bool(only.where()))
+        print_status(out, settings, rows, status_counts(settings, only), filtered=bool(only.where()),
+                     verbose=args.verbose)
     return 0
 
 
@@ -207,12 +232,16 @@ def cmd_resolve(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="poll feeds, plan and deliver what is due")
+    p = sub.add_parser("run", help="poll feeds, plan and deliver what is due",
+                       description="Poll feeds, plan and deliver what is due.", epilog=RUN_EXIT_HELP)
     p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep running)")
     p.add_argument("--at", metavar="TIME", help="act as if it were TIME (ISO 8601); implies --once")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", help="deliveries: channel, post, state, due time, attempts, errors")
+    p = sub.add_parser("status", help="every delivery: channel, post, state, due time, attempts, errors",
+                       description="Every delivery: its id, its post's id (for `syndicate post ID`), channel, "
+                                   "state, due time, attempts, and a failure in plain words (-v: with the "
+                                   "raw error text; --json has both).")
     p.add_argument("--json", action="store_true", help="print as JSON (every matching delivery unless --limit)")
     p.add_argument("--limit", type=int, metavar="N",
                    help=f"show the first N by due time (default {STATUS_LIMIT}; 0: all); a line says how many more")

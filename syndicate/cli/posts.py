@@ -75,11 +75,13 @@ def cmd_post(args) -> int:
     factory, post = _resolve_post(settings, args.ref)
     channels = _channels(settings, args.channel)
     if args.dry_run:
-        from syndicate.cli.preview import preview_payloads
+        from syndicate.cli.preview import dry_run_text, preview_payloads
 
         for name, payload in preview_payloads(settings, post, channels).items():
             out.print(f"[bold]── {name}[/] ({settings.channels[name].kind})")
-            print(json.dumps(payload, indent=2, ensure_ascii=False)[:4000])
+            print(dry_run_text(settings.channels[name].kind, payload))
+        out.print(f"[dim]nothing was sent; `syndicate preview post {post.id}` writes each channel's files "
+                  "(the email's HTML too)[/]")
         return 0
     results = send_post_now(factory, settings, post, channels, actor="cli")
     table = Table("channel", "delivery", "state", "detail")
@@ -119,10 +121,11 @@ def cmd_preview_digest(args) -> int:
         preview = write_digest_preview(settings, name, Path(args.out), now, args.latest)
         when = f"{preview.at.astimezone(tz):%a %Y-%m-%d %H:%M %Z}"
         if preview.subject is None:
-            out.print(f"{name}: edition {preview.key} ({when}): no new posts since "
+            out.print(f"{name}: edition {preview.key} ({when}): no posts first seen since "
                       f"{preview.since.astimezone(tz):%Y-%m-%d %H:%M}; it would be skipped")
             continue
-        out.print(f"{name}: edition {preview.key} ({when}), {preview.posts} posts: \"{preview.subject}\"")
+        out.print(f"{name}: edition {preview.key} ({when}), {preview.posts} post{'s' if preview.posts != 1 else ''}: "
+                  f"\"{preview.subject}\"")
         for path in preview.files:
             out.print(f"  {path}")
     return 0
@@ -136,8 +139,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the posts as JSON")
     p.set_defaults(func=cmd_feed_inspect)
 
-    p = sub.add_parser("post", help="send (or show with --dry-run) one post now")
-    p.add_argument("ref", metavar="URL_OR_ID", help="the post's URL, or its id in `syndicate status`")
+    p = sub.add_parser("post", help="send (or show with --dry-run) one post now, by URL or post id")
+    p.add_argument("ref", metavar="URL_OR_ID", help="the post's URL, or its post id: the 'post' column of "
+                   "`syndicate status` (not the delivery id)")
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
     p.set_defaults(func=cmd_post)
@@ -145,7 +149,8 @@ def register(sub) -> None:
     preview = sub.add_parser("preview", help="render without sending").add_subparsers(
         dest="preview_cmd", metavar="WHAT", required=True)
     p = preview.add_parser("post", help="render one post for its channels into a folder")
-    p.add_argument("ref", metavar="URL_OR_ID")
+    p.add_argument("ref", metavar="URL_OR_ID", help="the post's URL, or its post id (the 'post' column of "
+                   "`syndicate status`)")
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     p.add_argument("--out", default="preview", metavar="DIR", help="folder to write into (default: ./preview)")
     p.set_defaults(func=cmd_preview_post)

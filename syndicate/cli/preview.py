@@ -35,6 +35,28 @@ def preview_payloads(settings: Settings, post: Post, channels: list[str]) -> dic
     return result
 
 
+def dry_run_text(kind: str, payload: dict) -> str:
+    """What a channel would receive, for reading in a terminal: an email's headers and its
+    plain-text part (not its HTML), a social post's text, then the other fields in brief."""
+    from syndicate.engine.actions import SNIPPET_FIELDS, snippet_text
+
+    if "not_applicable" in payload:
+        return f"not sent on this channel: {payload['not_applicable']}"
+    if kind == "email" and "html" in payload:
+        to = payload.get("to") or []
+        lines = [f"Subject: {payload.get('subject', '')}", f"Preheader: {payload.get('preheader', '')}",
+                 f"To: {', '.join(to[:3])}{' ...' if len(to) > 3 else ''}" if to
+                 else f"To: {payload.get('audience') or 'the subscriber list'}",
+                 f"(HTML part: {len(payload['html'].encode()) // 1024} KB, not shown)", "", payload.get("text", "")]
+        return "\n".join(lines).rstrip()
+    field_name = SNIPPET_FIELDS.get(kind)
+    rest = {k: v for k, v in payload.items() if k != field_name}
+    text = snippet_text(kind, payload) if field_name else ""
+    details = json.dumps(rest, ensure_ascii=False)
+    return (text + "\n" if text else "") + (f"(other fields: {details[:600]}{' ...' if len(details) > 600 else ''})"
+                                            if rest else "")
+
+
 def _stored_payloads(settings: Settings, post: Post) -> dict[str, dict]:
     with transaction(open_ledger(settings.store_url)) as s:
         rows = s.scalars(select(Delivery).where(Delivery.subject == f"post:{post.id}"))

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
 
+from syndicate.engine.failures import explain
 from syndicate.engine.runner import RunSummary
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import Delivery, Post, RecipientSend
@@ -90,34 +92,42 @@ def status_counts(settings: Settings, only: StatusFilter | None = None) -> Count
 
 def _row(d: Delivery, title: str | None, settings: Settings) -> dict:
     local = d.due_at.astimezone(settings.site.tz)
-    return {"id": d.id, "channel": d.channel, "kind": d.kind, "provider": d.provider, "state": d.state,
+    return {"id": d.id, "post_id": d.post_id, "channel": d.channel, "kind": d.kind, "provider": d.provider, "state": d.state,
             "subject": d.subject, "post_title": title, "post_url": d.post_url,
             "due_at": d.due_at.isoformat(), "due_local": local.isoformat(), "attempts": d.attempts,
             "provider_ref": d.provider_ref, "provider_url": d.provider_url, "hold_reason": d.hold_reason,
             "last_error": d.last_error, "error_class": d.error_class,
+            "problem": explain(d.error_class, d.last_error, d.channel, settings, d.state),
             "sent_at": d.sent_at.isoformat() if d.sent_at else None}
 
 
 def print_status(out: Console, settings: Settings, rows: list[dict], counts: Counter | None = None,
-                 filtered: bool = False) -> None:
-    """The table of ROWS; COUNTS (by state) are of every delivery matched, shown or not."""
+                 filtered: bool = False, verbose: bool = False) -> None:
+    """The table of ROWS, a failure in plain words in it (VERBOSE: then each raw error text);
+    COUNTS (by state) are of every delivery matched, shown or not."""
     if not rows:
         out.print("no delivery matches" if filtered else "no deliveries yet: run `syndicate run --once`")
         return
     table = Table(title=f"Deliveries (times in {settings.site.timezone})")
     table.add_column("id", justify="right")
+    table.add_column("post", justify="right")
     table.add_column("channel")
-    table.add_column("post", max_width=38, no_wrap=True, overflow="ellipsis")
+    table.add_column("title", max_width=38, no_wrap=True, overflow="ellipsis")
     table.add_column("state")
     table.add_column("due", no_wrap=True)
     table.add_column("tries", justify="right")
     table.add_column("reference / note", overflow="fold")
     for r in rows:
         style = STATE_STYLE.get(r["state"], "")
-        note = r["last_error"] or r["hold_reason"] or _short_ref(r["provider_ref"])
-        table.add_row(str(r["id"]), r["channel"], r["post_title"] or r["post_url"] or r["subject"],
-                      f"[{style}]{r['state']}[/]", r["due_local"][:16].replace("T", " "), str(r["attempts"]), note)
+        note = r["problem"] or r["hold_reason"] or _short_ref(r["provider_ref"])
+        table.add_row(str(r["id"]), str(r["post_id"] or "-"), r["channel"],
+                      escape(r["post_title"] or r["post_url"] or r["subject"]), f"[{style}]{r['state']}[/]",
+                      r["due_local"][:16].replace("T", " "), str(r["attempts"]), escape(note))
     out.print(table)
+    if verbose:  # the raw error texts, whole, one line each
+        for r in rows:
+            if r["last_error"]:
+                out.print(f"delivery {r['id']}: {r['error_class'] or 'error'}: {r['last_error']}", markup=False)
     counts = counts if counts is not None else Counter(r["state"] for r in rows)
     more = sum(counts.values()) - len(rows)
     if more > 0:

@@ -58,7 +58,8 @@ from syndicate.settings import Channel, Settings
 log = logging.getLogger(__name__)
 
 NO_POSTS = "no new posts"
-SERIES_STARTS = "the digest starts with the next edition (earlier posts are not sent)"
+SERIES_STARTS = ("the digest starts with the next edition: it holds the posts first seen after this one's time, "
+                 "whenever they were published (posts seen before are not sent)")
 NOT_EMAIL = "digests are emails only; this channel is not an email channel"
 # Editions repeat at most daily: two weeks back always reaches the edition before the last.
 _LOOKBACK = timedelta(days=15)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.states import new_token, transition
@@ -66,6 +66,20 @@ def release(factory: sessionmaker[Session], claim: Claim, actor: str, due: datet
     with transaction(factory) as s:
         return transition(s, claim.delivery_id, from_states=("claimed",), token=claim.token, to_state="planned",
                           actor=actor, claim_token=None, lease_until=None, detail=detail, **values)
+
+
+def give_back(factory: sessionmaker[Session], claims: list[Claim], now: datetime, settings=None) -> ReapResult:
+    """This process stops (Ctrl-C): end the leases of CLAIMS it still holds, then reap them at
+    once by the reaper's rules, instead of leaving them until their leases run out."""
+    tokens = [c.token for c in claims]
+    if not tokens:
+        return ReapResult()
+    with transaction(factory) as s:
+        s.execute(update(Delivery).where(Delivery.id.in_([c.delivery_id for c in claims]),
+                                         Delivery.claim_token.in_(tokens),
+                                         Delivery.state.in_(("claimed", "sending")))
+                  .values(lease_until=now - timedelta(microseconds=1)))
+    return reap_expired(factory, now, settings=settings)
 
 
 @dataclass

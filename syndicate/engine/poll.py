@@ -14,9 +14,9 @@ harmless: posts and feeds are inserted with ON CONFLICT DO NOTHING on their uniq
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -144,15 +144,43 @@ def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[
         slot = slots[hosts[i]] if hosts[i] else nullcontext()
         return _fetch_and_parse(fetch_cfg, locations[i], rows[i], http(), slot)
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll")
+    # Daemon threads fed from a queue, not a ThreadPoolExecutor: the executor's threads are joined
+    # when the process exits, so Ctrl-C would wait for a hanging fetch to reach its timeout.
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in _interleaved(hosts):
+        todo.put(i)
+    done: queue.SimpleQueue[tuple[int, _Fetched | FeedError | None, BaseException | None]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((i, one(i), None))
+            except BaseException as exc:  # a bug, not a feed's fault: raised in the calling thread
+                done.put((i, None, exc))
+
+    threads = [threading.Thread(target=work, name=f"poll-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    finished = False
     try:
-        futures = {pool.submit(one, i): i for i in _interleaved(hosts)}
-        for future in as_completed(futures):
-            settle(futures.pop(future), future.result())  # popped: its document is freed once recorded
+        for _ in locations:
+            i, outcome, error = done.get()
+            if error is not None:
+                raise error
+            settle(i, outcome)  # not kept: its document is freed once recorded
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for session in sessions:
-            session.close()
+        stop.set()
+        if finished:  # else (interrupted) the threads may still be waiting on a server: leave them
+            for thread in threads:
+                thread.join()
+            for session in sessions:
+                session.close()
 
 
 def _interleaved(hosts: list[str]) -> list[int]:

@@ -6,6 +6,7 @@ It runs the very same poll, planner, dispatcher and delivery code as the Celery 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,13 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.deliver import Outcome, deliver
 from syndicate.engine.digest import plan_digests
-from syndicate.engine.dispatch import ReapResult, claim_due, reap_expired
+from syndicate.engine.dispatch import Claim, ReapResult, claim_due, give_back, reap_expired
 from syndicate.engine.heartbeat import beat
 from syndicate.engine.planner import PlanResult, plan_pending
 from syndicate.engine.poll import PollResult, poll_feeds
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
 from syndicate.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,6 +66,7 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetim
     outcomes: list[Outcome] = []
     providers: dict = {}
     handled: set[int] = set()  # each delivery once per pass: a retry waits for the next pass
+    claims: list[Claim] = []
     try:
         while claims := claim_due(factory, utcnow(), due_by=now, limit=settings.run.batch_size,
                                   ttl=settings.run.claim_ttl, exclude=handled):
@@ -74,6 +78,14 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetim
                 outcomes.append(outcome)
                 if outcome.error_class == "incomplete":  # a long batch continues in this pass
                     handled.discard(claim.delivery_id)
+    except KeyboardInterrupt:
+        # Ctrl-C: what this pass claimed but did not send is planned again now, not when its
+        # lease runs out; a send cut off mid-call is judged as the reaper would (unknown, or
+        # planned again where the provider deduplicates).
+        given_back = give_back(factory, claims, utcnow(), settings=settings)
+        log.warning("interrupted: %s claimed deliveries planned again, %s interrupted sends marked unknown",
+                    given_back.reclaimed, given_back.unknown)
+        raise
     finally:
         for provider in providers.values():
             provider.close()

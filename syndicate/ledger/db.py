@@ -8,9 +8,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, exc, inspect
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from syndicate.ledger import StoreError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -51,18 +53,41 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _store_error(url: str, error: Exception) -> StoreError:
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return StoreError("not a database URL (e.g. sqlite:///syndicate.db or "
+                          "postgresql+psycopg://user@host/dbname)")
+    if isinstance(error, exc.NoSuchModuleError):
+        reason = f"unknown kind of database {make_url(url).drivername!r} (use sqlite or postgresql+psycopg)"
+    elif isinstance(error, ModuleNotFoundError):
+        reason = f"its driver ({error.name}) is not installed (use sqlite or postgresql+psycopg)"
+    elif isinstance(error, exc.DBAPIError):
+        reason = " ".join(str(error.orig).split("\n")[0].split()) or type(error.orig).__name__
+    elif isinstance(error, OSError):
+        reason = f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
+    else:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return StoreError(f"{where}: cannot open the database: {reason}")
+
+
 _factories: dict[str, sessionmaker[Session]] = {}
 _lock = threading.Lock()
 
 
 def open_ledger(url: str) -> sessionmaker[Session]:
-    """A session factory for the ledger at URL, migrated to the newest schema (once per process)."""
+    """A session factory for the ledger at URL, migrated to the newest schema (once per process).
+    Raises StoreError when it cannot be opened."""
     with _lock:
         if url not in _factories:
-            if url.startswith("sqlite:///") and ":memory:" not in url:
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = make_engine(url)
-            migrate(engine)
+            try:
+                if url.startswith("sqlite:///") and ":memory:" not in url:
+                    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                engine = make_engine(url)
+                migrate(engine)
+            except (exc.ArgumentError, exc.NoSuchModuleError, exc.DBAPIError, ModuleNotFoundError, OSError) as error:
+                raise _store_error(url, error) from error
             _factories[url] = sessionmaker(engine, expire_on_commit=False)
         return _factories[url]
 

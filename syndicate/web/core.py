@@ -1,8 +1,10 @@
-"""What every deployment answers: a health check and the branded error pages."""
+"""What every deployment answers: a health check, the favicon and the branded error pages."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from pathlib import Path
+
+from flask import Blueprint, render_template, send_from_directory
 
 from syndicate.web import settings
 
@@ -12,6 +14,15 @@ bp = Blueprint("core", __name__, template_folder="templates")
 @bp.get("/healthz")
 def healthz():
     return {"ok": True}
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    # An SVG under the name browsers ask for unprompted (pages link it too): no 404 in the console.
+    response = send_from_directory(Path(__file__).parent / "desk" / "static", "favicon.svg",
+                                   mimetype="image/svg+xml", max_age=86400)
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @bp.app_errorhandler(404)

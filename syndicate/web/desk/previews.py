@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
 from syndicate.engine.digest import edition_posts, upcoming_edition
+from syndicate.engine.failures import explain
 from syndicate.engine.schedule import next_digest, wall_to_utc
 from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
 from syndicate.model import PostData
@@ -105,7 +106,7 @@ def queue_page(s: Session, settings: Settings, tab: str, *, channel: str | None 
             query = query.where(or_(column > value, and_(column == value, Delivery.id > last_id)))
     order = (column.desc(), Delivery.id.desc()) if newest_first else (column, Delivery.id)
     found = s.execute(query.order_by(*order).limit(size + 1)).all()
-    rows = [_queue_row(d, title) for d, title in found[:size]]
+    rows = [_queue_row(d, title, settings) for d, title in found[:size]]
     next_after = None
     if len(found) > size:
         last = found[size - 1][0]
@@ -134,10 +135,11 @@ def _tab_query(settings: Settings, tab: str, channel: str | None, day: date | No
     return Delivery.due_at, False, where
 
 
-def _queue_row(d: Delivery, title: str | None) -> QueueRow:
+def _queue_row(d: Delivery, title: str | None, settings: Settings) -> QueueRow:
     when = d.sent_at if d.state == "sent" and d.sent_at else d.due_at
+    note = explain(d.error_class, d.last_error, d.channel, settings, d.state) or d.hold_reason or ""
     return QueueRow(d.id, d.post_id, d.subject, title or _digest_title(d.subject), d.channel, d.kind, d.state,
-                    when, d.last_error or d.hold_reason or "")
+                    when, note)
 
 
 def _make_cursor(value: datetime, delivery_id: int) -> str:
@@ -356,6 +358,7 @@ class DeliveryView:
     email: EmailPreview | None = None
     social: SocialCard | None = None
     error: str = ""
+    problem: str = ""  # the last error in plain words (the raw text is row.last_error)
     events: list[Event] = field(default_factory=list)
     unknown_recipients: list[str] = field(default_factory=list)  # email: may or may not have it
 
@@ -374,7 +377,8 @@ class DeliveryView:
 
 def delivery_view(row: Delivery, settings: Settings, post: PostData | None, events: list[Event],
                   subscribers_active: int | None = None) -> DeliveryView:
-    view = DeliveryView(row, row.channel in settings.channels, events=events)
+    view = DeliveryView(row, row.channel in settings.channels, events=events,
+                        problem=explain(row.error_class, row.last_error, row.channel, settings, row.state) or "")
     payload = row.payload or {}
     try:
         if row.kind == "email":

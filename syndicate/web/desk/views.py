@@ -31,6 +31,7 @@ from syndicate.web import auth, ledger, settings
 from syndicate.web.desk import bp, previews
 from syndicate.web.desk.testmail import SendTestError, send_test_email
 
+_LOOK_AHEAD = timedelta(days=800)  # the longest the schedule looks ahead from a due time
 RESOLUTIONS = {"sent": "marked as sent", "retry": "set to be sent again", "cancel": "cancelled"}
 RECIPIENT_RESOLUTIONS = {"sent": "marked as having it", "retry": "will be mailed again",
                          "cancel": "left unmailed"}
@@ -372,7 +373,11 @@ def _reschedule(delivery_id: int, actor: str, channel: str):
         wall = datetime.strptime(value, "%Y-%m-%dT%H:%M")
     except ValueError:
         raise ActionRefused(f"delivery {delivery_id}: {value!r} is not a date and time") from None
-    due = wall_to_utc(wall.date(), wall.time(), settings().site.tz)
+    try:
+        due = wall_to_utc(wall.date(), wall.time(), settings().site.tz)
+        due + _LOOK_AHEAD  # the schedule looks ahead from a due time: the calendar's last days cannot be used
+    except OverflowError:
+        raise ActionRefused(f"delivery {delivery_id}: {value.replace('T', ' ')} is too far in the future") from None
     if due < utcnow() - timedelta(minutes=1):
         raise ActionRefused(f"delivery {delivery_id}: {local_time(due)} has already passed "
                             "(use Send now to send at once)")
