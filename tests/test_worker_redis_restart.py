@@ -12,6 +12,11 @@ every subscriber exactly once by the same worker process, still alive at the end
 
 from __future__ import annotations
 
+import argparse
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -21,9 +26,10 @@ from test_providers_email_support import rendered_payload
 from test_smtp_support import Recorder, SmtpServer
 
 from syndicate import settings as settings_mod
+from syndicate.cli.workers import worker_argv
 from syndicate.ledger.db import open_ledger, transaction
-from syndicate.ledger.models import Delivery, RecipientSend, utcnow
-from tests.cluster import RedisServer, start_beat, start_worker, wait_until
+from syndicate.ledger.models import Delivery, Event, RecipientSend, utcnow
+from tests.cluster import REPO, RedisServer, start_beat, start_worker, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -107,6 +113,12 @@ options = {{ host = "127.0.0.1", port = {smtp_port}, security = "none", timeout 
             raise AssertionError(f"states {[self.state(i) for i in ids]}\n{self.logs()}") from None
         assert [self.state(i) for i in ids] == ["sent"] * len(ids), self.logs()
 
+    def actors(self, ids: list[int]) -> set[str]:
+        """Who recorded the sends of these deliveries (the claims are the dispatcher's)."""
+        with transaction(self.factory) as s:
+            return set(s.scalars(select(Event.actor).where(Event.delivery_id.in_(ids),
+                                                           Event.actor != "dispatcher")))
+
     def restart_redis(self) -> None:
         self.redis.stop()  # kill -9: queues, unacked messages, rate-limit state all gone
         time.sleep(1.5)  # long enough for the worker to notice and start reconnecting
@@ -136,24 +148,63 @@ def test_worker_outlives_two_redis_restarts_and_sends_each_email_once(tmp_path, 
             app = Deployment(tmp_path, ledger_url, redis, smtp.port)
             app.start()
             try:
-                labels = []
+                labels, ids = [], []
                 for restart in (1, 2):
                     label = f"before-restart-{restart}"
                     in_flight = app.plan(label)
                     labels.append(label)
+                    ids.append(in_flight)
                     wait_until(lambda lbl=label: any(r.message["Subject"] == f"Issue {lbl}" for r in handler.received),
                                30, f"the send of {label} to start")
                     app.restart_redis()
                     app.wait_sent([in_flight])
                     label = f"after-restart-{restart}"
-                    app.wait_sent([app.plan(label)])
+                    ids.append(app.plan(label))
+                    app.wait_sent(ids[-1:])
                     labels.append(label)
                     assert app.worker.proc.poll() is None, f"the worker died\n{app.logs()}"
                 time.sleep(2)  # room for a late duplicate to arrive
                 received = Counter((r.message["Subject"], a.lower()) for r in handler.received for a in r.rcpt_tos)
                 assert received == Counter({(f"Issue {lbl}", p): 1 for lbl in labels for p in PEOPLE}), received
                 assert app.worker.proc.poll() is None, f"the worker died\n{app.logs()}"
+                # The audit trail names the worker by its Celery node name (--hostname worker@%h).
+                assert app.actors(ids) == {f"worker:worker@{socket.gethostname()}"}
             finally:
                 app.stop()
     finally:
         redis.stop()
+
+
+def test_a_worker_without_the_link_signing_key_stops_at_once_with_one_line(tmp_path):
+    """SMTP mails each subscriber a signed unsubscribe link: no key, no worker (not a worker
+    whose every email fails later)."""
+    config = tmp_path / "settings.toml"
+    config.write_text(f"""
+[site]
+name = "Harbor Wellness Counseling"
+url = "https://harborwellness.example"
+address = "120 Water Street, Portland, ME 04101"
+
+[store]
+url = "sqlite:///{tmp_path / 'ledger.db'}"
+
+[channels.news]
+kind = "email"
+provider = "smtp"
+from_address = "news@harborwellness.example"
+options = {{ host = "127.0.0.1", port = 2525, audience = "subscribers" }}
+""")
+    env = {k: v for k, v in os.environ.items() if k != "SYNDICATE_SECRET"}
+    done = subprocess.run([sys.executable, "-m", "syndicate.cli", "--config", str(config), "worker"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stderr.strip().splitlines() == [
+        "syndicate: error: channels.news signs unsubscribe links: set SYNDICATE_SECRET (web.secret_env) "
+        "for every worker, the same value `syndicate serve` has"], done.stderr
+
+
+def test_each_worker_process_gets_its_own_node_name_by_default():
+    args = argparse.Namespace(loglevel="INFO", concurrency=2, hostname=None)
+    assert f"--hostname=syndicate-{os.getpid()}@%h" in worker_argv(args)
+    args.hostname = "worker3@%h"
+    assert "--hostname=worker3@%h" in worker_argv(args)
