@@ -14,6 +14,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from syndicate import settings as settings_mod
+from workers import broker
 
 
 def _settings() -> settings_mod.Settings:
@@ -22,6 +23,9 @@ def _settings() -> settings_mod.Settings:
 
 def make_app(settings: settings_mod.Settings | None = None) -> Celery:
     settings = settings or _settings()
+    # kombu's Redis transport with the fix that keeps a worker alive across a Redis restart
+    # (workers/broker.py says what crashed, and why this and not a version pin).
+    broker.install()
     app = Celery("syndicate", broker=settings.broker.url, include=["workers.tasks"])
     app.conf.update(
         # Exactly-once rules (DESIGN.md rule 5): a task is acknowledged only after it ran, a

@@ -24,7 +24,12 @@ from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
 
 log = logging.getLogger(__name__)
-ACTOR = f"worker:{socket.gethostname()}"
+
+
+def _actor(task) -> str:
+    """worker:<Celery node name>, e.g. worker:worker1@host: the audit trail tells apart workers
+    that share a host (`syndicate worker` gives each process a distinct node name)."""
+    return f"worker:{task.request.hostname or socket.gethostname()}"[:100]  # events.actor is 100 chars
 
 
 def _settings():
@@ -85,10 +90,10 @@ def dispatch(self) -> dict:
             "unknown": reaped.unknown, "queued": queued}
 
 
-@shared_task(name="syndicate.deliver")
-def deliver(delivery_id: int, token: str) -> str:
+@shared_task(name="syndicate.deliver", bind=True)
+def deliver(self, delivery_id: int, token: str) -> str:
     settings = _settings()
-    outcome = deliver_mod.deliver(_ledger(), settings, delivery_id, token, actor=ACTOR,
+    outcome = deliver_mod.deliver(_ledger(), settings, delivery_id, token, actor=_actor(self),
                                   limiter=limiter_for(settings))
     return outcome.state
 
