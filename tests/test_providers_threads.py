@@ -90,3 +90,16 @@ def test_check(make_settings, monkeypatch, th):
     th.expire_tokens()
     with pytest.raises(AuthExpired, match="Threads 400"):
         provider.check()
+
+
+def test_a_host_that_reads_no_bearer_token_is_named_by_check(make_settings, monkeypatch, th):
+    """T3: Meta documents only the access_token parameter; should graph.threads.net ever ignore
+    the Bearer header, check (the same auth as the send) fails saying so, before any post."""
+    provider = build(make_settings, monkeypatch, th, "threads")
+    th.bearer_accepted = False
+    with pytest.raises(AuthExpired, match=r"read no access token from the Authorization header \(scheme Bearer\)") as err:
+        provider.check()
+    assert th.TOKEN not in str(err.value)
+    with pytest.raises(AuthExpired, match="Authorization header"):
+        provider.send(job(PAYLOAD, kind="threads"))
+    assert th.containers == {} and th.posts == {}

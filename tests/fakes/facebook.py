@@ -42,6 +42,7 @@ class GraphFake(FakeAPI):
     def reset_state(self) -> None:
         self.tokens = {self.TOKEN}
         self.fault_code, self.fault_transient = 2, False
+        self.bearer_accepted = True  # False: only the access_token parameter counts (as Meta documents)
 
     def graph_faults(self, code: int = 2, transient: bool = False) -> None:
         """Injected status faults answer Graph CODE (1 or 2), with ``is_transient`` if TRANSIENT
@@ -67,7 +68,11 @@ class GraphFake(FakeAPI):
         return reply(status, {"error": body})
 
     def authorize(self, req: Request) -> Reply | None:
-        if req.bearer() in self.tokens or req.params().get("access_token") in self.tokens:
+        bearer = req.bearer() if self.bearer_accepted else None
+        token = req.params().get("access_token") or bearer
+        if token is None:  # what Graph answers a call that carries no token it reads
+            return self.error(400, "An access token is required to request this resource.", 104)
+        if token in self.tokens:
             return None
         return self.error(400, "Error validating access token: Session has expired.", 190, 463)
 
