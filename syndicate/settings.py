@@ -51,6 +51,13 @@ def parse_duration(value: Any) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
+# The page or member a LinkedIn post is made as (the Posts API's ``author``); LinkedIn refuses
+# any other only at send time, after approval, so it is required when the file is read.
+LINKEDIN_AUTHOR = re.compile(r"urn:li:(?:person|organization):[A-Za-z0-9_-]+")
+# A BCP-47 tag's shape (language, then subtags): Bluesky's ``langs`` items have ``format:
+# language`` and Mastodon takes the primary subtag, so "en_US" or "english" would be refused.
+_BCP47 = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+
 
 class _Strict(BaseModel):
     # A misspelt key is an error, not silently ignored.
@@ -90,6 +97,14 @@ class Site(_Strict):
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"must be an absolute http(s) URL, got {v!r}")
         return v.rstrip("/")
+
+    @field_validator("language")
+    @classmethod
+    def _bcp47(cls, v: str) -> str:
+        tag = v.strip().replace("_", "-")  # "en_US", a POSIX locale, means the tag "en-US"
+        if not _BCP47.fullmatch(tag):
+            raise ValueError(f"must be a BCP-47 language tag like 'en' or 'en-US', got {v!r}")
+        return tag
 
     @field_validator("timezone")
     @classmethod
@@ -335,6 +350,10 @@ class Channel(_Strict):
             raise ValueError('digest is set but mode is "per_post"; add mode = "digest"')
         if not self._has_send_time():
             raise ValueError("send_window and quiet_hours leave no time in the week to send")
+        author = str(self.options.get("author_urn") or "").strip()
+        if self.kind == "linkedin" and not LINKEDIN_AUTHOR.fullmatch(author):
+            raise ValueError("a linkedin channel needs options.author_urn, urn:li:organization:<id> or "
+                             "urn:li:person:<id> (the page or member the token posts as)")
         return self
 
     def _has_send_time(self) -> bool:

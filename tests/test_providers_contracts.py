@@ -4,9 +4,10 @@
    URL, a sensitive post) are rendered, sent through each adapter to its strict fake (which
    checks every body against the official schema or the documented rules), and each delivery
    makes exactly one post.
-2. Every ambiguous answer the review names (Graph code 2 on 500/502/503 for a Facebook post and
-   a Threads publish; a lost answer on Bluesky) happens *after* the fake made the post, or
-   before: through the real engine (claim, deliver, retry), the fake ends with exactly one post.
+2. Every ambiguous answer the review names (Graph code 1 or 2 on 500/502/503, or flagged
+   is_transient, for a Facebook post and a Threads publish; a lost answer on Bluesky, X,
+   LinkedIn, Pinterest and Mastodon) happens *after* the fake made the post, or before: through
+   the real engine (claim, deliver, retry, a person's resolve), the fake ends with exactly one post.
 """
 
 from __future__ import annotations
@@ -136,11 +137,20 @@ def _settle(settings, factory, attempts=4):
         return states, s.query(Delivery).one()
 
 
-@pytest.mark.parametrize("status", ["500", "502", "503"])
+# (HTTP status, Graph code, is_transient): koala#699 (code 2 on 500), php-graph-sdk#1141 (code 1),
+# gateway errors, and Graph's is_transient flag on a 4xx answer.
+GRAPH_AMBIGUOUS = [("500", 2, False), ("502", 2, False), ("503", 2, False), ("500", 1, False),
+                   ("400", 1, True), ("400", 2, True)]
+
+
+@pytest.mark.parametrize(("status", "code", "transient"), GRAPH_AMBIGUOUS,
+                         ids=[f"{s}-code{c}{'-transient' if t else ''}" for s, c, t in GRAPH_AMBIGUOUS])
 @pytest.mark.parametrize("made", [True, False], ids=["post-made", "nothing-made"])
-def test_facebook_ambiguous_create_ends_with_one_post(store_url, make_settings, monkeypatch, status, made):
+def test_facebook_ambiguous_create_ends_with_one_post(store_url, make_settings, monkeypatch, status, code,
+                                                      transient, made):
     with start_fake("facebook") as (_base, fb):
         settings, factory = _delivery(store_url, make_settings, monkeypatch, fb, "facebook")
+        fb.graph_faults(code, transient)
         fb.fail_next(status, path="/feed$", then="commit" if made else "process")
         states, row = _settle(settings, factory)
         assert states == ["planned", "sent"]  # unknown outcome -> looked up -> settled
@@ -149,11 +159,14 @@ def test_facebook_ambiguous_create_ends_with_one_post(store_url, make_settings, 
         assert fb.calls("GET", "/posts$")  # the lookup asked the page
 
 
-@pytest.mark.parametrize("status", ["500", "503"])
+@pytest.mark.parametrize(("status", "code", "transient"), GRAPH_AMBIGUOUS,
+                         ids=[f"{s}-code{c}{'-transient' if t else ''}" for s, c, t in GRAPH_AMBIGUOUS])
 @pytest.mark.parametrize("made", [True, False], ids=["published", "not-published"])
-def test_threads_ambiguous_publish_ends_with_one_post(store_url, make_settings, monkeypatch, status, made):
+def test_threads_ambiguous_publish_ends_with_one_post(store_url, make_settings, monkeypatch, status, code,
+                                                      transient, made):
     with start_fake("threads") as (_base, th):
         settings, factory = _delivery(store_url, make_settings, monkeypatch, th, "threads")
+        th.graph_faults(code, transient)
         th.fail_next(status, path="threads_publish", then="commit" if made else "process")
         states, row = _settle(settings, factory)
         assert states == ["planned", "sent"]
@@ -184,6 +197,42 @@ def test_bluesky_lost_answer_lands_on_the_same_record(store_url, make_settings, 
             time.sleep(0.1)
         assert len(bsky.records) == 1 and row.provider_ref == next(iter(bsky.records))
         assert len(bsky.writes) == 2 and len(set(bsky.writes)) == 1  # the retry rewrote the same key
+
+
+# A lost answer (no reply within the timeout; the network made the post meanwhile) on the
+# networks without a lookup: Mastodon drops the repeat by its Idempotency-Key and is retried;
+# X and LinkedIn refuse identical text, so a person's retry ends as "probably went out"; Pinterest
+# has neither, so it waits for a person, never resent by the engine.
+LOST_ANSWER = {"mastodon": ("/api/v1/statuses$", ["planned", "sent"]),
+               "x": ("/2/tweets$", ["unknown"]),
+               "linkedin": ("/rest/posts$", ["unknown"]),
+               "pinterest": ("/v5/pins$", ["unknown"])}
+
+
+@pytest.mark.parametrize("kind", sorted(LOST_ANSWER))
+def test_a_lost_answer_never_makes_a_second_post(kind, store_url, make_settings, monkeypatch):
+    from syndicate.engine.actions import resolve
+
+    path, expected = LOST_ANSWER[kind]
+    with start_fake(kind, stall_seconds=4) as (_base, fake):
+        settings, factory = _delivery(store_url, make_settings, monkeypatch, fake, kind)
+        fake.fail_next("stall", path=path)  # made 4 s later; the adapter gives up after 3 s
+        states, row = _settle(settings, factory)
+        assert states == expected, row.last_error
+        deadline = time.monotonic() + 5
+        while not created(kind, fake) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(created(kind, fake)) == 1
+        if kind in ("x", "linkedin"):  # a person says "retry": the network refuses the copy
+            resolve(factory, row.id, "retry", actor="test")
+            states, row = _settle(settings, factory)
+            assert states == ["unknown"] and "probably went out" in row.last_error
+        if expected == ["unknown"]:
+            resolve(factory, row.id, "sent", actor="test")  # after checking the account
+            with transaction(factory) as s:
+                assert s.query(Delivery).one().state == "sent"
+        assert len(created(kind, fake)) == 1
+        assert len(fake.calls("POST", path)) == (2 if kind in ("mastodon", "x", "linkedin") else 1)
 
 
 def test_a_first_attempt_never_looks_up(store_url, make_settings, monkeypatch):

@@ -111,6 +111,13 @@ def test_check(make_settings, monkeypatch, fb):
         no_page.check()
 
 
+def test_default_graph_version_is_live_for_months_to_come():
+    """F2: fails once the default Graph version is within 60 days of its published sunset (or
+    has none on record): move versions.GRAPH_DEFAULT on (docs/settings.md, "Moving a pin")."""
+    sunset = graph_sunset(GRAPH_DEFAULT)
+    assert sunset is not None and sunset > date.today() + timedelta(days=60), "move versions.GRAPH_DEFAULT on"
+
+
 def test_check_warns_60_days_before_the_graph_sunset(make_settings, monkeypatch, fb):
     from syndicate.providers import versions
 

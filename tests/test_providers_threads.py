@@ -59,6 +59,19 @@ def test_container_still_in_progress_is_retryable(make_settings, monkeypatch, th
     assert th.calls("POST", "threads_publish") == []
 
 
+def test_container_status_polls_back_off(make_settings, monkeypatch, th):
+    """T4: reads of a container still IN_PROGRESS double their interval (Meta asks for few reads)."""
+    import time
+
+    real_sleep, slept = time.sleep, []
+    monkeypatch.setattr(time, "sleep", lambda seconds: (slept.append(seconds), real_sleep(seconds)))
+    th.in_progress_polls = 6
+    build(make_settings, monkeypatch, th, "threads", poll_interval=0.05, publish_wait=20).send(job(PAYLOAD))
+    container = next(iter(th.containers))
+    assert len(th.calls("GET", rf"^/v1.0/{container}$")) == 7
+    assert slept == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
+
+
 def test_lost_answer_creating_the_container_is_retryable(make_settings, monkeypatch, th):
     provider = build(make_settings, monkeypatch, th, "threads")
     provider.timeout = (1, 0.5)
@@ -90,3 +103,16 @@ def test_check(make_settings, monkeypatch, th):
     th.expire_tokens()
     with pytest.raises(AuthExpired, match="Threads 400"):
         provider.check()
+
+
+def test_a_host_that_reads_no_bearer_token_is_named_by_check(make_settings, monkeypatch, th):
+    """T3: Meta documents only the access_token parameter; should graph.threads.net ever ignore
+    the Bearer header, check (the same auth as the send) fails saying so, before any post."""
+    provider = build(make_settings, monkeypatch, th, "threads")
+    th.bearer_accepted = False
+    with pytest.raises(AuthExpired, match=r"read no access token from the Authorization header \(scheme Bearer\)") as err:
+        provider.check()
+    assert th.TOKEN not in str(err.value)
+    with pytest.raises(AuthExpired, match="Authorization header"):
+        provider.send(job(PAYLOAD, kind="threads"))
+    assert th.containers == {} and th.posts == {}

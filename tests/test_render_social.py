@@ -26,6 +26,7 @@ from syndicate.render.textlength import (
     threads_length,
     x_length,
 )
+from syndicate.settings import SettingsError
 
 POST_URL = "https://wellness.example/2024/03/before-your-first-session/"
 SETTINGS = demo_settings()
@@ -77,13 +78,14 @@ def test_linkedin_body_and_little_text_escaping():
 
 @pytest.mark.parametrize("author", [None, "", "urn:li:organization:0 ", "organization:123", "urn:li:share:1"])
 def test_linkedin_needs_a_real_author(author):
+    """L2: no made-up author; a missing or malformed author_urn stops the settings from loading."""
     channels = SETTINGS.model_dump()["channels"]
     channels["linkedin"]["options"] = {} if author is None else {"author_urn": author}
     if author == "urn:li:organization:0 ":  # well-formed (spaces trimmed): LinkedIn decides
         assert render("linkedin", settings=demo_settings(channels=channels))["author"] == "urn:li:organization:0"
         return
-    with pytest.raises(RenderError, match="options.author_urn"):
-        render("linkedin", settings=demo_settings(channels=channels))
+    with pytest.raises(SettingsError, match=r"channels\.linkedin.*options\.author_urn"):
+        demo_settings(channels=channels)
 
 
 def test_pinterest_body():
@@ -290,12 +292,21 @@ def test_lead_falls_back_to_the_first_paragraph_and_drops_wordpress_noise():
 
 
 @pytest.mark.parametrize("language, langs", [("en", ["en"]), ("en_US", ["en-US"]), ("pt-BR", ["pt-BR"]),
-                                             ("zh-Hant", ["zh-Hant"]), ("english!", None), ("", None)])
+                                             ("zh-Hant", ["zh-Hant"])])
 def test_bluesky_langs_are_bcp47(language, langs):
     """B1: app.bsky.feed.post langs have format "language" (BCP-47); "en_US" is not one."""
-    body = render("bluesky", settings=demo_settings(site={**SETTINGS.model_dump()["site"], "language": language}))
-    assert body.get("langs") == langs
-    assert bcp47(language) == (langs[0] if langs else None)
+    settings = demo_settings(site={**SETTINGS.model_dump()["site"], "language": language})
+    assert settings.site.language == langs[0]  # normalized when the file is read
+    assert render("bluesky", settings=settings).get("langs") == langs
+    assert render("mastodon", settings=settings)["language"] == langs[0].split("-")[0].lower()
+    assert bcp47(language) == langs[0]
+
+
+@pytest.mark.parametrize("language", ["english!", "", "en US", "e"])
+def test_a_language_that_is_no_bcp47_tag_stops_the_settings(language):
+    """B1: refused when the file is read, not by Bluesky (400 InvalidRecord) or Mastodon after approval."""
+    with pytest.raises(SettingsError, match=r"site\.language.*BCP-47"):
+        demo_settings(site={**SETTINGS.model_dump()["site"], "language": language})
 
 
 def test_bluesky_text_keeps_within_3000_bytes():

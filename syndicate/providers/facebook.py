@@ -9,7 +9,8 @@ version, default in ``versions.py`` with its sunset date; ``check()`` warns 60 d
 
 The Graph API error shape ``{"error": {"message", "type", "code", "error_subcode",
 "is_transient"}}`` is classified here once, for Facebook and for Threads (which speaks it too):
-code 190/102 (token expired or invalid) and 10/200-299 (permission missing) -> AuthExpired;
+code 190/102 (token expired or invalid), 104/2500 (no token read at all) and 10/200-299
+(permission missing) -> AuthExpired;
 4/17/32/613 and 80000-80014 (application, user, page and business-use-case limits) ->
 RateLimited, reset from ``X-Business-Use-Case-Usage``' ``estimated_time_to_regain_access``
 when given; 506 (duplicate status) -> Permanent "duplicate"; 368 "already posted" ->
@@ -41,6 +42,11 @@ from syndicate.providers.versions import GRAPH_DEFAULT, graph_sunset, sunset_not
 GRAPH_AUTH_CODES = frozenset({"190", "102", "10", *(str(c) for c in range(200, 300))})
 GRAPH_RATE_CODES = frozenset({"4", "17", "32", "613", *(str(c) for c in range(80000, 80015))})
 GRAPH_TRANSIENT_CODES = frozenset({"1", "2"})
+# "An access token is required to request this resource" (104) and "An active access token must
+# be used to query information about the current user" (2500): Graph found no token at all.
+GRAPH_NO_TOKEN_CODES = frozenset({"104", "2500"})
+NO_TOKEN_ADVICE = ("the API read no access token from the Authorization header (scheme Bearer); if the token "
+                   "variable is set, this host does not take that header (review finding T3): report it")
 GRAPH_BLOCKED_CODE = "368"
 GRAPH_POSTING_TOO_FAST = "1390008"  # 368's subcode for "We limit how often you can post"
 # Meta's error guide: 368 "Temporarily blocked ... Wait and retry"; how long is not said.
@@ -50,7 +56,7 @@ POSTING_TOO_FAST_WAIT = timedelta(hours=1)
 class GraphApiProvider(HttpProvider):
     """What Facebook and Threads share: Bearer page/user token, Graph error codes."""
 
-    auth_codes = GRAPH_AUTH_CODES
+    auth_codes = GRAPH_AUTH_CODES | GRAPH_NO_TOKEN_CODES
     rate_limit_codes = GRAPH_RATE_CODES
     token_option: ClassVar[str] = "page_token_env"
     token_what: ClassVar[str] = "access token"
@@ -63,6 +69,8 @@ class GraphApiProvider(HttpProvider):
         info = super().parse_error(resp)
         if info.code in GRAPH_TRANSIENT_CODES:
             return ErrorInfo(info.message, info.code, info.subcode, transient=True)
+        if info.code in GRAPH_NO_TOKEN_CODES:
+            return ErrorInfo(f"{info.message} ({NO_TOKEN_ADVICE})", info.code, info.subcode)
         return info
 
     def is_duplicate(self, resp: requests.Response, info: ErrorInfo) -> bool:

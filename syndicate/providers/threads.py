@@ -26,6 +26,10 @@ Options: ``token_env`` (a long-lived Threads user access token with ``threads_ba
 (default ``me``), ``version`` (default v1.0), ``publish_wait``, ``poll_interval`` (default 1 s),
 ``link_attachment``, ``api_base`` (default https://graph.threads.net), ``timeout``.
 Errors use the Graph API shape and codes (see ``facebook.py``). Text limit: 500 characters.
+The token goes in ``Authorization: Bearer``, which Meta's Graph front end reads, though the
+Threads reference lists only the ``access_token`` parameter (review finding T3): should the
+host ever read no token from the header, Graph's 104/2500 answer says so, and ``check()``
+(which sends the same header) reports it before any post is attempted.
 """
 
 from __future__ import annotations

@@ -32,14 +32,13 @@ from syndicate.render.textlength import (
     rule_for,
     truncate_to,
 )
-from syndicate.settings import SOCIAL_KINDS, Channel, Settings
+from syndicate.settings import LINKEDIN_AUTHOR, SOCIAL_KINDS, Channel, Settings
 
 PINTEREST_TITLE_MAX = 100
 PINTEREST_TEXT_MAX = 500  # description and alt text
 BLUESKY_TAG_MAX = 64  # graphemes in one hashtag facet
 BLUESKY_CARD_TEXT_MAX = 300
 # Posts API: the author is the member or organization the token may post as.
-_LINKEDIN_AUTHOR = re.compile(r"urn:li:(?:person|organization):[A-Za-z0-9_-]+")
 PINTEREST_LINK_MAX = 2048  # PinCreate.link maxLength (Pinterest v5 OpenAPI)
 LINKEDIN_DESCRIPTION_MAX = 300  # what the article card shows; the rest would be cut anyway
 # LinkedIn "little text" format: these characters have a meaning and must be escaped.
@@ -133,7 +132,7 @@ def _linkedin(job: _Job) -> dict:
     commentary = _fitted_text(replace(job, parts=replace(job.parts, hashtags=tags)), rule_for("linkedin"),
                               escape=_little_text)
     author = str(job.channel.options.get("author_urn") or "").strip()
-    if not _LINKEDIN_AUTHOR.fullmatch(author):
+    if not LINKEDIN_AUTHOR.fullmatch(author):
         # No default: LinkedIn refuses a made-up author only at send time, after approval.
         raise RenderError("a linkedin channel needs options.author_urn, urn:li:organization:<id> or "
                           "urn:li:person:<id> (the page or member the token posts as)")

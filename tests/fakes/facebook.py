@@ -15,7 +15,9 @@ Documented rules it enforces (no machine-readable schema exists for the Graph AP
 - the same message twice is (#506) "Duplicate status message";
 - ``GET /posts`` lists the page's posts newest first, ``since`` (epoch seconds) bounding them
   (docs/graph-api/reference/page/feed, "Reading"; ``/posts`` is the page's own posts).
-A 5xx fault carries Graph's code 2 "An unexpected error has occurred" body (arsduo/koala#699).
+A 5xx fault carries Graph's code 2 "An unexpected error has occurred" body (arsduo/koala#699);
+``fake.graph_faults(code=1, transient=True)`` makes status faults answer code 1 "An unknown error
+occurred" (facebookarchive/php-graph-sdk#1141) and/or ``is_transient: true``, on any status.
 """
 
 from __future__ import annotations
@@ -34,8 +36,19 @@ class GraphFake(FakeAPI):
     TOKEN = "graph-fake-token"
     token_env = "SYN_FAKE_GRAPH_TOKEN"
 
+    FAULT_MESSAGES = {1: "An unknown error occurred", 2: "An unexpected error has occurred. Please retry your "
+                                                       "request later."}
+
     def reset_state(self) -> None:
         self.tokens = {self.TOKEN}
+        self.fault_code, self.fault_transient = 2, False
+        self.bearer_accepted = True  # False: only the access_token parameter counts (as Meta documents)
+
+    def graph_faults(self, code: int = 2, transient: bool = False) -> None:
+        """Injected status faults answer Graph CODE (1 or 2), with ``is_transient`` if TRANSIENT
+        (then on any status, 400 included: Graph flags passing errors on 4xx answers too)."""
+        with self.lock:
+            self.fault_code, self.fault_transient = code, transient
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -45,15 +58,21 @@ class GraphFake(FakeAPI):
         return {self.token_env: self.TOKEN}
 
     def error(self, status: int, message: str, code: Any = None, subcode: Any = None,
-              type_: str = "OAuthException") -> Reply:
+              type_: str = "OAuthException", transient: bool = False) -> Reply:
         body: dict[str, Any] = {"message": message, "type": type_, "code": code if code is not None else 1,
                                 "fbtrace_id": "AbCdEfGhIjK"}
         if subcode is not None:
             body["error_subcode"] = subcode
+        if transient:
+            body["is_transient"] = True
         return reply(status, {"error": body})
 
     def authorize(self, req: Request) -> Reply | None:
-        if req.bearer() in self.tokens or req.params().get("access_token") in self.tokens:
+        bearer = req.bearer() if self.bearer_accepted else None
+        token = req.params().get("access_token") or bearer
+        if token is None:  # what Graph answers a call that carries no token it reads
+            return self.error(400, "An access token is required to request this resource.", 104)
+        if token in self.tokens:
             return None
         return self.error(400, "Error validating access token: Session has expired.", 190, 463)
 
@@ -67,11 +86,11 @@ class GraphFake(FakeAPI):
     def fault_reply(self, status: int, fault: Fault) -> Reply:
         if status == 401:
             return self.error(400, "Error validating access token: The session has been invalidated.", 190, 460)
+        if status >= 500 or self.fault_transient:
+            return self.error(status, self.FAULT_MESSAGES[self.fault_code], self.fault_code,
+                              transient=self.fault_transient)
         if status == 400:
             return self.error(400, "(#100) Invalid parameter", 100, type_="OAuthException")
-        if status >= 500:
-            return self.error(status, "An unexpected error has occurred. Please retry your request later.", 2,
-                              type_="OAuthException")
         return super().fault_reply(status, fault)
 
 
