@@ -104,3 +104,19 @@ def test_default_credential_variables(make_settings, monkeypatch, ses):
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     _, provider, _ = _setup(make_settings, monkeypatch, ses, [], options=options)
     assert provider.check().startswith("SES eu-west-1: sending enabled, production access, quota 50000/24h at 14/s")
+
+
+def test_an_address_bounced_over_smtp_stays_suppressed_on_ses(make_settings, monkeypatch, ses):
+    """One suppression list, whatever provider sends: a hard bounce the SMTP side recorded
+    (record_event from "smtp"), then the next edition goes through SES: not mailed."""
+    from syndicate.audience import suppression
+    from syndicate.ledger.db import open_ledger, transaction
+
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses,
+                                         ["ana@example.org", "ben@example.org", "cleo@example.org"])
+    with transaction(open_ledger(settings.store_url)) as s:
+        assert suppression.record_event(s, settings, provider="smtp", kind="bounce", subtype="hard",
+                                        email="ben@example.org", diagnostic="550 5.1.1 no such user")
+    result = provider.send(email_job(payload))
+    assert sorted(m["to"] for m in ses.delivered) == ["ana@example.org", "cleo@example.org"]
+    assert result.details["suppressed"] == 1 and "ben@example.org" not in recipients(settings)

@@ -199,3 +199,15 @@ def events_for(s: Session, forms: Iterable[str]) -> list[DeliverabilityEvent]:
 
 def suppression_for(s: Session, forms: Iterable[str]) -> Suppression | None:
     return s.scalar(select(Suppression).where(Suppression.email.in_(list(forms))).limit(1))
+
+
+def delivery_of(s: Session, address: str, message_id: str | None) -> int | None:
+    """The delivery whose message to ADDRESS had MESSAGE_ID (the id the service gave it; a
+    SendGrid event's id extends the X-Message-Id it answered with), else None."""
+    if not message_id:
+        return None
+    bare = message_id.strip().strip("<>")
+    candidates = {bare, f"<{bare}>", bare.split(".", 1)[0]}
+    return s.scalar(select(RecipientSend.delivery_id)
+                    .where(RecipientSend.recipient == _clean(address), RecipientSend.message_id.in_(sorted(candidates)))
+                    .order_by(RecipientSend.id.desc()).limit(1))

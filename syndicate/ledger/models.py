@@ -207,6 +207,19 @@ class DeliverabilityEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WebhookToken(Base):
+    """A webhook's one-time token, kept while its timestamp is fresh, so a replay is refused
+    (Mailgun signs timestamp + token; web/hooks.py)."""
+
+    __tablename__ = "webhook_tokens"
+    __table_args__ = (UniqueConstraint("provider", "token", name="uq_webhook_tokens_provider_token"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    token: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # sending -> sent | failed | deferred | unknown. "sending" is committed before the SMTP
 # transaction: a recipient found "sending" or "unknown" later may have the message and is
 # never mailed again for that delivery; "deferred" (a 4xx, nothing accepted) is retried.

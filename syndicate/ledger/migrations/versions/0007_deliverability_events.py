@@ -1,5 +1,6 @@
 """deliverability_events: bounces, complaints and unsubscribes the mail services report, one
-row per (provider, provider event id) so a replayed webhook is stored once
+row per (provider, provider event id) so a replayed webhook is stored once; webhook_tokens:
+one-time webhook tokens (Mailgun), so a replayed request is refused
 
 Revision ID: 0007_deliverability
 Revises: 0006
@@ -32,9 +33,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_deliverability_events_email", "deliverability_events", ["email"])
     op.create_index("ix_deliverability_events_delivery", "deliverability_events", ["delivery_id"])
+    op.create_table(
+        "webhook_tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider", sa.String(length=40), nullable=False),
+        sa.Column("token", sa.String(length=200), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("provider", "token", name="uq_webhook_tokens_provider_token"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("webhook_tokens")
     op.drop_index("ix_deliverability_events_delivery", table_name="deliverability_events")
     op.drop_index("ix_deliverability_events_email", table_name="deliverability_events")
     op.drop_table("deliverability_events")
