@@ -172,3 +172,45 @@ def _config(settings, tmp_path) -> str:
     path.write_text(f'[site]\nname = "Harbor"\nurl = "https://harborwellness.example"\n'
                     f'[store]\nurl = "{settings.store_url}"\n')
     return str(path)
+
+
+def test_status_and_desk_show_rates_and_warn_near_the_limits(settings, tmp_path, capsys):
+    from test_desk import PASSWORD, sign_in
+
+    from syndicate.ledger.models import Delivery, RecipientSend, utcnow
+    from syndicate.web import auth, create_app
+
+    factory = ledger(settings)
+    with transaction(factory) as s:
+        s.execute(text("DELETE FROM recipient_sends"))
+        s.execute(text("DELETE FROM deliveries"))
+    now = utcnow()
+    with transaction(factory) as s:
+        s.add(Delivery(id=42, key="d-42", subject="post:42", channel="news", kind="email", provider="smtp",
+                       state="sent", due_at=now, payload={}, attempts=1, created_at=now, updated_at=now))
+    people = [f"r{i:03d}@example.org" for i in range(100)]
+    with transaction(factory) as s:
+        s.add_all(RecipientSend(delivery_id=42, recipient=a, state="sent", attempts=1) for a in people)
+    _record(settings, provider="ses", kind="bounce", subtype="hard", email=people[0], event_id="b0", delivery_id=42)
+    _record(settings, provider="ses", kind="bounce", subtype="hard", email=people[1], event_id="b1", delivery_id=42)
+    _record(settings, provider="ses", kind="complaint", email=people[2], event_id="c2", delivery_id=42)
+
+    config = _config(settings, tmp_path)
+    assert main(["--config", config, "status", "--json"]) == 0
+    row, = json.loads(capsys.readouterr().out)
+    assert row["deliverability"] == {"sent": 100, "bounced": 2, "complained": 1, "bounce_rate": 0.02,
+                                     "complaint_rate": 0.01, "warnings": row["deliverability"]["warnings"]}
+    assert len(row["deliverability"]["warnings"]) == 2  # 1 % complaints: over SES's 0.1 % and Gmail's 0.3 %
+    assert main(["--config", config, "status"]) == 0
+    shown = capsys.readouterr().out
+    assert "Deliverability" in shown and "2.00%" in shown and "WARNING channel news: complaint rate 1.00% is over" in shown
+    assert "bounce rate" not in shown  # 2 % is not near 5 %
+
+    with transaction(factory) as s:
+        s.execute(text("DELETE FROM staff_users"))
+    auth.add_user(factory, "ana", PASSWORD)
+    client = create_app(settings).test_client()
+    sign_in(client)
+    page = client.get("/desk/deliverability").get_data(as_text=True)
+    assert "1.00 %" in page and "2.00 %" in page and "Amazon SES reviews accounts at 0.1 % complaints" in page
+    assert page.count('role="alert"') == 4  # two warnings for the edition, two for the channel

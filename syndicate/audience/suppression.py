@@ -211,3 +211,64 @@ def delivery_of(s: Session, address: str, message_id: str | None) -> int | None:
     return s.scalar(select(RecipientSend.delivery_id)
                     .where(RecipientSend.recipient == _clean(address), RecipientSend.message_id.in_(sorted(candidates)))
                     .order_by(RecipientSend.id.desc()).limit(1))
+
+
+# ---------------------------------------------------------------------------- rates
+
+# What the services hold senders to: Amazon SES reviews an account at a 5 % bounce rate and
+# 0.1 % complaints; Gmail's sender guidelines ask for spam reports below 0.3 %. "Near" is 80 %.
+LIMITS = (("bounce", 0.05, "Amazon SES reviews accounts at a 5 % bounce rate"),
+          ("complaint", 0.001, "Amazon SES reviews accounts at 0.1 % complaints"),
+          ("complaint", 0.003, "Gmail wants spam reports below 0.3 %"))
+NEAR = 0.8
+
+
+def rate_warnings(sent: int, bounced: int, complained: int) -> list[str]:
+    """One line per limit a rate is over or near."""
+    if not sent:
+        return []
+    rates = {"bounce": bounced / sent, "complaint": complained / sent}
+    lines = []
+    for kind, limit, why in LIMITS:
+        if rates[kind] >= limit * NEAR:
+            word = "over" if rates[kind] >= limit else "near"
+            lines.append(f"{kind} rate {rates[kind]:.2%} is {word} the limit: {why}")
+    return lines
+
+
+def delivery_rates(s: Session, delivery_ids: Iterable[int] | None = None) -> dict[int, dict]:
+    """Per email delivery: recipients sent, bounced and complained (distinct addresses), the
+    rates, and warnings (``rate_warnings``)."""
+    sent_q = (select(RecipientSend.delivery_id, func.count()).where(RecipientSend.state == "sent")
+              .group_by(RecipientSend.delivery_id))
+    events_q = (select(DeliverabilityEvent.delivery_id, DeliverabilityEvent.kind,
+                       func.count(func.distinct(DeliverabilityEvent.email)))
+                .where(DeliverabilityEvent.delivery_id.is_not(None),
+                       DeliverabilityEvent.kind.in_(("bounce", "complaint")))
+                .group_by(DeliverabilityEvent.delivery_id, DeliverabilityEvent.kind))
+    if delivery_ids is not None:
+        ids = list(delivery_ids)
+        sent_q = sent_q.where(RecipientSend.delivery_id.in_(ids))
+        events_q = events_q.where(DeliverabilityEvent.delivery_id.in_(ids))
+    result: dict[int, dict] = {}
+    for delivery_id, n in s.execute(sent_q):
+        result.setdefault(delivery_id, {"sent": 0, "bounce": 0, "complaint": 0})["sent"] = n
+    for delivery_id, kind, n in s.execute(events_q):
+        result.setdefault(delivery_id, {"sent": 0, "bounce": 0, "complaint": 0})[kind] = n
+    return {d: summarize(v["sent"], v["bounce"], v["complaint"]) for d, v in result.items()}
+
+
+def summarize(sent: int, bounced: int, complained: int) -> dict:
+    return {"sent": sent, "bounced": bounced, "complained": complained,
+            "bounce_rate": round(bounced / sent, 5) if sent else None,
+            "complaint_rate": round(complained / sent, 5) if sent else None,
+            "warnings": rate_warnings(sent, bounced, complained)}
+
+
+def channel_rates(per_delivery: dict[int, dict], channel_of: dict[int, str]) -> dict[str, dict]:
+    """The per-delivery counts (``delivery_rates``) added up per channel."""
+    totals: dict[str, list[int]] = {}
+    for delivery_id, r in per_delivery.items():
+        t = totals.setdefault(channel_of.get(delivery_id, "?"), [0, 0, 0])
+        t[0], t[1], t[2] = t[0] + r["sent"], t[1] + r["bounced"], t[2] + r["complained"]
+    return {channel: summarize(*t) for channel, t in sorted(totals.items())}
