@@ -392,6 +392,27 @@ class Subscribers(_Strict):
     double_opt_in: bool = False
 
 
+class Deliverability(_Strict):
+    """Bounces, complaints and unsubscribes the mail services report (audience/suppression.py,
+    the webhooks of web/hooks.py). A hard bounce or a complaint suppresses an address at once;
+    soft bounces do when SOFT_BOUNCE_LIMIT of them arrive within SOFT_BOUNCE_DAYS."""
+
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_days: int = Field(default=30, ge=1)
+    # Amazon SNS (POST /hooks/ses): the topics whose notifications are accepted (empty: any
+    # topic, signed by SNS); the signing certificate must come from sns.<region>.amazonaws.com.
+    sns_topic_arns: list[str] = []
+    # Tests only: more hosts ("127.0.0.1:8443") that may serve the SNS signing certificate and
+    # the SubscribeURL, over plain http too. Never set this in production.
+    sns_cert_hosts: list[str] = []
+    # Environment variables holding each service's webhook secret; a hook whose secret is not
+    # set answers 403 and changes nothing.
+    sendgrid_public_key_env: str | None = None  # the Event Webhook's verification key (base64 DER)
+    postmark_secret_env: str | None = None  # "user:password" for basic auth, or the secret path part
+    mailgun_signing_key_env: str | None = None  # the HTTP webhook signing key
+    webhook_max_age: Duration = timedelta(minutes=5)  # a signed timestamp older than this is refused
+
+
 class Settings(_Strict):
     site: Site
     store: Store = Store()
@@ -404,6 +425,7 @@ class Settings(_Strict):
     channels: dict[str, Channel] = {}
     web: Web = Web()  # `syndicate serve`: public URL and the link-signing key's variable
     subscribers: Subscribers = Subscribers()  # the subscriber list: double opt-in
+    deliverability: Deliverability = Deliverability()  # bounces, complaints, webhooks
     templates_dir: str | None = None  # a practice's overrides, searched before the shipped ones
     # Where the file was read from: relative paths (feeds, outbox, sqlite) resolve against it.
     base_dir: Path = Path(".")

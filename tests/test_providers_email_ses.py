@@ -9,6 +9,7 @@ from fakes import start_fake
 from test_providers_email_support import (
     direct_setup,
     email_job,
+    ledger_delivery,
     recipients,
 )
 
@@ -205,3 +206,25 @@ def test_an_entry_the_answer_leaves_out_is_unknown(make_settings, monkeypatch, s
     with pytest.raises(Unresolved, match="ben@example.org"):
         provider.send(email_job(payload))
     assert recipients(settings) == {"ana@example.org": "sent", "ben@example.org": "unknown"}
+
+
+def test_an_address_bounced_over_smtp_stays_suppressed_on_ses(make_settings, monkeypatch, ses):
+    """One suppression list, whatever provider sends: a hard bounce the SMTP side recorded
+    (record_event from "smtp"), then the next edition goes through SES: not mailed."""
+    from syndicate.audience import suppression
+    from syndicate.ledger.db import open_ledger, transaction
+
+    settings, provider, payload = _setup(make_settings, monkeypatch, ses,
+                                         ["ana@example.org", "ben@example.org", "cleo@example.org"])
+    with transaction(open_ledger(settings.store_url)) as s:
+        assert suppression.record_event(s, settings, provider="smtp", kind="bounce", subtype="hard",
+                                        email="ben@example.org", diagnostic="550 5.1.1 no such user")
+    provider.send(email_job(payload))
+    assert sorted(m["to"] for m in ses.delivered) == ["ana@example.org", "cleo@example.org"]
+    assert "ben@example.org" not in recipients(settings)
+    # Named in a fixed `to` list instead of the subscriber list: still skipped, counted.
+    job = email_job({**payload, "audience": None, "to": ["ben@example.org", "dev@example.org"]}, delivery_id=43,
+                    key="delivery-43")
+    ledger_delivery(settings, job.payload, delivery_id=43, key="delivery-43")
+    assert provider.send(job).details["suppressed"] == 1
+    assert sorted(m["to"] for m in ses.delivered) == ["ana@example.org", "cleo@example.org", "dev@example.org"]

@@ -52,6 +52,8 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
                          "options": {"expires": settings.run.tick.total_seconds()}},
             "poll": {"task": "syndicate.poll_all", "schedule": settings.run.interval.total_seconds(),
                      "options": {"expires": settings.run.interval.total_seconds()}},
+            # Mailchimp and Buttondown keep their own lists: read their unsubscribes back hourly.
+            "sync_lists": {"task": "syndicate.sync_lists", "schedule": 3600.0, "options": {"expires": 3600.0}},
         },
     )
     app.conf.syndicate_settings = settings

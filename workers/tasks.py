@@ -118,3 +118,12 @@ def poll_feed(name: str) -> str:
     if planned.planned:  # new work may be due now: don't leave it for the next tick
         dispatch.apply_async(expires=settings.run.tick.total_seconds())
     return result.status
+
+
+@shared_task(name="syndicate.sync_lists")
+def sync_lists() -> list[str]:
+    """Mailchimp's and Buttondown's unsubscribes and cleaned members, read back into the one
+    suppression list (safe to run twice or late: each member read is one event)."""
+    from syndicate.providers.listsync import sync_all
+
+    return [report.line() for report in sync_all(_ledger(), _settings())]

@@ -26,9 +26,10 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.audience import suppression
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Subscriber, Suppression, utcnow
 from syndicate.ledger.upsert import insert_ignore
@@ -108,6 +109,7 @@ class Row:
     line: int
     email: str
     name: str = ""
+    status: str = ""  # "" (the default for new addresses) or one of IMPORT_STATUSES
 
 
 @dataclass
@@ -119,32 +121,81 @@ class ImportReport:
     duplicates: int = 0  # the same address twice in the file
     invalid: list[tuple[int, str, str]] = field(default_factory=list)  # (line, value, why)
     pending: int = 0  # of the added, how many wait for confirmation (double opt-in)
+    marked: int = 0  # the file says unsubscribed, bounced or complained: suppressed now
+
+
+# The status column: our words, and the words of the services people export from. Mailchimp:
+# subscribed, unsubscribed, cleaned (bounced), pending; Buttondown's subscriber types;
+# Substack's email_disabled (true: no email) instead of a status.
+IMPORT_STATUSES = ("subscribed", "unsubscribed", "bounced", "complained", "pending")
+_STATUS_WORDS = {
+    **{w: "subscribed" for w in ("subscribed", "active", "regular", "premium", "gifted", "trialed", "paid",
+                                 "free", "comp", "true", "yes")},
+    **{w: "unsubscribed" for w in ("unsubscribed", "removed", "blocked", "archived")},
+    **{w: "bounced" for w in ("bounced", "cleaned", "undeliverable")},
+    **{w: "complained" for w in ("complained", "spam", "spammy")},
+    **{w: "pending" for w in ("pending", "unactivated", "unconfirmed")},
+}
+_EMAIL_COLUMNS = ("email", "email address", "email_address", "e-mail")
+_NAME_COLUMNS = ("name", "full name", "full_name")
+_STATUS_COLUMNS = ("status", "member status", "subscriber_type", "subscriber type", "type")
 
 
 def read_csv(text: str) -> tuple[list[Row], list[tuple[int, str, str]]]:
-    """Rows of ``email[,name]``; a header row naming an ``email`` column is recognised.
+    """Rows of ``email[,name]``, or of any columns under a header row that names the address
+    (``email``, Mailchimp's ``Email Address``, ...), a name (``name``, or ``First Name`` and
+    ``Last Name``) and a status (``status``, Buttondown's ``subscriber_type``/``type``, or
+    Substack's ``email_disabled``).
 
     Returns (rows with a valid address, invalid rows as (line, value, why)).
     """
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     rows, invalid = [], []
-    email_col, name_col = 0, 1
+    cols = {"email": 0, "name": 1}
     for index, record in enumerate(reader, start=1):
         cells = [c.strip() for c in record]
         if not any(cells):
             continue
-        if index == 1 and "email" in {c.lower() for c in cells} and "@" not in "".join(cells):
-            lowered = [c.lower() for c in cells]
-            email_col = lowered.index("email")
-            name_col = lowered.index("name") if "name" in lowered else -1
+        if index == 1 and "@" not in "".join(cells) and (header := _header(cells)):
+            cols = header
             continue
-        value = cells[email_col] if email_col < len(cells) else ""
-        name = cells[name_col] if 0 <= name_col < len(cells) else ""
+        value = _cell(cells, cols.get("email"))
+        name = _cell(cells, cols.get("name")) or " ".join(
+            filter(None, (_cell(cells, cols.get("first")), _cell(cells, cols.get("last")))))
         try:
-            rows.append(Row(index, normalize(value), name))
+            status = _status(_cell(cells, cols.get("status")), _cell(cells, cols.get("disabled")))
+            rows.append(Row(index, normalize(value), name, status))
         except InvalidAddress as exc:
             invalid.append((index, value, str(exc)))
     return rows, invalid
+
+
+def _header(cells: list[str]) -> dict[str, int] | None:
+    lowered = [c.lower() for c in cells]
+    found = {}
+    for key, names in (("email", _EMAIL_COLUMNS), ("name", _NAME_COLUMNS), ("status", _STATUS_COLUMNS),
+                       ("first", ("first name", "first_name", "fname")), ("last", ("last name", "last_name", "lname")),
+                       ("disabled", ("email_disabled",))):
+        for name in names:
+            if name in lowered:
+                found[key] = lowered.index(name)
+                break
+    return found if "email" in found else None
+
+
+def _cell(cells: list[str], col: int | None) -> str:
+    return cells[col] if col is not None and col < len(cells) else ""
+
+
+def _status(word: str, email_disabled: str = "") -> str:
+    if email_disabled.strip().lower() in ("true", "1", "yes"):
+        return "unsubscribed"
+    word = word.strip().lower()
+    if not word:
+        return ""
+    if word not in _STATUS_WORDS:
+        raise InvalidAddress(f"unknown status {word!r} (use {', '.join(IMPORT_STATUSES)})")
+    return _STATUS_WORDS[word]
 
 
 # ------------------------------------------------------------------ the list
@@ -152,13 +203,16 @@ def read_csv(text: str) -> tuple[list[Row], list[tuple[int, str, str]]]:
 
 def import_rows(factory: sessionmaker[Session], settings: Settings, rows: Iterable[Row],
                 source: str, now: datetime | None = None) -> ImportReport:
-    """Add ROWS to the list (see the module doc); safe to run twice."""
+    """Add ROWS to the list (see the module doc); safe to run twice. A row whose status says
+    unsubscribed, bounced or complained suppresses its address (it is never mailed); a
+    suppressed address stays suppressed whatever the file says."""
     now = now or utcnow()
     report = ImportReport()
-    status = "pending" if settings.subscribers.double_opt_in else "active"
+    default = "pending" if settings.subscribers.double_opt_in else "active"
+    rows = list(rows)
     seen: set[str] = set()
     with transaction(factory) as s:
-        suppressed = set(s.scalars(select(Suppression.email)))
+        suppressed = suppression.suppressed_among(s, [r.email for r in rows], settings)
         for row in rows:
             if row.email in seen:
                 report.duplicates += 1
@@ -167,6 +221,11 @@ def import_rows(factory: sessionmaker[Session], settings: Settings, rows: Iterab
             if row.email in suppressed:
                 report.suppressed += 1
                 continue
+            if row.status in ("unsubscribed", "bounced", "complained"):
+                _import_suppressed(s, row, source, now)
+                report.marked += 1
+                continue
+            status = "pending" if row.status == "pending" else default
             values = {"email": row.email, "name": row.name, "status": status, "source": source[:200],
                       "created_at": now, "confirmed_at": now if status == "active" else None}
             if insert_ignore(s, Subscriber, values, ["email"]):
@@ -180,6 +239,13 @@ def import_rows(factory: sessionmaker[Session], settings: Settings, rows: Iterab
             else:
                 report.unchanged += 1
     return report
+
+
+def _import_suppressed(s: Session, row: Row, source: str, now: datetime) -> None:
+    """The file says ROW left (or its mail bounced, or it complained): kept, and suppressed."""
+    insert_ignore(s, Subscriber, {"email": row.email, "name": row.name, "status": row.status, "source": source[:200],
+                                  "created_at": now, "unsubscribed_at": now}, ["email"])
+    suppression.suppress(s, row.email, f"{source}: {row.status}", status=row.status, now=now)
 
 
 def import_csv(factory: sessionmaker[Session], settings: Settings, path: Path) -> ImportReport:
@@ -218,28 +284,20 @@ def active_recipients(s: Session) -> list[str]:
         .order_by(Subscriber.id)))
 
 
-def suppressed_among(s: Session, addresses: Iterable[str]) -> set[str]:
-    wanted = {a.lower() for a in addresses}
-    if not wanted:
-        return set()
-    return set(s.scalars(select(Suppression.email).where(Suppression.email.in_(wanted))))
+def suppressed_among(s: Session, addresses: Iterable[str], settings: Settings | None = None) -> set[str]:
+    """The one suppression check (``audience/suppression.py``)."""
+    return suppression.suppressed_among(s, addresses, settings)
 
 
-def is_suppressed(factory: sessionmaker[Session], address: str) -> bool:
+def is_suppressed(factory: sessionmaker[Session], address: str, settings: Settings | None = None) -> bool:
     with transaction(factory) as s:
-        return bool(suppressed_among(s, [address]))
+        return suppression.is_suppressed(s, address, settings)
 
 
 def suppress(factory: sessionmaker[Session], address: str, reason: str, now: datetime | None = None) -> bool:
     """Never mail ADDRESS again; mark its subscription unsubscribed. True if newly suppressed."""
-    now = now or utcnow()
-    address = address.strip().lower()
     with transaction(factory) as s:
-        added = insert_ignore(s, Suppression, {"email": address, "reason": reason[:200], "at": now}, ["email"])
-        row = s.scalar(select(Subscriber).where(Subscriber.email == address))
-        if row is not None and row.status != "unsubscribed":
-            row.status, row.unsubscribed_at = "unsubscribed", now
-    return added
+        return suppression.suppress(s, address, reason, now=now)
 
 
 def remove(factory: sessionmaker[Session], address: str, now: datetime | None = None) -> bool:
@@ -251,15 +309,6 @@ def remove(factory: sessionmaker[Session], address: str, now: datetime | None = 
         known = known or bool(suppressed_among(s, [address]))
     suppress(factory, address, "removed by an operator", now)
     return known
-
-
-def forget(factory: sessionmaker[Session], address: str) -> bool:
-    """Erase ADDRESS entirely (a data-protection request), suppression included."""
-    address = normalize(address)
-    with transaction(factory) as s:
-        gone = s.execute(delete(Subscriber).where(Subscriber.email == address)).rowcount
-        gone += s.execute(delete(Suppression).where(Suppression.email == address)).rowcount
-    return bool(gone)
 
 
 def confirm(factory: sessionmaker[Session], address: str, now: datetime | None = None) -> str:

@@ -26,7 +26,8 @@ def cmd_subscribers_import(args) -> int:
     out.print(f"{path.name}: {report.added} added" + (f" ({report.pending} pending confirmation)"
                                                        if report.pending else "")
               + f", {report.updated} updated, {report.unchanged} already there, {report.suppressed} suppressed "
-              f"(unsubscribed earlier: not added back), {report.duplicates} duplicates, {len(report.invalid)} invalid")
+              f"(unsubscribed earlier: not added back), {report.marked} marked unsubscribed, bounced or complained "
+              f"(suppressed), {report.duplicates} duplicates, {len(report.invalid)} invalid")
     return 0
 
 
@@ -71,6 +72,82 @@ def cmd_subscribers_remove(args) -> int:
     note = "" if known else " (it was not on the list; it is suppressed all the same)"
     out.print(f"{args.email}: removed and suppressed: never mailed again{note}")
     return 0
+
+
+def cmd_subscribers_restore(args) -> int:
+    from syndicate.audience import subscribers, suppression
+    from syndicate.engine.runner import ledger
+    from syndicate.ledger.db import transaction
+
+    settings = load_settings(args)
+    try:
+        address = subscribers.normalize(args.email)
+    except subscribers.InvalidAddress as exc:
+        raise UsageError(f"{args.email!r}: {exc}") from None
+    with transaction(ledger(settings)) as s:
+        lifted = suppression.restore(s, settings, address)
+    out.print(f"{address}: " + ("suppression lifted; it may be mailed again" if lifted
+                                else "was not suppressed; nothing changed"))
+    return 0
+
+
+def cmd_subscribers_export(args) -> int:
+    import csv
+    import sys
+
+    from syndicate.audience import privacy
+    from syndicate.engine.runner import ledger
+    from syndicate.ledger.db import transaction
+
+    settings = load_settings(args)
+    with transaction(ledger(settings)) as s:
+        records = privacy.export(s, settings, args.email.strip().lower() if args.email else None)
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(("email", "section", "field", "value"))
+        for record in records:
+            for section, value in record.items():
+                if section == "email":
+                    continue
+                for item in value if isinstance(value, list) else [value]:
+                    for key, field_value in (item or {}).items():
+                        writer.writerow((record["email"], section, key, "" if field_value is None else field_value))
+        return 0
+    print(json.dumps(records if not args.email else records[0], indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_subscribers_forget(args) -> int:
+    from syndicate.audience import privacy, subscribers
+    from syndicate.engine.runner import ledger
+    from syndicate.ledger.db import transaction
+
+    settings = load_settings(args)
+    try:
+        address = subscribers.normalize(args.email)
+    except subscribers.InvalidAddress as exc:
+        raise UsageError(f"{args.email!r}: {exc}") from None
+    with transaction(ledger(settings)) as s:
+        counts = privacy.forget(s, settings, address)
+    out.print(f"{address}: forgotten ({counts['subscriber']} subscriber row, {counts['recipient_sends']} send "
+              f"records, {counts['events']} events erased); kept only as a keyed hash on the suppression list, "
+              "so it is never mailed again")
+    return 0
+
+
+def cmd_subscribers_sync(args) -> int:
+    from syndicate.engine.runner import ledger
+    from syndicate.providers.listsync import sync_all
+
+    settings = load_settings(args)
+    reports = sync_all(ledger(settings), settings, args.channel)
+    if not reports:
+        out.print("no Mailchimp or Buttondown email channel to read back")
+    failed = False
+    for report in reports:
+        failed = failed or bool(report.error)
+        out.print(report.line(), markup=False)
+    return 1 if failed else 0
 
 
 def cmd_subscribers_invite(args) -> int:
@@ -148,7 +225,7 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE.csv")
     p.set_defaults(func=cmd_subscribers_import)
     p = subs.add_parser("list", help="show the list")
-    p.add_argument("--status", choices=("active", "pending", "unsubscribed"))
+    p.add_argument("--status", choices=("active", "pending", "unsubscribed", "bounced", "complained"))
     p.add_argument("--json", action="store_true", help="print as JSON (every address unless --limit)")
     p.add_argument("--limit", type=int, metavar="N",
                    help=f"show the first N by address (default {SUBSCRIBERS_LIMIT}; 0: all); the totals come first")
@@ -156,6 +233,25 @@ def register(sub) -> None:
     p = subs.add_parser("remove", help="take an address off the list and never mail it again")
     p.add_argument("email", metavar="EMAIL")
     p.set_defaults(func=cmd_subscribers_remove)
+    p = subs.add_parser("restore", help="staff only: lift an address's suppression (bounce, complaint, "
+                        "unsubscribe); the only way back")
+    p.add_argument("email", metavar="EMAIL")
+    p.set_defaults(func=cmd_subscribers_restore)
+    p = subs.add_parser("export", help="everything held about one address (or all): subscriber, sends, "
+                        "events, suppression")
+    p.add_argument("email", metavar="EMAIL", nargs="?")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON (the default)")
+    fmt.add_argument("--csv", action="store_true", help="CSV: email, section, field, value")
+    p.set_defaults(func=cmd_subscribers_export)
+    p = subs.add_parser("forget", help="erase an address (data protection); only a keyed hash stays, "
+                        "suppressed")
+    p.add_argument("email", metavar="EMAIL")
+    p.set_defaults(func=cmd_subscribers_forget)
+    p = subs.add_parser("sync", help="read unsubscribed and cleaned members back from Mailchimp and "
+                        "Buttondown into the suppression list")
+    p.add_argument("--channel", metavar="NAME", help="only this channel")
+    p.set_defaults(func=cmd_subscribers_sync)
     p = subs.add_parser("invite", help="double opt-in: email each pending address its confirm link")
     p.add_argument("--channel", required=True, metavar="NAME", help="the SMTP email channel to send with")
     p.set_defaults(func=cmd_subscribers_invite)

@@ -57,7 +57,7 @@ from datetime import timedelta
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.audience import subscribers
+from syndicate.audience import subscribers, suppression
 from syndicate.errors import ClaimLost, Incomplete, ProviderError, Retryable, Unresolved
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
@@ -148,16 +148,19 @@ def wanted_recipients(s: Session, payload: dict) -> list[str]:
 
 
 def pending_recipients(factory: sessionmaker[Session], job, report: BatchReport,
-                       owner: str | None = None) -> list[str]:
+                       owner: str | None = None, settings=None) -> list[str]:
     """The recipients of JOB (a ``providers.base.Job``) still to mail, in order; the others are
     counted into REPORT: done earlier, unresolved (may have it), or suppressed.
 
     OWNER is the send asking (its claim token). A recipient another send left ``sending`` is to
     mail (that send never let the content go); one it left ``issued`` may have the message, and
-    becomes ``unknown`` here, in the same transaction."""
+    becomes ``unknown`` here, in the same transaction.
+
+    Suppressed recipients are the one check of ``audience/suppression.py`` (SETTINGS: the
+    provider's, so that forgotten addresses, kept as a keyed hash, are found too)."""
     with transaction(factory) as s:
         wanted = wanted_recipients(s, job.payload)
-        blocked = subscribers.suppressed_among(s, wanted)
+        blocked = suppression.suppressed_among(s, wanted, settings)
         rows = s.execute(select(RecipientSend.recipient, RecipientSend.state, RecipientSend.owner)
                          .where(RecipientSend.delivery_id == job.delivery_id)).all()
         done = {recipient: state for recipient, state, _ in rows}

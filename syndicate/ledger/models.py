@@ -152,7 +152,8 @@ class Event(Base):
 
 # --- Email: the subscriber list, suppressions, and per-recipient sends (migration 0002) ---
 
-SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed")  # pending: double opt-in, not confirmed
+# pending: double opt-in, not confirmed; bounced and complained: suppressed by a deliverability event
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 
 
 class Subscriber(Base):
@@ -179,6 +180,45 @@ class Suppression(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeliverabilityEvent(Base):
+    """One bounce, complaint or unsubscribe a mail service reported (audience/suppression.py).
+
+    Unique per (provider, provider_event_id): a webhook the service sends again, or a sync read
+    twice, is stored once. ``email`` is the address, or its keyed hash once it was forgotten.
+    """
+
+    __tablename__ = "deliverability_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id", name="uq_deliverability_events_provider_event"),
+        Index("ix_deliverability_events_email", "email"),
+        Index("ix_deliverability_events_delivery", "delivery_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))  # "ses", "sendgrid", "smtp", "mailchimp", ...
+    kind: Mapped[str] = mapped_column(String(20))  # bounce | complaint | unsubscribe | ...
+    subtype: Mapped[str] = mapped_column(String(40), default="")  # hard | soft | the service's own word
+    email: Mapped[str] = mapped_column(String(320))
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
+    provider_event_id: Mapped[str | None] = mapped_column(String(300))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookToken(Base):
+    """A webhook's one-time token, kept while its timestamp is fresh, so a replay is refused
+    (Mailgun signs timestamp + token; web/hooks.py)."""
+
+    __tablename__ = "webhook_tokens"
+    __table_args__ = (UniqueConstraint("provider", "token", name="uq_webhook_tokens_provider_token"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    token: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -152,7 +152,7 @@ class DirectSendProvider(HttpProvider):
         budget = batch_budget(self.settings)
         factory = open_ledger(self.settings.store_url)
         report = BatchReport()
-        todo = pending_recipients(factory, job, report, job.token)
+        todo = pending_recipients(factory, job, report, job.token, self.settings)
         answers: list[dict[str, Any]] = []
         if not todo:
             return self._result(job, report, answers)

@@ -147,7 +147,7 @@ class SmtpProvider(Provider):
         payload = job.payload
         sender = self.options.get("envelope_from") or parseaddr(payload.get("from") or "")[1]
         report = BatchReport()
-        todo = pending_recipients(factory, job, report, job.token)
+        todo = pending_recipients(factory, job, report, job.token, self.settings)
         if not todo:
             return self._result(job, report)
         where = f"SMTP {self.host}"

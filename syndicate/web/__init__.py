@@ -22,7 +22,7 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-act
 
 
 def create_app(settings: Settings) -> Flask:
-    from syndicate.web import core, desk, subscriptions
+    from syndicate.web import core, desk, hooks, subscriptions
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_AS_ASCII=False)
@@ -30,6 +30,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(core.bp)
     app.register_blueprint(subscriptions.bp)
     desk.init_app(app, settings)  # the preview desk and its sign-in (/desk)
+    hooks.init_app(app)  # bounce and complaint webhooks (/hooks/*), signed: no CSRF
 
     @app.after_request
     def _headers(response):

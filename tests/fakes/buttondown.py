@@ -63,6 +63,7 @@ class ButtondownFake(FakeAPI):
     def reset_state(self) -> None:
         self.keys = {self.API_KEY}
         self.emails: list[dict[str, Any]] = []
+        self.subscribers: list[dict[str, Any]] = []  # {"email_address", "type"}
         self.pinned_version: str | None = None  # the newsletter's pinned API version (Settings -> API)
         self.confirmed_keys: set[str] = set()  # keys that sent X-Buttondown-Live-Dangerously once
         self.idempotent: dict[str, Reply] = {}  # X-Idempotency-Key -> the first answer
@@ -125,6 +126,23 @@ class ButtondownFake(FakeAPI):
     @route("GET", r"/v1/newsletters")
     def newsletters(self, req: Request) -> Reply:
         return reply(200, {"results": [dict(self.NEWSLETTER)], "count": 1, "next": None, "previous": None})
+
+    @route("GET", r"/v1/subscribers")
+    def list_subscribers(self, req: Request) -> Reply:
+        """Subscribers filtered by ``type`` (the SubscriberType enum), 2 a page here so paging is used."""
+        kind = req.query.get("type")
+        if kind is not None and kind not in ("blocked", "complained", "churning", "churned", "gifted", "unactivated",
+                                             "unpaid", "undeliverable", "premium", "past_due", "paused", "regular",
+                                             "removed", "trialed", "unsubscribed", "upcoming"):
+            return self.invalid(["query", "type"], f"unknown subscriber type {kind!r}")
+        page = int(req.query.get("page", 1))
+        with self.lock:
+            chosen = [s for s in self.subscribers if kind is None or s["type"] == kind]
+        chunk = chosen[(page - 1) * 2:page * 2]
+        more = page * 2 < len(chosen)
+        return reply(200, {"results": chunk, "count": len(chosen),
+                           "next": f"{self.base_url}/v1/subscribers?page={page + 1}" if more else None,
+                           "previous": None})
 
     @route("GET", r"/v1/emails")
     def list_emails(self, req: Request) -> Reply:

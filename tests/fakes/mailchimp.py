@@ -42,6 +42,7 @@ class MailchimpFake(FakeAPI):
         self.keys = {self.API_KEY}
         self.campaigns: dict[str, dict[str, Any]] = {}  # id -> campaign (with "content" once set)
         self.sends: list[str] = []  # campaign ids, once per send or schedule action
+        self.members: list[dict[str, Any]] = []  # {"email_address", "status"} (the audience's people)
 
     def options(self) -> dict[str, Any]:
         return {"api_base": self.base_url, "api_key_env": "SYN_FAKE_MAILCHIMP_KEY", "audience_id": self.AUDIENCE_ID}
@@ -106,6 +107,19 @@ class MailchimpFake(FakeAPI):
         if list_id != self.AUDIENCE_ID:
             return self.error(404, "The requested resource could not be found.")
         return reply(200, dict(self.AUDIENCE))
+
+    @route("GET", r"/3\.0/lists/(?P<list_id>[^/]+)/members")
+    def list_members(self, req: Request, list_id: str) -> Reply:
+        """Members by ``status`` (subscribed, unsubscribed, cleaned, pending), paged by count/offset."""
+        if list_id != self.AUDIENCE_ID:
+            return self.error(404, "The requested resource could not be found.")
+        status = req.query.get("status")
+        if status not in (None, "subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived"):
+            return self.error(400, f"Invalid status: {status}")
+        count, offset = min(int(req.query.get("count", 10)), 1000), int(req.query.get("offset", 0))
+        with self.lock:
+            chosen = [m for m in self.members if status is None or m["status"] == status]
+        return reply(200, {"members": chosen[offset:offset + count], "total_items": len(chosen)})
 
     @route("GET", r"/3\.0/campaigns")
     def list_campaigns(self, req: Request) -> Reply:

@@ -419,3 +419,19 @@ def _resolve(delivery_id: int, actor: str, channel: str):
 
 _ACTIONS = {"approve": _approve, "hold": _hold, "cancel": _cancel, "send-now": _send_now,
             "reschedule": _reschedule, "edit": _edit, "test-email": _test_email, "resolve": _resolve}
+
+
+@bp.get("/deliverability")
+@auth.login_required
+def deliverability_page():
+    """Sent, bounced and complained per edition and per channel, with the services' limits."""
+    from syndicate.audience import suppression
+
+    with transaction(ledger()) as s:
+        per = suppression.delivery_rates(s)
+        rows = list(s.execute(select(Delivery.id, Delivery.channel, Delivery.subject, Post.title)
+                              .outerjoin(Post, Delivery.post_id == Post.id)
+                              .where(Delivery.id.in_(list(per))).order_by(Delivery.id.desc())))
+    editions = [{"id": i, "channel": channel, "title": title or subject, **per[i]} for i, channel, subject, title in rows]
+    channels = suppression.channel_rates(per, {e["id"]: e["channel"] for e in editions})
+    return _page("desk/deliverability.html", editions=editions, channels=channels)
