@@ -10,7 +10,7 @@ def _celery(args, argv: list[str]) -> int:
 
     if args.config:  # workers/app.py reads the settings from $SYNDICATE_CONFIG
         os.environ["SYNDICATE_CONFIG"] = str(args.config)
-    load_settings(args)  # a settings mistake is reported before Celery starts
+    load_settings(args, signing=True)  # a settings mistake is reported before Celery starts
     from workers.app import app
 
     app.start(argv)
