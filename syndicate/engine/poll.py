@@ -88,7 +88,13 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
             unchanged.append(rows[i].id)
             results[i] = PollResult(name, "unchanged")
         else:
-            results[i] = _record_changed(factory, rows[i].id, feeds[i], outcome, now)
+            try:
+                results[i] = _record_changed(factory, rows[i].id, feeds[i], outcome, now)
+            except Exception as exc:  # a post the ledger refuses fails its feed, not the poll
+                log.exception("recording feed %s failed", name)
+                error = str(FeedError(feeds[i].url, f"could not record its posts ({type(exc).__name__})"))
+                failed[rows[i].id] = error
+                results[i] = PollResult(name, "error", error=error)
 
     settings_fetch = settings.fetch
     if workers == 1:

@@ -6,6 +6,7 @@ It runs the very same poll, planner, dispatcher and delivery code as the Celery 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from syndicate.engine.poll import PollResult, poll_feeds
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
 from syndicate.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,5 +86,8 @@ def run_forever(settings: Settings, on_summary: Callable[[RunSummary], None],
     interval = settings.run.interval.total_seconds()
     while True:
         started = time.monotonic()
-        on_summary(run_once(settings, progress=progress))
+        try:
+            on_summary(run_once(settings, progress=progress))
+        except Exception:  # one bad pass (a bug, the database away) must not end the scheduler
+            log.exception("this pass failed; trying again at the next interval")
         time.sleep(max(1.0, interval - (time.monotonic() - started)))
