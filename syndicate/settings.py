@@ -139,6 +139,8 @@ class Fetch(_Strict):
     user_agent: str = "Syndicate/0.1 (+https://github.com/syndicate)"
     concurrency: int = Field(default=16, ge=1, le=256)  # feeds fetched at once by one poll
     per_host: int = Field(default=2, ge=1)  # requests in flight to one host at most
+    # Follow a feed's redirect to another origin on a loopback/private/link-local address.
+    internal_redirects: bool = False
 
 
 class Feed(_Strict):
@@ -315,6 +317,8 @@ class Channel(_Strict):
                     f"option {key!r} looks like a secret; name an environment variable instead "
                     f"({key}_env = \"MY_VAR\")"
                 )
+        if v.get("third_party_images", "hold") not in ("hold", "drop"):  # syndicate/email/privacy.py
+            raise ValueError(f'option third_party_images must be "hold" or "drop", got {v["third_party_images"]!r}')
         return v
 
     @field_validator("stagger")

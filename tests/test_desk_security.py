@@ -335,3 +335,18 @@ def test_the_desk_csp_lets_staff_browsers_load_images_only_from_the_practice(des
     assert "https:" not in images and "'self'" in images
     assert "https://harborwellness.example" in images
 
+
+
+def test_test_emails_are_limited_per_person_per_hour(desk1):
+    from test_desk import GROUNDING, act
+
+    from syndicate.web.desk import testmail
+
+    client = desk1.client()
+    row = desk1.delivery(GROUNDING, "newsletter")
+    for n in range(testmail.TESTS_PER_HOUR):
+        assert "Test email sent" in text_of(act(client, row.id, "test-email", address=f"me{n}@example.org"))
+    page = text_of(act(client, row.id, "test-email", address="one-more@example.org"))
+    assert "is the limit" in page
+    written = list((desk1.settings.outbox_dir / "newsletter" / "tests").glob("*.eml"))
+    assert len(written) == testmail.TESTS_PER_HOUR

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from feedserver import fixture
 from sqlalchemy import select
 
@@ -89,3 +90,20 @@ def test_a_post_the_ledger_refuses_fails_only_its_feed(make_settings, feed_serve
     with transaction(ledger(settings)) as s:
         errors = dict(s.execute(select(Feed.name, Feed.last_error)).all())
     assert errors["f0"] is None and "UnicodeEncodeError" in errors["f1"]
+
+
+def test_a_redirect_to_an_internal_address_on_another_origin_is_refused(feed_server):
+    from feedserver import FeedServer
+
+    from syndicate.feeds import FeedError, fetch
+
+    with FeedServer() as internal:
+        internal.route("/internal-admin", rss([item(1, title="INTERNAL-SECRET-DATA")]))
+        target = internal.url("/internal-admin")
+        feed_server.route("/feed-redirect-internal", status=302, location=target)
+        with pytest.raises(FeedError, match="internal address"):
+            fetch(feed_server.url("/feed-redirect-internal"))
+        assert fetch(feed_server.url("/feed-redirect-internal"), internal_redirects=True).status == 200
+    feed_server.route("/same-origin", status=301, location="/feed.xml")
+    feed_server.route("/feed.xml", rss([item(2)]))
+    assert fetch(feed_server.url("/same-origin")).status == 200  # a move within the same server is fine

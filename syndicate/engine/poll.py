@@ -177,7 +177,8 @@ def _fetch_and_parse(fetch_cfg: FetchSettings, location: str, row: _Row, http: r
         with slot:  # held only while talking to the host; parsing happens after
             fetched = fetch(location, etag=row.etag, last_modified=row.last_modified,
                             timeout=fetch_cfg.timeout.total_seconds(), max_bytes=fetch_cfg.max_bytes,
-                            user_agent=fetch_cfg.user_agent, session=http)
+                            user_agent=fetch_cfg.user_agent, session=http,
+                            internal_redirects=fetch_cfg.internal_redirects)
         if fetched.status == 304:
             return _Fetched(fetched, None)
         parsed = parse(fetched.body, url=fetched.final_url or location, content_type=fetched.content_type)
