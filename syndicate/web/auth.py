@@ -178,6 +178,7 @@ def _count_attempt(factory: sessionmaker[Session], name_key: str, client_key: st
                    now: datetime) -> None:
     """Count one attempt on both keys (atomically, before any check); Locked past either limit."""
     with transaction(factory) as s:
+        s.execute(delete(SignInThrottle).where(SignInThrottle.window_start < now - timedelta(days=1)))  # old rows
         waits = []
         for key, limit, window in ((name_key, MAX_FAILURES, LOCKOUT), (client_key, CLIENT_MAX, CLIENT_WINDOW)):
             attempts, start = _increment(s, key, now, window)
