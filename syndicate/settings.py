@@ -8,10 +8,11 @@ Secrets are never values here, only the *names* of environment variables (keys e
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
-from datetime import time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -153,6 +154,8 @@ class Fetch(_Strict):
     user_agent: str = "Syndicate/0.1 (+https://github.com/syndicate)"
     concurrency: int = Field(default=16, ge=1, le=256)  # feeds fetched at once by one poll
     per_host: int = Field(default=2, ge=1)  # requests in flight to one host at most
+    # Follow a feed's redirect to another origin on a loopback/private/link-local address.
+    internal_redirects: bool = False
 
 
 class Feed(_Strict):
@@ -329,6 +332,8 @@ class Channel(_Strict):
                     f"option {key!r} looks like a secret; name an environment variable instead "
                     f"({key}_env = \"MY_VAR\")"
                 )
+        if v.get("third_party_images", "hold") not in ("hold", "drop"):  # syndicate/email/privacy.py
+            raise ValueError(f'option third_party_images must be "hold" or "drop", got {v["third_party_images"]!r}')
         return v
 
     @field_validator("stagger")
@@ -375,6 +380,17 @@ class Web(_Strict):
     # Name of the environment variable holding the key that signs unsubscribe and confirm
     # links (HMAC). Changing the key invalidates the links in emails already sent.
     secret_env: str = "SYNDICATE_SECRET"
+    # Rotating that key: put the previous key in the variable this names; links and desk
+    # sessions signed with it stay valid until old_secret_until (a date, UTC), never after.
+    old_secret_env: str = "SYNDICATE_SECRET_OLD"
+    old_secret_until: date | None = None
+    # Desk sessions end after this many hours without a request (idle), and this many hours
+    # after signing in whatever the activity (absolute). Signing out ends them at once.
+    session_idle_hours: float = Field(default=12, gt=0)
+    session_max_hours: float = Field(default=24, gt=0)
+    # Reverse proxies in front of `syndicate serve` (0: none). With 1 or more, the client's
+    # address, scheme and host are read from that many X-Forwarded-For/-Proto/-Host entries.
+    proxy_hops: int = Field(default=0, ge=0, le=5)
 
     @field_validator("public_url")
     @classmethod
@@ -513,6 +529,45 @@ def from_dict(data: dict, base_dir: Path | str = ".", source: str = "settings") 
     if dup := {n for n in names if names.count(n) > 1}:
         raise SettingsError(f"{source}: feeds: duplicate feed name {sorted(dup)[0]!r}")
     return settings
+
+
+SECRET_HINT = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def signing_secret(web: Web) -> str:
+    """The key that signs unsubscribe and confirm links and (derived) desk sessions.
+
+    Refused when it is too weak to resist offline guessing: every subscriber holds a token
+    signed with it, so a short key can be found from one newsletter.
+    """
+    value = secret(web.secret_env, "web.secret_env (the key that signs unsubscribe links and desk sessions)")
+    _check_strength(web.secret_env, value)
+    return value
+
+
+def old_signing_secrets(web: Web, today: date | None = None) -> list[str]:
+    """The previous key while a rotation lasts (web.old_secret_env, until web.old_secret_until)."""
+    value = (os.environ.get(web.old_secret_env or "") or "").strip()
+    today = today or datetime.now(UTC).date()
+    if not value or web.old_secret_until is None or today > web.old_secret_until:
+        return []
+    _check_strength(web.old_secret_env, value)
+    return [value]
+
+
+def weak_secret_reason(value: str) -> str | None:
+    """Why VALUE is too weak for a signing key (under ~128 bits), or None."""
+    if len(value) < 32:
+        return f"it has only {len(value)} characters; use at least 32 random ones"
+    if len(value) * math.log2(len(set(value))) < 128:
+        return "it uses too few different characters to be unguessable"
+    return None
+
+
+def _check_strength(name: str, value: str) -> None:
+    reason = weak_secret_reason(value)
+    if reason:
+        raise SettingsError(f"{name} is too weak to sign links ({reason}); {SECRET_HINT}")
 
 
 def secret(name_of_env: str | None, what: str) -> str:

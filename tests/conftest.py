@@ -21,6 +21,16 @@ PG_ADMIN_URL = os.environ.get(
     "SYNDICATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")  # exists on every server
 
 
+@pytest.fixture(autouse=True)
+def _cheaper_password_hashing(monkeypatch):
+    """OWASP's scrypt cost (auth.OWASP_SCRYPT) takes seconds per hash on a shared test machine;
+    in-process tests use a cheaper one unless they set auth.PASSWORD_METHOD back themselves.
+    Subprocesses (`syndicate serve`, `syndicate users add`) always use the real cost."""
+    from syndicate.web import auth
+
+    monkeypatch.setattr(auth, "PASSWORD_METHOD", "scrypt:16384:8:1")
+
+
 def shared_dir() -> Path | None:
     """The read-only ../shared folder next to the repo (feeds corpus, specs, seeds)."""
     for candidate in (os.environ.get("SYNDICATE_SHARED"), REPO.parent / "shared", REPO.parent.parent / "shared"):

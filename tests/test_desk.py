@@ -19,11 +19,11 @@ from syndicate.engine import actions
 from syndicate.engine.dispatch import claim_one
 from syndicate.engine.runner import ledger, run_once
 from syndicate.ledger.db import table_names, transaction
-from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, StaffUser
+from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, SignInThrottle, StaffUser
 from syndicate.render.textlength import rule_for
 from syndicate.web import auth, create_app
 
-SECRET = "desk-test-signing-key"
+SECRET = "desk-test-signing-key-7Hq2Wm9Zx4Rb"
 PASSWORD = "correct horse battery"
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday; 10:00 in New York
 SENSITIVE = "When a Teen Is Hurting"
@@ -75,10 +75,12 @@ class Desk:
 def make_desk(make_settings, demo_feed_path, store_url: str | None = None, channels=None, **sections) -> Desk:
     settings = make_settings(store_url=store_url, channels=channels or CHANNELS,
                              feeds=[{"name": "wellness", "url": str(demo_feed_path), "backfill": 5}],
-                             web={"public_url": "https://harborwellness.example/news"}, **sections)
+                             web={"public_url": "https://harborwellness.example/news", **sections.pop("web", {})},
+                             **sections)
     factory = ledger(settings)
     with transaction(factory) as s:  # PostgreSQL keeps accounts between tests: start clean
         s.execute(delete(StaffUser))
+        s.execute(delete(SignInThrottle))
     run_once(settings, NOW)
     auth.add_user(factory, "ana", PASSWORD)
     return Desk(settings, factory, create_app(settings))
@@ -101,9 +103,9 @@ def token(client, url: str = "/desk/") -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
-def sign_in(client, name: str = "ana", password: str = PASSWORD):
+def sign_in(client, name: str = "ana", password: str = PASSWORD, **kwargs):
     return client.post("/desk/sign-in", data={"name": name, "password": password,
-                                              "csrf_token": token(client, "/desk/sign-in")})
+                                              "csrf_token": token(client, "/desk/sign-in")}, **kwargs)
 
 
 def act(client, delivery_id: int, action: str, **form):
@@ -148,20 +150,22 @@ def test_sign_in_goes_back_where_it_was_asked_and_never_elsewhere(desk1):
         assert response.headers["Location"] == "/desk/", target
 
 
-def test_wrong_passwords_are_refused_then_the_account_waits(desk1):
+def test_wrong_passwords_are_refused_then_this_address_waits(desk1):
     client = desk1.app.test_client()
     for _ in range(auth.MAX_FAILURES):
         response = sign_in(client, password="not the password")
         assert response.status_code == 401 and "do not match" in text_of(response)
-    response = sign_in(client)  # the right password, but locked for a few minutes now
-    assert response.status_code == 401 and "Too many wrong passwords" in text_of(response)
-    assert sign_in(client, name="nobody").status_code == 401
+    response = sign_in(client)  # the right password, but this address waits a few minutes now
+    assert response.status_code == 401 and "Too many tries" in text_of(response)
+    elsewhere = desk1.app.test_client()  # another address is not locked out by these guesses
+    assert sign_in(elsewhere, name="ana", environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code == 302
     with transaction(desk1.factory) as s:
-        s.execute(update(StaffUser).values(locked_until=datetime.now(UTC) - timedelta(seconds=1)))
+        s.execute(update(SignInThrottle).values(window_start=datetime.now(UTC) - auth.LOCKOUT - timedelta(seconds=1)))
     assert sign_in(client).status_code == 302
     with transaction(desk1.factory) as s:
         refused = s.scalars(select(Event.detail).where(Event.action == "sign-in refused")).all()
-        assert len(refused) == auth.MAX_FAILURES and "locked" in refused[-1]
+        assert len(refused) == auth.MAX_FAILURES
+        assert s.scalar(select(Event.detail).where(Event.action == "sign-in throttled")).startswith("5 tries")
         assert s.scalar(select(StaffUser.last_login_at)) is not None
 
 

@@ -214,7 +214,7 @@ def desk(make_settings, monkeypatch):
 
     from syndicate.web import auth, create_app
 
-    monkeypatch.setenv("SYNDICATE_SECRET", "flood-test-signing-key")
+    monkeypatch.setenv("SYNDICATE_SECRET", "flood-test-signing-key-0123456789-abcdefghij")
     settings = make_settings(channels=CHANNELS)
     factory = ledger(settings)
     auth.add_user(factory, "ana", PASSWORD)

@@ -84,7 +84,7 @@ def test_bad_or_forged_tokens_are_400(settings, client, token):
 
 
 def test_a_token_signed_with_another_key_is_refused(settings, client, monkeypatch):
-    monkeypatch.setenv("SYNDICATE_SECRET", "some-other-key")
+    monkeypatch.setenv("SYNDICATE_SECRET", "some-other-key-" + "Zq8wR3tY6uI9oP2aS5dF7gH0")
     foreign = subscribers.unsubscribe_token(settings, "ana@example.org")
     monkeypatch.setenv("SYNDICATE_SECRET", SECRET)
     assert client.post(f"/unsubscribe/{foreign}", data=ONE_CLICK).status_code == 400

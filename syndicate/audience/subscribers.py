@@ -12,12 +12,20 @@ Rules:
 Links in emails carry a token signed with HMAC (itsdangerous) under the key in the
 environment variable ``web.secret_env`` names: the unsubscribe token (no expiry, because a
 year-old newsletter's link must still work) and the confirm token (expires after 30 days).
-A token names the address it is for; it does not reveal anything else.
+A token is opaque: the address inside is encrypted (an HMAC-SHA256 keystream under a key
+derived from the secret, then signed: encrypt-then-MAC), so a forwarded email or an access log
+does not give the address away. Tokens of the older kind (the address in plain
+base64, signed) are still accepted, so links in emails already sent keep working. During a
+key rotation the previous key (``web.old_secret_env``, until ``web.old_secret_until``) is
+accepted for reading.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
+import hmac
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,7 +41,7 @@ from syndicate.audience import suppression
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Subscriber, Suppression, utcnow
 from syndicate.ledger.upsert import insert_ignore
-from syndicate.settings import Settings, secret
+from syndicate.settings import Settings, old_signing_secrets, signing_secret
 
 CONFIRM_MAX_AGE = 30 * 86400  # seconds a confirm link stays valid
 _UNSUBSCRIBE_SALT = "syndicate.unsubscribe"
@@ -63,17 +71,67 @@ def normalize(address: str) -> str:
 # ------------------------------------------------------------------ tokens
 
 
-def _key(settings: Settings) -> str:
-    return secret(settings.web.secret_env, "web.secret_env (the key that signs unsubscribe links)")
+def _keys(settings: Settings) -> list[str]:
+    """The signing key first, then any previous one still accepted (rotation)."""
+    return [signing_secret(settings.web), *old_signing_secrets(settings.web)]
+
+
+def _stream(key: str, nonce: bytes, length: int) -> bytes:
+    enc = hmac.new(key.encode(), b"syndicate link token encryption", hashlib.sha256).digest()
+    blocks = (hmac.new(enc, nonce + i.to_bytes(4, "big"), hashlib.sha256).digest()
+              for i in range(length // 32 + 1))
+    return b"".join(blocks)[:length]
+
+
+def _seal(key: str, address: str) -> str:
+    # Deterministic (the nonce is derived from the address): one address, one token.
+    data = address.encode()
+    nonce = hmac.new(key.encode(), b"nonce" + data, hashlib.sha256).digest()[:12]
+    sealed = nonce + bytes(a ^ b for a, b in zip(data, _stream(key, nonce, len(data)), strict=True))
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
+def _unseal(key: str, value: object) -> object:
+    if not isinstance(value, str):
+        return None
+    try:
+        sealed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        nonce, data = sealed[:12], sealed[12:]
+        return bytes(a ^ b for a, b in zip(data, _stream(key, nonce, len(data)), strict=True)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _loads(settings: Settings, salt: str, token: str, max_age: int | None = None) -> object:
+    """The payload of TOKEN signed under SALT with any accepted key (sealed payloads opened)."""
+    expired = None
+    for key in _keys(settings):
+        for legacy in (False, True):
+            name = salt if legacy else salt + ".sealed"
+            try:
+                if max_age is None:
+                    value = URLSafeSerializer(key, salt=name).loads(token)
+                else:
+                    value = URLSafeTimedSerializer(key, salt=name).loads(token, max_age=max_age)
+            except SignatureExpired as exc:
+                expired = exc
+                continue
+            except BadSignature:
+                continue
+            return value if legacy else _unseal(key, value)
+    if expired is not None:
+        raise expired
+    raise BadSignature("no key matched")
 
 
 def unsubscribe_token(settings: Settings, address: str) -> str:
-    return URLSafeSerializer(_key(settings), salt=_UNSUBSCRIBE_SALT).dumps(address.lower())
+    key = signing_secret(settings.web)
+    return URLSafeSerializer(key, salt=_UNSUBSCRIBE_SALT + ".sealed").dumps(_seal(key, address.lower()))
 
 
 def read_unsubscribe_token(settings: Settings, token: str) -> str:
     try:
-        address = URLSafeSerializer(_key(settings), salt=_UNSUBSCRIBE_SALT).loads(token)
+        address = _loads(settings, _UNSUBSCRIBE_SALT, token)
     except BadSignature:
         raise BadToken("this unsubscribe link is not valid (it may have been cut short)") from None
     if not isinstance(address, str) or "@" not in address:
@@ -82,12 +140,13 @@ def read_unsubscribe_token(settings: Settings, token: str) -> str:
 
 
 def confirm_token(settings: Settings, address: str) -> str:
-    return URLSafeTimedSerializer(_key(settings), salt=_CONFIRM_SALT).dumps(address.lower())
+    key = signing_secret(settings.web)
+    return URLSafeTimedSerializer(key, salt=_CONFIRM_SALT + ".sealed").dumps(_seal(key, address.lower()))
 
 
 def read_confirm_token(settings: Settings, token: str, max_age: int = CONFIRM_MAX_AGE) -> str:
     try:
-        address = URLSafeTimedSerializer(_key(settings), salt=_CONFIRM_SALT).loads(token, max_age=max_age)
+        address = _loads(settings, _CONFIRM_SALT, token, max_age=max_age)
     except SignatureExpired:
         raise BadToken("this confirmation link has expired; ask to be invited again") from None
     except BadSignature:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
@@ -37,8 +38,15 @@ def parse_time(value: str | None) -> datetime | None:
     return when
 
 
-def load_settings(args) -> settings_mod.Settings:
-    return settings_mod.load(args.config)
+def load_settings(args, *, signing: bool = False) -> settings_mod.Settings:
+    """The settings; with SIGNING (serve, run, worker, beat) a weak link-signing key stops the
+    command here, with how to make a good one. Unset is allowed: the demo mails nobody."""
+    settings = settings_mod.load(args.config)
+    if signing:
+        if (os.environ.get(settings.web.secret_env or "") or "").strip():
+            settings_mod.signing_secret(settings.web)
+        settings_mod.old_signing_secrets(settings.web)
+    return settings
 
 
 def actor() -> str:

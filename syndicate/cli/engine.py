@@ -17,7 +17,7 @@ def cmd_run(args) -> int:
     from syndicate.cli.report import print_run_summary
     from syndicate.engine.runner import run_forever, run_once
 
-    settings = load_settings(args)
+    settings = load_settings(args, signing=True)
     now = parse_time(args.at)
     if args.once or now is not None:
         with out.status("working…") as status:

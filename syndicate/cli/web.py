@@ -14,9 +14,10 @@ def cmd_serve(args) -> int:
     from werkzeug.serving import run_simple
 
     from syndicate.engine.runner import ledger
+    from syndicate.settings import old_signing_secrets
     from syndicate.web import auth, create_app
 
-    settings = load_settings(args)
+    settings = load_settings(args, signing=True)
     users = auth.list_users(ledger(settings))
     out.print(f"preview desk: http://{args.host}:{args.port}/desk/ ("
               + (f"{len(users)} staff account{'s' if len(users) != 1 else ''})" if users
@@ -24,6 +25,9 @@ def cmd_serve(args) -> int:
     if not os.environ.get(settings.web.secret_env or ""):
         out.print(f"[yellow]warning:[/] {settings.web.secret_env} is not set: desk sign-ins end when the "
                   "server restarts, and unsubscribe links cannot be checked")
+    if os.environ.get(settings.web.old_secret_env or "") and not old_signing_secrets(settings.web):
+        out.print(f"[yellow]warning:[/] {settings.web.old_secret_env} is set but not accepted: "
+                  "web.old_secret_until is unset or has passed")
     app = create_app(settings)
     out.print(f"serving on http://{args.host}:{args.port} (public address: {settings.public_url}); Ctrl-C to stop")
     run_simple(args.host, args.port, app, threaded=True, use_reloader=False, use_debugger=False)
@@ -67,7 +71,7 @@ def cmd_users_list(args) -> int:
     from syndicate.engine.runner import ledger
     from syndicate.web import auth
 
-    settings = load_settings(args)
+    settings = load_settings(args, signing=True)
     users = auth.list_users(ledger(settings))
     if args.json:
         print(json.dumps([{"name": u.name, "created_at": u.created_at.isoformat(),

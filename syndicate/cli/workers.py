@@ -11,7 +11,7 @@ from syndicate.cli.common import load_settings
 def _celery(args, argv: list[str], check=None) -> int:
     if args.config:  # workers/app.py reads the settings from $SYNDICATE_CONFIG
         os.environ["SYNDICATE_CONFIG"] = str(args.config)
-    settings = load_settings(args)  # a settings mistake is reported before Celery starts
+    settings = load_settings(args, signing=True)  # a settings mistake is reported before Celery starts
     if check:
         check(settings)
     from workers.app import app

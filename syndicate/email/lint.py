@@ -22,6 +22,7 @@ header              (.eml only) From, Subject, Date, Message-ID; List-Unsubscrib
 
 from __future__ import annotations
 
+import html as htmllib
 import re
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -114,6 +115,35 @@ def lint_html(html: str, hosts: set[str]) -> list[Finding]:
     if not scan.unsubscribe_link:
         findings.append(Finding("unsubscribe-link", "no visible unsubscribe link in the body"))
     return _unique(findings)
+
+
+# The rules about subscribers' privacy: checked before every send (syndicate/email/privacy.py).
+PRIVACY_RULES = frozenset({"third-party", "tracking-pixel"})
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.I)
+_ATTR = re.compile(r"""\s(src|srcset)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+
+
+def privacy_findings(html: str, hosts: set[str]) -> list[Finding]:
+    """What in HTML would tell a third party who opened the email (third-party, tracking-pixel)."""
+    return [f for f in lint_html(html, hosts) if f.rule in PRIVACY_RULES]
+
+
+def drop_third_party_images(html: str, hosts: set[str]) -> tuple[str, int]:
+    """HTML without the <img> elements that load from another host; and how many went."""
+    dropped = 0
+
+    def keep_or_drop(match: re.Match) -> str:
+        nonlocal dropped
+        urls = []
+        for name, *values in _ATTR.findall(match.group(0)):
+            value = htmllib.unescape(next((v for v in values if v), ""))
+            urls += _srcset(value) if name.lower() == "srcset" else [value]
+        if any(not _is_site_host(_host(u), hosts) for u in urls if urlsplit(u.strip()).netloc):
+            dropped += 1
+            return ""
+        return match.group(0)
+
+    return _IMG_TAG.sub(keep_or_drop, html), dropped
 
 
 def _check_url(url: str, where: str, hosts: set[str], *, loaded: bool) -> list[Finding]:

@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.email import privacy
 from syndicate.engine.planner import PlanResult
 from syndicate.engine.schedule import digest_edition_key, next_digest
 from syndicate.ledger.db import transaction
@@ -231,6 +232,9 @@ def _render(settings: Settings, name: str, channel: Channel, edition: Edition, f
     except Exception as exc:  # a broken override template: record it, keep the edition's posts
         log.exception("rendering digest %s for %s failed", edition.key, name)
         return "failed", None, window, f"render failed: {type(exc).__name__}: {exc}"
+    payload = privacy.apply(payload, settings, channel)
+    if reason := privacy.hold_reason(payload):
+        return "held", reason, payload, None
     if channel.hold:
         return "held", "this channel asks for approval of every edition", payload, None
     return "planned", None, payload, None

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.email import privacy
 from syndicate.engine.schedule import due_at
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, Post
@@ -85,6 +86,8 @@ def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive
     except Exception as exc:  # a broken template must not stop the other posts and channels
         log.exception("rendering post %s for %s failed", post.id, name)
         return "failed", None, {}, f"render failed: {type(exc).__name__}: {exc}"
+    if channel.kind == "email":  # third-party images: dropped or noted, per channel (held below)
+        payload = privacy.apply(payload, settings, channel)
     reason = None
     if post.plan == "hold":
         reason = "flood: many new posts appeared at once; approve to send"
@@ -92,4 +95,5 @@ def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive
         reason = "this channel asks for approval of every post"
     elif sensitive and channel.kind in SOCIAL_KINDS and settings.safety.hold_social:
         reason = "sensitive topic (safe messaging): a person should approve social posts"
+    reason = privacy.hold_reason(payload) or reason  # never sent as is: a person decides
     return ("held" if reason else "planned"), reason, payload, None

@@ -88,7 +88,13 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
             unchanged.append(rows[i].id)
             results[i] = PollResult(name, "unchanged")
         else:
-            results[i] = _record_changed(factory, rows[i].id, feeds[i], outcome, now)
+            try:
+                results[i] = _record_changed(factory, rows[i].id, feeds[i], outcome, now)
+            except Exception as exc:  # a post the ledger refuses fails its feed, not the poll
+                log.exception("recording feed %s failed", name)
+                error = str(FeedError(feeds[i].url, f"could not record its posts ({type(exc).__name__})"))
+                failed[rows[i].id] = error
+                results[i] = PollResult(name, "error", error=error)
 
     settings_fetch = settings.fetch
     if workers == 1:
@@ -199,7 +205,8 @@ def _fetch_and_parse(fetch_cfg: FetchSettings, location: str, row: _Row, http: r
         with slot:  # held only while talking to the host; parsing happens after
             fetched = fetch(location, etag=row.etag, last_modified=row.last_modified,
                             timeout=fetch_cfg.timeout.total_seconds(), max_bytes=fetch_cfg.max_bytes,
-                            user_agent=fetch_cfg.user_agent, session=http)
+                            user_agent=fetch_cfg.user_agent, session=http,
+                            internal_redirects=fetch_cfg.internal_redirects)
         if fetched.status == 304:
             return _Fetched(fetched, None)
         parsed = parse(fetched.body, url=fetched.final_url or location, content_type=fetched.content_type)

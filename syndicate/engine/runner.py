@@ -105,13 +105,20 @@ def run_forever(settings: Settings, on_summary: Callable[[RunSummary], None],
         polling = time.monotonic() >= next_poll
         if polling:
             next_poll = time.monotonic() + interval
-        summary = run_once(settings, progress=progress, poll=polling)
+        summary = None
+        try:
+            summary = run_once(settings, progress=progress, poll=polling)
+        except Exception:  # one bad pass (a bug, the database away) must not end the scheduler
+            log.exception("this pass failed; trying again at the next tick")
         left = next_poll - time.monotonic()
         wait = max(0.1, min(tick, left))
         now = utcnow()
-        beat(factory, "runner", now, now + timedelta(seconds=wait), now + timedelta(seconds=max(0.0, left)))
-        if polling or summary.outcomes or summary.plan.planned or summary.plan.held or summary.reaped.reclaimed \
-                or summary.reaped.unknown:
+        try:
+            beat(factory, "runner", now, now + timedelta(seconds=wait), now + timedelta(seconds=max(0.0, left)))
+        except Exception:
+            log.exception("could not write the runner's heartbeat")
+        if summary is not None and (polling or summary.outcomes or summary.plan.planned or summary.plan.held
+                                    or summary.reaped.reclaimed or summary.reaped.unknown):
             on_summary(summary)
         if stop is not None:
             stop.wait(wait)

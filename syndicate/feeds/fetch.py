@@ -8,8 +8,10 @@ feed that moved permanently. Anything that goes wrong becomes a one-line ``FeedE
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,18 +58,22 @@ def fetch(
     max_bytes: int = 10 * 1024 * 1024,
     user_agent: str = "Syndicate/0.1",
     session: requests.Session | None = None,
+    internal_redirects: bool = False,
 ) -> FetchResult:
     """Fetch a feed from an http(s) URL, a ``file://`` URL or a plain file path.
 
     ``etag`` and ``last_modified`` are the validators of the previous fetch (sent as
     If-None-Match / If-Modified-Since). Pass a ``requests.Session`` to reuse connections across
-    many feeds; without one a short-lived session is used.
+    many feeds; without one a short-lived session is used. A redirect to another origin on a
+    loopback, private or link-local address is refused unless ``internal_redirects``: a feed on
+    the internet must not be able to make the server read its own network (SSRF).
     """
     match = _URL_SCHEME.match(location)
     scheme = match.group(1).lower() if match else ""
     if scheme in ("http", "https"):
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
-        attempt = _HttpFetch(location, etag, _as_header(last_modified), seconds, max_bytes, user_agent)
+        attempt = _HttpFetch(location, etag, _as_header(last_modified), seconds, max_bytes, user_agent,
+                             internal_redirects)
         if session is not None:
             return attempt.run(session)
         with requests.Session() as own:
@@ -93,6 +99,7 @@ class _HttpFetch:
     timeout: float
     max_bytes: int
     user_agent: str
+    internal_redirects: bool = False
     url: str = ""  # the URL being requested now (after redirects)
     redirects: list[str] = field(default_factory=list)
     permanent: bool = True  # every hop so far was a 301/308
@@ -137,6 +144,9 @@ class _HttpFetch:
         if scheme not in ("http", "https"):
             raise FeedError(self.location, f"redirected to a non-HTTP address ({display_location(target)})",
                             kind="http")
+        if not self.internal_redirects and _origin(target) != _origin(self.url) and _is_internal(target):
+            raise FeedError(self.location, f"redirected to an internal address ({display_location(target)}); "
+                            "set fetch.internal_redirects = true if the feed really lives there", kind="http")
         if len(self.redirects) >= MAX_REDIRECTS:
             raise FeedError(self.location, f"too many redirects (more than {MAX_REDIRECTS})", kind="http")
         self.permanent = self.permanent and response.status_code in _PERMANENT_CODES
@@ -194,6 +204,26 @@ class _HttpFetch:
     def _error(self, exc: Exception) -> FeedError:
         reason, kind = _describe(exc, self.url, self.timeout)
         return FeedError(self.location, reason + self._via(), kind=kind)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+def _is_internal(url: str) -> bool:
+    """Whether URL's host is (or resolves to) a loopback, private, link-local or reserved address."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False  # unresolvable: the request itself will fail and say so
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast
+                or ip.is_unspecified):
+            return True
+    return False
 
 
 def _status_text(status: int, reason: str | None) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from syndicate.feeds import dates, markup
 from syndicate.feeds.errors import FeedError
-from syndicate.feeds.normalize import FeedContext, RawItem, build_posts, looks_like_image
+from syndicate.feeds.normalize import FeedContext, RawItem, build_posts, clean_text, looks_like_image
 from syndicate.model import ParsedFeed
 
 _VERSION_PREFIX = "jsonfeed.org/version/"
@@ -36,7 +36,7 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         warnings.insert(0, f"{skipped} JSON Feed {'item that is' if skipped == 1 else 'items that are'} "
                            "not an object ignored")
     return ParsedFeed(
-        title=markup.collapse(_text(doc.get("title"))),
+        title=clean_text(markup.collapse(_text(doc.get("title")))),
         link=context.home or "",
         format=_format(doc),
         posts=posts,

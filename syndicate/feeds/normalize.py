@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -64,7 +64,7 @@ def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostDa
     """Normalize items in feed order; drop empty ones and repeats of an identity (first wins)."""
     posts, warnings, seen = [], [], set()
     empty = duplicates = homeless = relative = 0
-    for item in items:
+    for item in map(_clean_item, items):
         if not (item.link.strip() or item.title.strip() or item.content_html.strip() or item.summary.strip()):
             empty += 1
             continue
@@ -86,6 +86,29 @@ def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostDa
         warnings.append(f"{_n(relative, 'post')} with a relative link and no absolute base to resolve it "
                         "(the feed gives no site URL; fetch it by URL rather than from a file)")
     return posts, warnings
+
+
+# Lone UTF-16 surrogates (a JSON "\ud800" escape) cannot be stored or encoded; C0/C1 control
+# characters (a Word paste's vertical tab) break XML and the email renderer. Line-like ones
+# become a space, the rest go; tab, newline and carriage return stay.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL_AS_SPACE = re.compile("[\x0b\x0c\x85]")
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
+
+
+def clean_text(value: str) -> str:
+    """VALUE without lone surrogates (replaced by U+FFFD) and control characters."""
+    value = _SURROGATE.sub("\ufffd", value)
+    return _CONTROL.sub("", _CONTROL_AS_SPACE.sub(" ", value))
+
+
+def _clean_item(item: RawItem) -> RawItem:
+    """Every text field of ITEM made safe to store and render (one place for every format)."""
+    return replace(item, guid=clean_text(item.guid), link=clean_text(item.link), title=clean_text(item.title),
+                   content_html=clean_text(item.content_html), content_base=clean_text(item.content_base),
+                   summary=clean_text(item.summary), author=clean_text(item.author),
+                   categories=[clean_text(c) for c in item.categories],
+                   images=[(clean_text(u), clean_text(a)) for u, a in item.images])
 
 
 def _post(item: RawItem, context: FeedContext) -> PostData:

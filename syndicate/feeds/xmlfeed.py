@@ -17,7 +17,7 @@ import feedparser
 
 from syndicate.feeds import dates, markup
 from syndicate.feeds.errors import FeedError
-from syndicate.feeds.normalize import FeedContext, RawItem, build_posts, looks_like_image
+from syndicate.feeds.normalize import FeedContext, RawItem, build_posts, clean_text, looks_like_image
 from syndicate.model import ParsedFeed
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -40,7 +40,7 @@ def parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFee
             raise FeedError(url, f"malformed XML and no items could be read: {problem}", kind="not_a_feed")
         warnings.insert(0, f"read leniently: {problem}")
     return ParsedFeed(
-        title=_title(doc.feed),
+        title=clean_text(_title(doc.feed)),
         link=context.home or "",
         format=doc.get("version") or "unknown",
         posts=posts,

@@ -261,9 +261,10 @@ class RecipientSend(Base):
 class StaffUser(Base):
     """A person who may sign in to the preview desk (``syndicate users add NAME``).
 
-    Only a salted hash of the password is kept (werkzeug.security, scrypt). ``failed_logins``
-    and ``locked_until`` slow down password guessing: after a few wrong passwords in a row the
-    account waits a few minutes before it accepts another try.
+    Only a salted hash of the password is kept (werkzeug.security, scrypt). Guessing is slowed
+    per name and source address in ``sign_in_throttle`` (migration 0007), not here, so nobody
+    can lock a staff member out from elsewhere. ``session_epoch`` goes up when the person signs
+    out: every session cookie carries the epoch it was issued under, and an older one is refused.
     """
 
     __tablename__ = "staff_users"
@@ -273,8 +274,22 @@ class StaffUser(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None]
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SignInThrottle(Base):
+    """Sign-in attempts per key in the current window (migration 0007).
+
+    Keys: ``name:<name>|<address>`` (one name from one source address) and ``client:<address>``
+    (every name from one address: password spraying). Counted with one atomic upsert *before*
+    the password is checked, so parallel guesses cannot overwrite each other's counts.
+    """
+
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime]
 
 
 # --- Digest editions: which posts each edition holds (migration 0004) ---

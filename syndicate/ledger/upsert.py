@@ -44,3 +44,8 @@ def insert_ignore_many(session: Session, model, rows: Sequence[dict], conflict_c
                 .returning(returning))
         inserted += session.execute(stmt).scalars().all()
     return inserted
+
+
+def dialect_insert(session: Session):
+    """The dialect's INSERT construct (with ON CONFLICT support) for SESSION's database."""
+    return _insert(session)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import IntegerConverter
 
 from syndicate.ledger.db import open_ledger
 from syndicate.settings import Settings
@@ -25,6 +26,7 @@ def create_app(settings: Settings) -> Flask:
     from syndicate.web import core, desk, hooks, subscriptions
 
     app = Flask(__name__)
+    app.url_map.converters["int"] = _RowId  # before any route is added: every <int:...> is bounded
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_AS_ASCII=False)
     app.extensions["syndicate"] = {"settings": settings}
     app.register_blueprint(core.bp)
@@ -41,6 +43,14 @@ def create_app(settings: Settings) -> Flask:
         return response
 
     return app
+
+
+class _RowId(IntegerConverter):
+    """An <int:...> id the database can hold: a larger one is a 404, not an overflow (500)."""
+
+    def __init__(self, map, *args, **kwargs) -> None:  # noqa: A002 (werkzeug's name)
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def settings() -> Settings:

@@ -12,9 +12,10 @@ too, for unsubscribe URLs configured in that style. A bad or forged token is a 4
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request
 
 from syndicate.audience import subscribers
+from syndicate.settings import SettingsError
 from syndicate.web import ledger, settings
 
 bp = Blueprint("subscriptions", __name__, template_folder="templates")
@@ -27,6 +28,14 @@ def _token(token: str | None) -> str:
 def _bad(message: str):
     return render_template("web/message.html", site=settings().site, title="This link does not work",
                            message=message), 400
+
+
+@bp.app_errorhandler(SettingsError)
+def _no_key(exc):
+    # The signing key is unset or refused: say how to unsubscribe anyway, and tell the operator.
+    current_app.logger.error("subscription links cannot be checked: %s", exc)
+    return render_template("web/message.html", site=settings().site, title="This link cannot be checked right now",
+                           message="To stop these emails, reply to one of them and we will remove you by hand."), 503
 
 
 @bp.route("/unsubscribe", methods=["GET", "POST"])

@@ -13,22 +13,30 @@ How it travels, in this order:
    through an email service (Mailchimp, SES, ...) or the outbox;
 3. the outbox channel without ``test_smtp``: the message is written to
    ``<outbox>/<channel>/tests/`` instead (the demo has no mail server).
+
+One person may send TESTS_PER_HOUR tests an hour (counted from the audit trail), so the desk
+cannot be used to mail strangers in bulk.
 """
 
 from __future__ import annotations
 
 import smtplib
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
+
+from sqlalchemy import func, select
 
 from syndicate.audience import subscribers
 from syndicate.email.message import personalize, preview_token
 from syndicate.engine.states import record
 from syndicate.ledger.db import transaction
-from syndicate.ledger.models import Delivery, utcnow
+from syndicate.ledger.models import Delivery, Event, utcnow
 from syndicate.providers.base import ProviderError
 from syndicate.providers.smtp import SmtpProvider
 from syndicate.settings import Channel, Settings
+
+TESTS_PER_HOUR = 10  # per signed-in person: a test carries a real unsubscribe token to any address
 
 
 class SendTestError(Exception):
@@ -42,6 +50,11 @@ def send_test_email(factory, settings: Settings, delivery_id: int, address: str,
     except subscribers.InvalidAddress as exc:
         raise SendTestError(f"{address!r} is not an email address: {exc}") from None
     with transaction(factory) as s:
+        sent = s.scalar(select(func.count(Event.id)).where(Event.action == "test email", Event.actor == actor,
+                                                            Event.at > utcnow() - timedelta(hours=1)))
+        if sent >= TESTS_PER_HOUR:
+            raise SendTestError(f"{TESTS_PER_HOUR} test emails in the last hour is the limit for one person; "
+                                "try again later")
         row = s.get(Delivery, delivery_id)
         if row is None:
             raise SendTestError(f"delivery {delivery_id}: no such delivery")
