@@ -161,6 +161,25 @@ def test_feed_inspect_as_a_subprocess_never_shows_a_traceback(tmp_path):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def test_post_by_hand_refuses_a_held_delivery_unless_approved(demo, capsys):
+    """Newcomer probe #77: `post 3 --channel bluesky` sent a held self-harm post with no warning."""
+    main(["--config", str(demo), "run", "--once"])
+    capsys.readouterr()
+    main(["--config", str(demo), "status", "--json"])
+    held = next(r for r in json.loads(capsys.readouterr().out) if r["state"] == "held" and r["channel"] == "bluesky")
+    post = held["subject"].removeprefix("post:")
+    assert main(["--config", str(demo), "post", post, "--channel", "bluesky"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "bluesky is held (sensitive topic" in err and "nothing was sent" in err and "--approve" in err
+    outbox = demo.parent / "outbox" / "bluesky"
+    assert not (outbox / f"{held['id']}.json").exists()
+    # Several channels with one held among them: nothing at all is sent.
+    assert main(["--config", str(demo), "post", post, "--channel", "newsletter", "--channel", "x"]) == 2
+    assert main(["--config", str(demo), "post", post, "--channel", "bluesky", "--approve"]) == 0
+    assert (outbox / f"{held['id']}.json").is_file()
+
+
 def test_sending_one_channel_by_hand_leaves_the_posts_other_channels_planned(demo, capsys):
     url = "https://harborwellness.example/2026/11/24/mindful-reset-holiday-season/"
     assert main(["--config", str(demo), "post", url, "--channel", "x"]) == 0  # polls the feed first
