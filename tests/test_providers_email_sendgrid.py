@@ -28,8 +28,13 @@ def sg():
 
 # -- Mail Send (direct) ------------------------------------------------------------------------
 
+def _mail_send(fake) -> dict:
+    # Mail Send takes no Single Send options (sender, lists): settings refuse them on a "sendgrid" channel.
+    return {k: v for k, v in fake.options().items() if k in ("api_base", "api_key_env")}
+
+
 def _direct(make_settings, monkeypatch, fake, emails, **extra):
-    return direct_setup(make_settings, monkeypatch, fake, "sendgrid", emails, **extra)
+    return direct_setup(make_settings, monkeypatch, fake, "sendgrid", emails, options=_mail_send(fake), **extra)
 
 
 def test_mail_send_personalizations(make_settings, monkeypatch, sg):
@@ -61,7 +66,8 @@ def test_mail_send_personalizations(make_settings, monkeypatch, sg):
 
 
 def test_asm_group_and_fixed_to_list(make_settings, monkeypatch, sg):
-    settings = email_settings(make_settings, monkeypatch, sg, "sendgrid", to=["Ana@Example.org"], asm_group_id=77)
+    settings = email_settings(make_settings, monkeypatch, sg, "sendgrid", options=_mail_send(sg), to=["Ana@Example.org"],
+                              asm_group_id=77)
     payload = rendered_payload(settings)
     ledger_delivery(settings, payload)
     build_email(settings, "sendgrid").send(email_job(payload))
