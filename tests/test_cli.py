@@ -188,3 +188,23 @@ def test_sending_one_channel_by_hand_leaves_the_posts_other_channels_planned(dem
     assert main(["--config", str(demo), "run", "--once"]) == 0
     assert len(list((outbox / "newsletter").glob("*.eml"))) == 5  # that post's newsletter too
     assert len(list((outbox / "x").glob("*.json"))) == 4  # and no second tweet for it
+
+
+def test_run_counts_feed_warnings_and_v_says_what_they_are(tmp_path, capsys, caplog):
+    feed = tmp_path / "feed.xml"
+    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>https://t.example/</link>'
+                    '<item><title>One</title><link>https://t.example/1</link><guid>dup</guid></item>'
+                    '<item><title>Two</title><link>https://t.example/2</link><guid>dup</guid></item>'
+                    '<item><title>Two</title><link>https://t.example/2</link><guid>dup</guid></item>'
+                    '</channel></rss>')
+    config = tmp_path / "settings.toml"
+    config.write_text(f'[site]\nname = "T"\nurl = "https://t.example"\n[[feeds]]\nname = "t"\nurl = "{feed}"\n'
+                      'backfill = 5\n[channels.x]\nkind = "x"\nprovider = "outbox"\n')
+    with caplog.at_level("INFO", logger="syndicate.engine.poll"):
+        assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "feed t: ok, 2 new, 2 warnings (-v says what)" in capsys.readouterr().out
+    logged = [r.getMessage() for r in caplog.records if r.name == "syndicate.engine.poll"]
+    assert "feed t: 2 items sharing an id with an item of another link kept as separate posts " \
+           "(identified by id and link)" in logged
+    assert "feed t: 1 item repeating an earlier item's id dropped (the first is kept)" in logged
+    assert len(list((tmp_path / "outbox" / "x").glob("*.json"))) == 2  # both posts went out

@@ -25,6 +25,9 @@ def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> 
             parts = [f"{poll.new} new"] + [f"{n} {what}" for n, what in (
                 (poll.held, "held (flood)"), (poll.recorded, "recorded without sending"),
                 (poll.edited, "edited")) if n]
+            if poll.warnings:  # what the reader did about a broken feed is never silent; the poll
+                # logs each warning at INFO, so `-v` (and a worker's log) says what they are
+                parts.append(f"[yellow]{_n(len(poll.warnings), 'warning')} (-v says what)[/]")
             out.print(f"feed {poll.feed}: {poll.status}, " + ", ".join(parts))
     plan = summary.plan
     if plan.planned or plan.held or plan.skipped or plan.failed:
@@ -97,6 +100,10 @@ def print_status(out: Console, settings: Settings, rows: list[dict]) -> None:
                   + ", ".join(f"{i} ({n})" for i, n in recipients[:10])
                   + ": `syndicate recipients ID` lists them, `syndicate resolve ID --recipient EMAIL "
                   "--sent|--retry|--cancel` settles each")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _short_ref(ref: str | None) -> str:
