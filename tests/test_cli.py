@@ -208,3 +208,27 @@ def test_run_counts_feed_warnings_and_v_says_what_they_are(tmp_path, capsys, cap
            "(identified by id and link)" in logged
     assert "feed t: 1 item repeating an earlier item's id dropped (the first is kept)" in logged
     assert len(list((tmp_path / "outbox" / "x").glob("*.json"))) == 2  # both posts went out
+
+
+def test_check_and_run_warn_while_unsubscribe_links_point_at_the_blog(tmp_path, capsys, demo):
+    """Newcomer probe, defect 4: List-Unsubscribe pointed at the blog's host and nothing said so."""
+    config = tmp_path / "mail.toml"
+    base = ('[site]\nname = "T"\nurl = "https://blog.example"\n'
+            '[channels.news]\nkind = "email"\nprovider = "smtp"\nto = ["a@example.org"]\n'
+            'options = { host = "127.0.0.1", port = 9, security = "none", timeout = 1 }\n')
+    config.write_text(base)
+    main(["--config", str(config), "check"])
+    out = capsys.readouterr().out
+    assert "WARN web.public_url: unsubscribe links of news point at https://blog.example/unsubscribe/" in out
+    assert "set web.public_url" in out
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "warning: unsubscribe links of news point at https://blog.example/" in capsys.readouterr().out
+    # Set, or a channel's own unsubscribe_url, or mail that reaches nobody (the outbox): no warning.
+    for text in (base + '[web]\npublic_url = "https://news.blog.example"\n',
+                 base.replace('to = [', 'unsubscribe_url = "https://blog.example/u/{token}"\nto = [')):
+        config.write_text(text)
+        main(["--config", str(config), "check"])
+        assert main(["--config", str(config), "run", "--once"]) == 0
+        assert "unsubscribe links" not in capsys.readouterr().out
+    assert main(["--config", str(demo), "run", "--once"]) == 0
+    assert "warning" not in capsys.readouterr().out

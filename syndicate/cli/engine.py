@@ -10,11 +10,13 @@ from syndicate.cli.common import UsageError, actor, load_settings, out, parse_ti
 
 
 def cmd_run(args) -> int:
-    from syndicate.cli.report import print_run_summary
+    from syndicate.cli.report import print_run_summary, unsubscribe_warning
     from syndicate.engine.runner import run_forever, run_once
 
     settings = load_settings(args)
     now = parse_time(args.at)
+    if warning := unsubscribe_warning(settings):
+        out.print(f"[yellow]warning:[/] {warning}")
     if args.once or now is not None:
         with out.status("working…") as status:
             summary = run_once(settings, now, progress=lambda msg: status.update(msg))
@@ -63,6 +65,7 @@ def cmd_schedule(args) -> int:
 
 def cmd_check(args) -> int:
     from syndicate import providers
+    from syndicate.cli.report import unsubscribe_warning
     from syndicate.providers.base import ProviderError
     from syndicate.settings import SettingsError
 
@@ -81,6 +84,8 @@ def cmd_check(args) -> int:
             failures += 1
             out.print(f"[red]FAIL[/] {name} ({channel.kind} via {channel.provider}): {exc}{_check_hint(exc)}",
                       markup=True)
+    if warning := unsubscribe_warning(settings):
+        out.print(f"[yellow]WARN[/] web.public_url: {warning}")
     return 1 if failures else 0
 
 

@@ -50,6 +50,32 @@ def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> 
                   "see `syndicate status`[/]")
 
 
+def unsubscribe_warning(settings: Settings) -> str | None:
+    """A warning when mail goes out whose unsubscribe links lead where `syndicate serve` is not.
+
+    Unset, web.public_url falls back to site.url, the blog itself: a WordPress or Ghost site
+    answers 404 at /unsubscribe/..., and a reader who cannot unsubscribe marks the mail as spam
+    (CAN-SPAM; Gmail and Yahoo require RFC 8058 one-click unsubscribe from bulk senders).
+    """
+    from syndicate import providers
+
+    if settings.web.public_url:
+        return None
+    names = []
+    for name, channel in settings.enabled_channels().items():
+        try:
+            ours = providers.get(channel.provider).our_unsubscribe_link
+        except providers.UnknownProvider:
+            continue
+        if channel.kind == "email" and ours and not channel.unsubscribe_url:
+            names.append(name)
+    if not names:
+        return None
+    return (f"unsubscribe links of {', '.join(names)} point at {settings.site.url}/unsubscribe/…, the blog, "
+            "where `syndicate serve` does not answer (web.public_url is not set, so site.url is used): set "
+            "web.public_url to the https address where `syndicate serve` is reached (README: Unsubscribe links)")
+
+
 def status_rows(settings: Settings) -> list[dict]:
     with transaction(open_ledger(settings.store_url)) as s:
         rows = s.execute(select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
