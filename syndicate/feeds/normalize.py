@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -74,7 +74,7 @@ def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostDa
         if not (item.link.strip() or item.title.strip() or item.content_html.strip() or item.summary.strip()):
             empty += 1
             continue
-        built.append((item, _post(item, context)))
+        built.append((item, _post(_without_controls(item), context)))
     split = _split_shared_guids([post for _, post in built])
     for item, post in built:
         if post.identity in seen:
@@ -97,6 +97,17 @@ def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostDa
         warnings.append(f"{_n(relative, 'post')} with a relative link and no absolute base to resolve it "
                         "(the feed gives no site URL; fetch it by URL rather than from a file)")
     return posts, warnings
+
+
+def _without_controls(item: RawItem) -> RawItem:
+    """ITEM with control characters removed from every text it carries (markup.strip_controls):
+    one stray \x01 in a title broke the email and went to X as is."""
+    clean = markup.strip_controls
+    return replace(item, guid=clean(item.guid), link=clean(item.link), title=clean(item.title),
+                   content_html=clean(item.content_html), content_base=clean(item.content_base),
+                   summary=clean(item.summary), author=clean(item.author),
+                   categories=[clean(c) for c in item.categories],
+                   images=[(clean(url), clean(alt)) for url, alt in item.images])
 
 
 def _post(item: RawItem, context: FeedContext) -> PostData:
