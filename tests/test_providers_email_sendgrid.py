@@ -28,13 +28,8 @@ def sg():
 
 # -- Mail Send (direct) ------------------------------------------------------------------------
 
-def _mail_send(fake) -> dict:
-    # Mail Send takes no Single Send options (sender, lists): settings refuse them on a "sendgrid" channel.
-    return {k: v for k, v in fake.options().items() if k in ("api_base", "api_key_env")}
-
-
 def _direct(make_settings, monkeypatch, fake, emails, **extra):
-    return direct_setup(make_settings, monkeypatch, fake, "sendgrid", emails, options=_mail_send(fake), **extra)
+    return direct_setup(make_settings, monkeypatch, fake, "sendgrid", emails, **extra)
 
 
 def test_mail_send_personalizations(make_settings, monkeypatch, sg):
@@ -66,8 +61,7 @@ def test_mail_send_personalizations(make_settings, monkeypatch, sg):
 
 
 def test_asm_group_and_fixed_to_list(make_settings, monkeypatch, sg):
-    settings = email_settings(make_settings, monkeypatch, sg, "sendgrid", options=_mail_send(sg), to=["Ana@Example.org"],
-                              asm_group_id=77)
+    settings = email_settings(make_settings, monkeypatch, sg, "sendgrid", to=["Ana@Example.org"], asm_group_id=77)
     payload = rendered_payload(settings)
     ledger_delivery(settings, payload)
     build_email(settings, "sendgrid").send(email_job(payload))
@@ -100,8 +94,9 @@ def test_check_direct(make_settings, monkeypatch, sg):
 
 # -- Single Sends (campaign) -------------------------------------------------------------------
 
-def _campaign(make_settings, monkeypatch, fake, **extra):
-    settings = email_settings(make_settings, monkeypatch, fake, "sendgrid_singlesend", **extra)
+def _campaign(make_settings, monkeypatch, fake, options=None, **extra):
+    settings = email_settings(make_settings, monkeypatch, fake, "sendgrid_singlesend",
+                              options=fake.single_send_options() if options is None else options, **extra)
     return settings, build_email(settings, "sendgrid_singlesend"), rendered_payload(settings)
 
 
@@ -143,11 +138,11 @@ def test_single_send_retry_after_lost_answer(make_settings, monkeypatch, sg):
 
 
 def test_single_send_needs_an_audience_and_sender(make_settings, monkeypatch, sg):
-    options = {k: v for k, v in sg.options().items() if k != "list_ids"}
+    options = {k: v for k, v in sg.single_send_options().items() if k != "list_ids"}
     _, provider, payload = _campaign(make_settings, monkeypatch, sg, options=options)
     with pytest.raises(Permanent, match="list_ids, segment_ids or send_to_all"):
         provider.send(email_job(payload))
-    options = {k: v for k, v in sg.options().items() if k != "sender_id"}
+    options = {k: v for k, v in sg.single_send_options().items() if k != "sender_id"}
     _, provider, payload = _campaign(make_settings, monkeypatch, sg, options=options)
     with pytest.raises(Permanent, match="option sender_id is not set"):
         provider.send(email_job(payload))
