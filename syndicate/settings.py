@@ -23,9 +23,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from syndicate import options as options_mod
 
 KINDS = ("email", "x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads")
 SOCIAL_KINDS = KINDS[1:]
@@ -321,20 +324,21 @@ class Channel(_Strict):
     max_hashtags: int = Field(default=3, ge=0)
     utm: dict[str, str] = {}  # e.g. {source = "x", medium = "social"}; off when empty
     # Provider-specific options (board id, author URN, instance URL, ...); secrets as *_env names.
+    # Checked against the provider's declared options (syndicate/options.py): a typo is an error.
     options: dict[str, Any] = {}
 
     @field_validator("options")
     @classmethod
-    def _no_inline_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _known_options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for key in v:
             if re.search(r"(secret|token|password|api_key|apikey)$", key, re.I):
                 raise ValueError(
                     f"option {key!r} looks like a secret; name an environment variable instead "
                     f"({key}_env = \"MY_VAR\")"
                 )
-        if v.get("third_party_images", "hold") not in ("hold", "drop"):  # syndicate/email/privacy.py
-            raise ValueError(f'option third_party_images must be "hold" or "drop", got {v["third_party_images"]!r}')
-        return v
+        if "kind" not in info.data or "provider" not in info.data:
+            return v  # the kind or provider is wrong itself: that error is the one to show
+        return options_mod.validate(info.data["provider"], info.data["kind"], v)
 
     @field_validator("stagger")
     @classmethod
@@ -489,7 +493,9 @@ def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"]
-    if first["type"] == "extra_forbidden":
+    if isinstance(problem := (first.get("ctx") or {}).get("error"), options_mod.OptionError):
+        key, msg = f"{key}.{problem.key}", problem.message  # channels.x.options.tokn_env: unknown option
+    elif first["type"] == "extra_forbidden":
         msg = "unknown key (misspelt?)"
     elif first["type"] == "missing":
         msg = "required key is missing"

@@ -162,6 +162,25 @@ def test_feed_inspect_as_a_subprocess_never_shows_a_traceback(tmp_path):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def test_post_by_hand_refuses_a_held_delivery_unless_approved(demo, capsys):
+    """Newcomer probe #77: `post 3 --channel bluesky` sent a held self-harm post with no warning."""
+    main(["--config", str(demo), "run", "--once"])
+    capsys.readouterr()
+    main(["--config", str(demo), "status", "--json"])
+    held = next(r for r in json.loads(capsys.readouterr().out) if r["state"] == "held" and r["channel"] == "bluesky")
+    post = held["subject"].removeprefix("post:")
+    assert main(["--config", str(demo), "post", post, "--channel", "bluesky"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "bluesky is held (sensitive topic" in err and "nothing was sent" in err and "--approve" in err
+    outbox = demo.parent / "outbox" / "bluesky"
+    assert not (outbox / f"{held['id']}.json").exists()
+    # Several channels with one held among them: nothing at all is sent.
+    assert main(["--config", str(demo), "post", post, "--channel", "newsletter", "--channel", "x"]) == 2
+    assert main(["--config", str(demo), "post", post, "--channel", "bluesky", "--approve"]) == 0
+    assert (outbox / f"{held['id']}.json").is_file()
+
+
 def test_sending_one_channel_by_hand_leaves_the_posts_other_channels_planned(demo, capsys):
     url = "https://harborwellness.example/2026/11/24/mindful-reset-holiday-season/"
     assert main(["--config", str(demo), "post", url, "--channel", "x"]) == 0  # polls the feed first
@@ -170,3 +189,47 @@ def test_sending_one_channel_by_hand_leaves_the_posts_other_channels_planned(dem
     assert main(["--config", str(demo), "run", "--once"]) == 0
     assert len(list((outbox / "newsletter").glob("*.eml"))) == 5  # that post's newsletter too
     assert len(list((outbox / "x").glob("*.json"))) == 4  # and no second tweet for it
+
+
+def test_run_counts_feed_warnings_and_v_says_what_they_are(tmp_path, capsys, caplog):
+    feed = tmp_path / "feed.xml"
+    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>https://t.example/</link>'
+                    '<item><title>One</title><link>https://t.example/1</link><guid>dup</guid></item>'
+                    '<item><title>Two</title><link>https://t.example/2</link><guid>dup</guid></item>'
+                    '<item><title>Two</title><link>https://t.example/2</link><guid>dup</guid></item>'
+                    '</channel></rss>')
+    config = tmp_path / "settings.toml"
+    config.write_text(f'[site]\nname = "T"\nurl = "https://t.example"\n[[feeds]]\nname = "t"\nurl = "{feed}"\n'
+                      'backfill = 5\n[channels.x]\nkind = "x"\nprovider = "outbox"\n')
+    with caplog.at_level("INFO", logger="syndicate.engine.poll"):
+        assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "feed t: ok, 2 new, 2 warnings (-v says what)" in capsys.readouterr().out
+    logged = [r.getMessage() for r in caplog.records if r.name == "syndicate.engine.poll"]
+    assert "feed t: 2 items sharing an id with an item of another link kept as separate posts " \
+           "(identified by id and link)" in logged
+    assert "feed t: 1 item repeating an earlier item's id dropped (the first is kept)" in logged
+    assert len(list((tmp_path / "outbox" / "x").glob("*.json"))) == 2  # both posts went out
+
+
+def test_check_and_run_warn_while_unsubscribe_links_point_at_the_blog(tmp_path, capsys, demo):
+    """Newcomer probe, defect 4: List-Unsubscribe pointed at the blog's host and nothing said so."""
+    config = tmp_path / "mail.toml"
+    base = ('[site]\nname = "T"\nurl = "https://blog.example"\n'
+            '[channels.news]\nkind = "email"\nprovider = "smtp"\nto = ["a@example.org"]\n'
+            'options = { host = "127.0.0.1", port = 9, security = "none", timeout = 1 }\n')
+    config.write_text(base)
+    main(["--config", str(config), "check"])
+    out = capsys.readouterr().out
+    assert "WARN web.public_url: unsubscribe links of news point at https://blog.example/unsubscribe/" in out
+    assert "set web.public_url" in out
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "warning: unsubscribe links of news point at https://blog.example/" in capsys.readouterr().out
+    # Set, or a channel's own unsubscribe_url, or mail that reaches nobody (the outbox): no warning.
+    for text in (base + '[web]\npublic_url = "https://news.blog.example"\n',
+                 base.replace('to = [', 'unsubscribe_url = "https://blog.example/u/{token}"\nto = [')):
+        config.write_text(text)
+        main(["--config", str(config), "check"])
+        assert main(["--config", str(config), "run", "--once"]) == 0
+        assert "unsubscribe links" not in capsys.readouterr().out
+    assert main(["--config", str(demo), "run", "--once"]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -189,3 +189,73 @@ def test_channels_naming_the_same_credential_share_one_rate_limit_account(make_s
     assert key["mg1"] == key["mg2"] == "mailgun:MG_KEY"
     assert key["sg"] == "sendgrid:MG_KEY"  # another provider: its own limit
     assert key["named"] == "mailgun:shared" and key["bare"] == "smtp:bare"
+
+
+# ---------------------------------------------------------------- a delivery whose render failed
+
+
+def test_send_it_again_after_a_failed_render_renders_it_now(make_settings, demo_feed_path):
+    """Newcomer probe, defect 5: "send it again" on a delivery whose render failed looped on a
+    KeyError (the provider got an empty payload). It is rendered now, as the planner would."""
+    from sqlalchemy import select
+
+    from syndicate.engine import actions
+    from syndicate.engine.runner import ledger, run_once
+    from syndicate.ledger.models import Post
+
+    feeds = [{"name": "wellness", "url": str(demo_feed_path), "backfill": 5}]
+    broken = make_settings(feeds=feeds, channels={"li": {"kind": "linkedin", "provider": "outbox"}})  # no author_urn
+    run_once(broken)
+    factory = ledger(broken)
+    with transaction(factory) as s:
+        rows = {title: (d.id, d.state, d.payload) for d, title in
+                s.execute(select(Delivery, Post.title).join(Post, Delivery.post_id == Post.id))}
+    assert {state for _, state, _ in rows.values()} == {"failed"} and all(p == {} for _, _, p in rows.values())
+    # Retried before the settings are fixed: it fails again, with the render's reason, once.
+    grounding = next(i for t, (i, _, _) in rows.items() if t.startswith("Five Grounding"))
+    actions.resolve(factory, grounding, "retry", "cli:test")
+    outcome = run_once(broken).outcomes
+    assert [(o.delivery_id, o.state) for o in outcome] == [(grounding, "failed")]
+    assert "author_urn" in outcome[0].detail and "KeyError" not in outcome[0].detail
+    # The settings fixed, every one is sent again: rendered now, and the sensitive one held.
+    fixed = make_settings(feeds=feeds, channels={"li": {"kind": "linkedin", "provider": "outbox",
+                                                        "options": {"author_urn": "urn:li:organization:1"}}})
+    for delivery_id, _, _ in rows.values():
+        actions.resolve(factory, delivery_id, "retry", "cli:test")
+    states = {o.delivery_id: o.state for o in run_once(fixed).outcomes}
+    sensitive = next(i for t, (i, _, _) in rows.items() if t.startswith("When a Teen"))
+    assert states.pop(sensitive) == "held"
+    assert set(states.values()) == {"sent"} and len(states) == 4
+    with transaction(factory) as s:
+        held = s.get(Delivery, sensitive)
+        sent = s.get(Delivery, grounding)
+    assert "sensitive topic" in held.hold_reason and held.payload["commentary"]
+    assert sent.payload["author"] == "urn:li:organization:1"  # stored: what went out is what the desk shows
+
+
+def test_control_characters_in_a_post_never_reach_an_email_or_a_network(make_settings, tmp_path):
+    """Newcomer probe, defect 5: a \\x01 in a title broke the email's render and went to X raw."""
+    import email
+    import json
+
+    from syndicate.engine.runner import run_once
+
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "Blog",
+                                "home_page_url": "https://harborwellness.example/", "items": [{
+                                    "id": "1", "url": "https://harborwellness.example/2026/11/null/",
+                                    "title": "Null\x01control\x07chars\x0bfrom\u2028Word\x9f",
+                                    "content_html": "<p>One\x0btwo\x00 three\u2029four\x1b.</p>",
+                                    "date_published": "2026-11-24T14:00:00Z"}]}))
+    settings = make_settings(feeds=[{"name": "blog", "url": str(feed), "backfill": 1}])
+    summary = run_once(settings)
+    assert sorted(o.state for o in summary.outcomes) == ["sent", "sent"] and summary.plan.failed == 0
+    controls = {chr(c) for c in [*range(0, 9), 11, 12, *range(14, 32), *range(127, 160)]} | {"\u2028", "\u2029"}
+    (eml,) = (settings.outbox_dir / "newsletter").glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "Nullcontrolchars from Word"
+    body = message.get_body(("plain",)).get_content()
+    assert "One two three four." in body and not controls & set(body)
+    (tweet,) = (settings.outbox_dir / "x").glob("*.json")
+    text = json.loads(tweet.read_text())["request"]["text"]
+    assert text.startswith("Nullcontrolchars from Word") and not controls & set(text)

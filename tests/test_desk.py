@@ -432,8 +432,9 @@ def test_hold_reschedule_and_cancel(desk1):
     assert desk1.row(row.id).state == "held" and desk1.row(row.id).hold_reason == "checking the wording"
     # 09:00 on Tue Dec 1 in New York (EST, UTC-5) is 14:00 UTC.
     page = text_of(act(client, row.id, "reschedule", when="2030-12-03T09:00"))
-    assert "Rescheduled. X (x) goes out on Tue Dec 3 2030, 9:00 AM." in page
+    assert "Rescheduled to Tue Dec 3 2030, 9:00 AM. X (x) is still held" in page
     assert desk1.row(row.id).due_at == datetime(2030, 12, 3, 14, 0, tzinfo=UTC)
+    assert desk1.row(row.id).state == "held"  # a new time is not an approval
     # Summer time: 09:00 EDT is 13:00 UTC; a time in the spring-forward gap moves forward.
     act(client, row.id, "reschedule", when="2030-07-02T09:00")
     assert desk1.row(row.id).due_at == datetime(2030, 7, 2, 13, 0, tzinfo=UTC)
@@ -455,8 +456,35 @@ def test_send_now_sends_at_once_through_the_provider(desk1):
     assert desk1.row(row.id).state == "sent"
     assert (desk1.settings.outbox_dir / "x" / f"{row.id}.json").is_file()
     assert "cannot send now a delivery that is sent" in text_of(act(client, row.id, "send-now"))
-    held = desk1.delivery(SENSITIVE, "pinterest")  # a held one is approved by sending it
-    assert "Sent." in text_of(act(client, held.id, "send-now"))
+    held = desk1.delivery(SENSITIVE, "pinterest")  # a held one only by "Approve and send now"
+    page = text_of(client.get(f"/desk/post/{held.post_id}"))
+    assert "Approve and send now" in page
+    assert "it is held (sensitive topic" in text_of(act(client, held.id, "send-now"))
+    assert desk1.row(held.id).state == "held"
+    assert "Sent." in text_of(act(client, held.id, "send-now", approve="1"))
+    assert [e.detail for e in desk1.events(held.id) if e.from_state == "held"] == ["approve and send now"]
+
+
+def test_reschedule_never_releases_a_safe_messaging_hold(desk):
+    """Newcomer probe #77 / security F7: Reschedule moved a held self-harm post to planned."""
+    client = desk.client()
+    row = desk.delivery(SENSITIVE, "mastodon")
+    assert row.state == "held" and "sensitive" in row.hold_reason
+    page = text_of(act(client, row.id, "reschedule", when="2030-12-03T09:00"))
+    assert "still held" in page
+    after = desk.row(row.id)
+    assert (after.state, after.hold_reason) == ("held", row.hold_reason)
+    assert after.due_at == datetime(2030, 12, 3, 14, 0, tzinfo=UTC)
+    event = desk.events(row.id)[-1]
+    assert (event.from_state, event.to_state, event.actor) == ("held", "held", "desk:ana")
+    assert event.detail.startswith("reschedule to 2030-12-03T14:00")
+    # A planned delivery rescheduled stays planned.
+    planned = desk.delivery(GROUNDING, "mastodon")
+    actions.reschedule(desk.factory, planned.id, datetime(2030, 12, 3, 14, 0, tzinfo=UTC), "desk:ana")
+    assert desk.row(planned.id).state == "planned"
+    # When that time comes, the dispatcher sends the planned one and still not the held one.
+    run_once(desk.settings, datetime(2030, 12, 3, 15, 0, tzinfo=UTC))
+    assert (desk.row(row.id).state, desk.row(planned.id).state) == ("held", "sent")
 
 
 def test_settle_an_unknown_delivery(desk):

@@ -83,11 +83,25 @@ def test_corpus_feeds_without_guid_use_links():
 
 def test_duplicate_identities_keep_the_first():
     feed = parse(rss("<item><guid>x</guid><link>https://b.example/1</link><title>First</title></item>"
-                     "<item><guid>x</guid><link>https://b.example/2</link><title>Second</title></item>"),
+                     "<item><guid>x</guid><link>http://www.b.example/1/</link><title>Again</title></item>"),
                  url="https://b.example/feed")
-    assert [p.title for p in feed.posts] == ["First"]
+    assert [p.title for p in feed.posts] == ["First"]  # the same page (normalized link): one post
+    assert [p.identity for p in feed.posts] == ["guid:x"]
     assert any("repeating an earlier item" in w for w in feed.warnings)
     assert len(corpus("12").posts) == 48  # Scripting News repeats two guids among 50 items
+
+
+def test_a_guid_shared_by_different_pages_makes_separate_posts_in_any_order():
+    """Newcomer probe, defect 3: a repeated guid with another link silently dropped the second post."""
+    first = "<item><guid>dup</guid><link>https://b.example/1</link><title>First</title></item>"
+    second = "<item><guid>dup</guid><link>https://b.example/2</link><title>Second</title></item>"
+    feed = parse(rss(first + second), url="https://b.example/feed")
+    assert [p.title for p in feed.posts] == ["First", "Second"]
+    assert [p.identity for p in feed.posts] == ["guid:dup link:https://b.example/1", "guid:dup link:https://b.example/2"]
+    assert feed.warnings == ["2 items sharing an id with an item of another link kept as separate posts "
+                             "(identified by id and link)"]
+    swapped = parse(rss(second + first), url="https://b.example/feed")
+    assert {p.title: p.identity for p in swapped.posts} == {p.title: p.identity for p in feed.posts}
 
 
 def test_empty_items_are_dropped_with_a_warning():

@@ -24,6 +24,7 @@ LEVELS = [
     {"audience", "feeds"},
     {"ledger"},
     {"settings", "model", "errors", "demo"},
+    {"options"},
 ]
 RANK = {name: level for level, names in enumerate(LEVELS) for name in names}
 

@@ -14,7 +14,7 @@ from syndicate.providers.listsync import sync_all
 
 @pytest.fixture(autouse=True)
 def _secret(monkeypatch):
-    monkeypatch.setenv("SYNDICATE_SECRET", "test-secret-0123456789")
+    monkeypatch.setenv("SYNDICATE_SECRET", "test-secret-0123456789-abcdefghijklmnop")
 
 
 def _settings(make_settings, monkeypatch, fake, provider):

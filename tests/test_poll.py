@@ -155,3 +155,19 @@ def test_a_permalink_change_with_the_same_title_is_not_new(env):
     feed_file.write_bytes(rss([item(1, guid="g-2", link="https://blog.example/again/",
                                     date="Mon, 01 Feb 2027 10:00:00 +0000")]))
     assert poll_feed(factory, settings, settings.feeds[0], T0 + timedelta(hours=2)).new == 1
+
+
+def test_a_new_post_reusing_an_old_guid_is_sent_and_the_old_one_not_again(env):
+    """A CMS that reuses a guid for a new page: the new post is sent, the known one is not resent."""
+    setup, feed_file = env
+    settings, factory = setup()
+    old = item(1, guid="reused")
+    feed_file.write_bytes(rss([old]))
+    poll_feed(factory, settings, settings.feeds[0], T0)
+    feed_file.write_bytes(rss([item(2, guid="reused"), old]))  # newest first, the same guid
+    result = poll_feed(factory, settings, settings.feeds[0], T0 + timedelta(hours=1))
+    assert (result.new, result.recorded) == (1, 1)
+    assert any("sharing an id" in w for w in result.warnings)
+    assert plans(factory) == {"Post number 1": "ignore", "Post number 2": "send"}
+    again = poll_feed(factory, settings, settings.feeds[0], T0 + timedelta(hours=2))
+    assert (again.new, again.recorded, again.edited) == (0, 0, 0)

@@ -21,6 +21,7 @@ from fakes import start_fake
 from sqlalchemy import update
 from test_render_support import demo_post, sensitive_post
 
+from syndicate import options as options_mod
 from syndicate import providers
 from syndicate.engine.deliver import deliver
 from syndicate.engine.dispatch import claim_due, reap_expired
@@ -36,6 +37,11 @@ from tests.conftest import REPO
 KINDS = ["x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads"]
 SITE = "https://harborwellness.example"
 OPTIONS = {"board_id": "549755885175", "author_urn": "urn:li:organization:5515715", "timeout": 3}
+
+
+def channel_options(kind: str, fake) -> dict:
+    """The fake's options and those of OPTIONS this provider has (others are refused on load)."""
+    return {**fake.options(), **{k: v for k, v in OPTIONS.items() if k in options_mod.PROVIDERS[kind].model_fields}}
 
 
 def created(kind: str, fake) -> list:
@@ -72,7 +78,7 @@ def _fresh_sessions():
 
 def _settings(make_settings, kind, fake):
     return make_settings(channels={"ch": {"kind": kind, "provider": kind,
-                                          "options": {**fake.options(), **OPTIONS}}})
+                                          "options": channel_options(kind, fake)}})
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -106,7 +112,7 @@ def _delivery(store_url, make_settings, monkeypatch, fake, kind):
     for name, value in fake.env().items():
         monkeypatch.setenv(name, value)
     settings = make_settings(store_url=store_url, channels={
-        kind: {"kind": kind, "provider": kind, "options": {**fake.options(), **OPTIONS}}},
+        kind: {"kind": kind, "provider": kind, "options": channel_options(kind, fake)}},
         run={"retry_base": "1s", "max_attempts": 5})
     payload = render_social(kind, demo_post(url=f"{SITE}/2024/03/first-session/"), settings, kind)
     factory = open_ledger(store_url)
@@ -296,7 +302,7 @@ def test_syndicate_check_says_per_channel_what_is_wrong(tmp_path, monkeypatch, c
             _base, fake = stack.enter_context(start_fake(kind))
             for name, value in fake.env().items():
                 monkeypatch.setenv(name, value)
-            options = {**fake.options(), **OPTIONS}
+            options = channel_options(kind, fake)
             if kind == "linkedin":
                 options["linkedin_version"] = "202411"  # the old default: retired
             body = ", ".join(f"{k} = {v!r}".replace("'", '"') if not isinstance(v, bool | int | float)

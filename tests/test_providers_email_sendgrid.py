@@ -125,8 +125,9 @@ def test_check_direct(make_settings, monkeypatch, sg):
 
 # -- Single Sends (campaign) -------------------------------------------------------------------
 
-def _campaign(make_settings, monkeypatch, fake, **extra):
-    settings = email_settings(make_settings, monkeypatch, fake, "sendgrid_singlesend", **extra)
+def _campaign(make_settings, monkeypatch, fake, options=None, **extra):
+    settings = email_settings(make_settings, monkeypatch, fake, "sendgrid_singlesend",
+                              options=fake.single_send_options() if options is None else options, **extra)
     return settings, build_email(settings, "sendgrid_singlesend"), rendered_payload(settings)
 
 
@@ -178,11 +179,11 @@ def test_single_send_lost_create_is_resumed_not_made_again(make_settings, monkey
 
 
 def test_single_send_needs_an_audience_and_sender(make_settings, monkeypatch, sg):
-    options = {k: v for k, v in sg.options().items() if k != "list_ids"}
+    options = {k: v for k, v in sg.single_send_options().items() if k != "list_ids"}
     _, provider, payload = _campaign(make_settings, monkeypatch, sg, options=options)
     with pytest.raises(Permanent, match="list_ids, segment_ids or send_to_all"):
         provider.send(email_job(payload))
-    options = {k: v for k, v in sg.options().items() if k != "sender_id"}
+    options = {k: v for k, v in sg.single_send_options().items() if k != "sender_id"}
     _, provider, payload = _campaign(make_settings, monkeypatch, sg, options=options)
     with pytest.raises(Permanent, match="option sender_id is not set"):
         provider.send(email_job(payload))

@@ -27,7 +27,7 @@ def email_settings(make_settings, monkeypatch, fake, provider: str, *, options=N
     """Settings with one email channel "news" of PROVIDER pointed at FAKE (credentials set)."""
     for name, value in fake.env().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv(SECRET_ENV, "test-signing-key-0123456789")
+    monkeypatch.setenv(SECRET_ENV, "test-signing-key-0123456789-abcdefghijkl")
     opts = {**(options if options is not None else fake.options()), "timeout": 3, **extra}
     channel = {"kind": "email", "provider": provider, "options": opts, "to": list(to),
                "from_address": "news@harborwellness.example", "from_name": "Harbor Wellness",

@@ -37,8 +37,9 @@ def _send(kind, make_settings, monkeypatch, site_base):
     with start_fake(kind) as (_base, fake):
         for name, value in fake.env().items():
             monkeypatch.setenv(name, value)
-        options = {**fake.options(), "timeout": 5, "board_id": "549755885175",
-                   "author_urn": "urn:li:organization:5515715"}
+        options = {**fake.options(), "timeout": 5,
+                   **({"board_id": "549755885175"} if kind == "pinterest" else {}),
+                   **({"author_urn": "urn:li:organization:5515715"} if kind == "linkedin" else {})}
         settings = make_settings(site={"url": site_base},
                                  channels={"ch": {"kind": kind, "provider": kind, "options": options}})
         post = demo_post(url=f"{site_base}/2024/03/before-your-first-session/")

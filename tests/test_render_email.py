@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.utils import parsedate_to_datetime
@@ -105,6 +106,27 @@ def test_subject_is_one_line():
     content = render_post_email(demo_post(title="Line one\r\nBcc: victim@example.com"), demo_settings(),
                                 "newsletter")
     assert content.subject == "Line one Bcc: victim@example.com"
+
+
+def test_an_untitled_post_has_a_subject_and_a_runaway_title_is_capped():
+    """Newcomer probe, defect 8: an empty Subject for an untitled post, and a 5,000-character one."""
+    from syndicate.render.email import SUBJECT_MAX, render_digest_email
+
+    settings = demo_settings()
+    untitled = render_post_email(demo_post(title=""), settings, "newsletter")
+    assert untitled.subject == "Small, practical steps that make a first appointment feel less daunting."
+    bare = render_post_email(demo_post(title="", summary="", content_html=""), settings, "newsletter")
+    assert bare.subject == "A new article from Wellness Blog"
+    # A sensitive post's own words never become the subject: the neutral line social posts use.
+    quiet = render_post_email(replace(sensitive_post(), title=""), settings, "newsletter")
+    assert quiet.subject == "A new article from Wellness Blog"
+    huge = render_post_email(demo_post(title="Calm " * 1000), settings, "newsletter")
+    assert len(huge.subject) <= SUBJECT_MAX == 150 and huge.subject.endswith("Calm…")
+    digest = render_digest_email([demo_post(title="Calm " * 1000)], settings, "newsletter",
+                                 edition_at=datetime(2026, 11, 24, 15, tzinfo=UTC))
+    assert len(digest.subject) <= SUBJECT_MAX and digest.subject.endswith("…")
+    message = message_from_bytes(bytes(_message(huge)), policy=policy.default)
+    assert " ".join(message["Subject"].split()) == huge.subject  # (folded on the wire)
 
 
 def test_huge_post_is_cut_to_an_excerpt_under_100_kb():

@@ -14,11 +14,13 @@ STATUS_LIMIT = 200  # rows `status` prints by default: a flood must not print 30
 
 
 def cmd_run(args) -> int:
-    from syndicate.cli.report import print_run_summary
+    from syndicate.cli.report import print_run_summary, unsubscribe_warning
     from syndicate.engine.runner import run_forever, run_once
 
     settings = load_settings(args, signing=True)
     now = parse_time(args.at)
+    if warning := unsubscribe_warning(settings):
+        out.print(f"[yellow]warning:[/] {warning}")
     if args.once or now is not None:
         with out.status("working…") as status:
             summary = run_once(settings, now, progress=lambda msg: status.update(msg))
@@ -96,6 +98,7 @@ def cmd_schedule(args) -> int:
 
 def cmd_check(args) -> int:
     from syndicate import providers
+    from syndicate.cli.report import unsubscribe_warning
     from syndicate.providers.base import ProviderError
     from syndicate.settings import SettingsError
 
@@ -114,6 +117,8 @@ def cmd_check(args) -> int:
             failures += 1
             out.print(f"[red]FAIL[/] {name} ({channel.kind} via {channel.provider}): {exc}{_check_hint(exc)}",
                       markup=True)
+    if warning := unsubscribe_warning(settings):
+        out.print(f"[yellow]WARN[/] web.public_url: {warning}")
     return 1 if failures else 0
 
 

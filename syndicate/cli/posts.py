@@ -69,7 +69,7 @@ def _channels(settings, names: list[str] | None) -> list[str]:
 
 
 def cmd_post(args) -> int:
-    from syndicate.engine.manual import send_post_now
+    from syndicate.engine.manual import Held, send_post_now
 
     settings = load_settings(args)
     factory, post = _resolve_post(settings, args.ref)
@@ -83,13 +83,18 @@ def cmd_post(args) -> int:
         out.print(f"[dim]nothing was sent; `syndicate preview post {post.id}` writes each channel's files "
                   "(the email's HTML too)[/]")
         return 0
-    results = send_post_now(factory, settings, post, channels, actor="cli")
+    try:
+        results = send_post_now(factory, settings, post, channels, actor="cli", approve=args.approve)
+    except Held as exc:  # a hold is released only by a person saying so
+        ids = ", ".join(str(r.id) for r in exc.rows)
+        raise UsageError(f"{exc}; nothing was sent: check it, then add --approve to approve and send it "
+                         f"(or `syndicate approve ID` for delivery {ids})") from None
     table = Table("channel", "delivery", "state", "detail")
     for r in results:
         table.add_row(r.channel, str(r.delivery_id or "-"), r.state, r.detail)
     out.print(f"[bold]{post.title}[/] {post.url}")
     out.print(table)
-    return 1 if any(r.state == "failed" for r in results) else 0
+    return 1 if any(r.state in ("failed", "refused") for r in results) else 0
 
 
 def cmd_preview_post(args) -> int:
@@ -144,6 +149,8 @@ def register(sub) -> None:
                    "`syndicate status` (not the delivery id)")
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
+    p.add_argument("--approve", action="store_true",
+                   help="approve and send deliveries that are held (e.g. sensitive topics); without it they are refused")
     p.set_defaults(func=cmd_post)
 
     preview = sub.add_parser("preview", help="render without sending").add_subparsers(

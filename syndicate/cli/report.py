@@ -30,6 +30,9 @@ def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> 
             parts = [f"{poll.new} new"] + [f"{n} {what}" for n, what in (
                 (poll.held, "held (flood)"), (poll.recorded, "recorded without sending"),
                 (poll.edited, "edited")) if n]
+            if poll.warnings:  # what the reader did about a broken feed is never silent; the poll
+                # logs each warning at INFO, so `-v` (and a worker's log) says what they are
+                parts.append(f"[yellow]{_n(len(poll.warnings), 'warning')} (-v says what)[/]")
             out.print(f"feed {poll.feed}: {poll.status}, " + ", ".join(parts))
     plan = summary.plan
     if plan.planned or plan.held or plan.skipped or plan.failed:
@@ -50,6 +53,32 @@ def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> 
     if waiting:
         out.print(f"[yellow]needs a person: {len(waiting)} deliveries ({', '.join(map(str, waiting[:10]))}); "
                   "see `syndicate status`[/]")
+
+
+def unsubscribe_warning(settings: Settings) -> str | None:
+    """A warning when mail goes out whose unsubscribe links lead where `syndicate serve` is not.
+
+    Unset, web.public_url falls back to site.url, the blog itself: a WordPress or Ghost site
+    answers 404 at /unsubscribe/..., and a reader who cannot unsubscribe marks the mail as spam
+    (CAN-SPAM; Gmail and Yahoo require RFC 8058 one-click unsubscribe from bulk senders).
+    """
+    from syndicate import providers
+
+    if settings.web.public_url:
+        return None
+    names = []
+    for name, channel in settings.enabled_channels().items():
+        try:
+            ours = providers.get(channel.provider).our_unsubscribe_link
+        except providers.UnknownProvider:
+            continue
+        if channel.kind == "email" and ours and not channel.unsubscribe_url:
+            names.append(name)
+    if not names:
+        return None
+    return (f"unsubscribe links of {', '.join(names)} point at {settings.site.url}/unsubscribe/…, the blog, "
+            "where `syndicate serve` does not answer (web.public_url is not set, so site.url is used): set "
+            "web.public_url to the https address where `syndicate serve` is reached (README: Unsubscribe links)")
 
 
 @dataclass
@@ -179,6 +208,10 @@ def print_deliverability(out: Console, rows: list[dict]) -> None:
 
 def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.2%}"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _short_ref(ref: str | None) -> str:

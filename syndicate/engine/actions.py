@@ -25,8 +25,9 @@ class ActionRefused(Exception):
     """The delivery is not in a state that allows the action; str() says why, in one line."""
 
 
-def _act(factory, delivery_id: int, *, allowed: tuple[str, ...], to_state: str, actor: str, what: str,
+def _act(factory, delivery_id: int, *, allowed: tuple[str, ...], to_state: str | None, actor: str, what: str,
          **values) -> Delivery:
+    """Move the delivery from one of ALLOWED to TO_STATE (None: it keeps its state)."""
     with transaction(factory) as s:
         row = s.get(Delivery, delivery_id)
         if row is None:
@@ -34,7 +35,7 @@ def _act(factory, delivery_id: int, *, allowed: tuple[str, ...], to_state: str, 
         if row.state not in allowed:
             raise ActionRefused(f"delivery {delivery_id}: cannot {what} a delivery that is {row.state}"
                                 f" (only {', '.join(allowed)})")
-        if not transition(s, delivery_id, from_states=(row.state,), to_state=to_state, actor=actor,
+        if not transition(s, delivery_id, from_states=(row.state,), to_state=to_state or row.state, actor=actor,
                           detail=what, **values):
             raise ActionRefused(f"delivery {delivery_id}: changed while you acted; look again")
     with transaction(factory) as s:
@@ -57,14 +58,26 @@ def cancel(factory, delivery_id: int, actor: str) -> Delivery:
                 actor=actor, what="cancel", claim_token=None)
 
 
-def send_now(factory, delivery_id: int, actor: str, now: datetime | None = None) -> Delivery:
-    """Make a planned or held delivery due at once (approving it if held)."""
-    return _act(factory, delivery_id, allowed=("planned", "held"), to_state="planned", actor=actor,
-                what="send now", due_at=now or utcnow(), hold_reason=None)
+def send_now(factory, delivery_id: int, actor: str, now: datetime | None = None, approve: bool = False) -> Delivery:
+    """Make a planned delivery due at once; a held one only with APPROVE (a person's explicit go).
+
+    A hold (safe messaging, a flood, a person's) is released only by approving it: sending by
+    hand without saying so must not slip a held post past the person who should look at it.
+    """
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        state, reason = (row.state, row.hold_reason) if row else (None, None)
+    if state == "held" and not approve:
+        raise ActionRefused(f"delivery {delivery_id}: it is held ({reason or 'waiting for approval'}); "
+                            "approve it to send it")
+    return _act(factory, delivery_id, allowed=("planned", "held") if approve else ("planned",), to_state="planned",
+                actor=actor, what="approve and send now" if state == "held" else "send now", due_at=now or utcnow(),
+                hold_reason=None)
 
 
 def reschedule(factory, delivery_id: int, due: datetime, actor: str) -> Delivery:
-    return _act(factory, delivery_id, allowed=("planned", "held"), to_state="planned", actor=actor,
+    """Change when a planned or held delivery is due; a held one stays held (only approve releases it)."""
+    return _act(factory, delivery_id, allowed=("planned", "held"), to_state=None, actor=actor,
                 what=f"reschedule to {due.isoformat()}", due_at=due)
 
 

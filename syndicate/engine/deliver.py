@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
@@ -21,7 +21,7 @@ from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
 from syndicate.engine.retry import retry_due
 from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
-from syndicate.ledger.models import Delivery, Event, utcnow
+from syndicate.ledger.models import Delivery, Event, Post, utcnow
 from syndicate.providers.base import (
     Duplicate,
     Incomplete,
@@ -66,6 +66,10 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
     job = _start(factory, delivery_id, token, actor, now, ttl)
     if job is None:
         return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
+    if not job.payload:  # its render failed, and a person asked to send it again: render it now
+        job, stopped = _render_now(factory, settings, job, token, actor)
+        if stopped is not None:
+            return stopped
     try:
         provider = _provider(settings, job, provider_cache)
         result = _settled_by_lookup(provider, job) or provider.send(job)
@@ -87,6 +91,41 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
     if not ok:
         _late_success(factory, delivery_id, result, actor)
     return Outcome(delivery_id, "sent", result.ref or "")
+
+
+def _render_now(factory, settings: Settings, job: Job, token: str, actor: str) -> tuple[Job, Outcome | None]:
+    """Render a sending delivery that has no payload (its first render failed), exactly as the
+    planner would: a sensitive post is held for a person again, a render that fails again fails
+    the delivery with its reason (never a provider fed an empty payload). The payload is stored
+    before it is sent, so what the desk shows is what went out."""
+    from syndicate.engine.planner import render_for
+
+    with transaction(factory) as s:
+        row = s.get(Delivery, job.delivery_id)
+        post = s.get(Post, row.post_id) if row.post_id else None
+        if post is None or job.channel not in settings.channels:
+            state, reason, payload, error = "failed", None, {}, "nothing to send: the delivery was never rendered"
+        else:
+            state, reason, payload, error = render_for(settings, post, job.channel)
+    if error:
+        return job, _failed(factory, settings, job, token, providers.base.Permanent(error), actor)
+    with transaction(factory) as s:
+        if state == "planned":  # stored on the row it holds (fenced by the token), then sent
+            ok = s.execute(update(Delivery).where(Delivery.id == job.delivery_id, Delivery.state == "sending",
+                                                  Delivery.claim_token == token)
+                           .values(payload=payload, last_error=None, error_class=None)
+                           .execution_options(synchronize_session=False)).rowcount == 1
+            if ok:
+                record(s, job.delivery_id, actor, "render", "rendered again before sending")
+        else:  # held again (safe messaging, a flood) or skipped: nothing goes out now
+            ok = transition(s, job.delivery_id, from_states=("sending",), token=token, to_state=state,
+                            actor=actor, detail=f"rendered again: {reason}", payload=payload, hold_reason=reason,
+                            claim_token=None, lease_until=None, last_error=None, error_class=None)
+    if not ok:
+        return job, Outcome(job.delivery_id, "skipped", "not claimed by this token (already handled)")
+    if state != "planned":
+        return job, Outcome(job.delivery_id, state, reason or "")
+    return replace(job, payload=payload), None
 
 
 def _settled_by_lookup(provider: providers.Provider, job: Job):

@@ -1,8 +1,9 @@
 """Sending one post by hand (`syndicate post`): a person's explicit go, still exactly once.
 
 A manual send uses the same deliveries as the scheduled path (unique per post and channel), so
-a post already sent on a channel is reported, never sent again; a held delivery is approved by
-the act of sending it by hand.
+a post already sent on a channel is reported, never sent again. A held delivery (safe
+messaging, a flood, a person's hold) is sent only when the caller approves it explicitly
+(`syndicate post --approve`, the desk's "Approve and send now"); otherwise nothing is sent.
 """
 
 from __future__ import annotations
@@ -29,16 +30,28 @@ class ManualResult:
     detail: str = ""
 
 
+class Held(actions.ActionRefused):
+    """Some of the deliveries asked for are held and the caller did not approve them; nothing was sent."""
+
+    def __init__(self, post_id: int, rows: list[Delivery]):
+        self.rows = rows
+        reasons = sorted({r.hold_reason or "waiting for approval" for r in rows})
+        super().__init__(f"post {post_id}: {', '.join(r.channel for r in rows)} "
+                         f"{'is' if len(rows) == 1 else 'are'} held ({'; '.join(reasons)})")
+
+
 def send_post_now(factory: sessionmaker[Session], settings: Settings, post: Post, channels: list[str],
-                  actor: str) -> list[ManualResult]:
+                  actor: str, approve: bool = False) -> list[ManualResult]:
+    """Send POST on CHANNELS now; raises Held (sending nothing) if any is held and not APPROVE."""
     now = utcnow()
     _ensure_deliveries(factory, settings, post, channels, now)
-    results = []
-    for name in channels:
-        with transaction(factory) as s:
-            row = s.scalar(select(Delivery).where(Delivery.subject == f"post:{post.id}", Delivery.channel == name))
-        results.append(_send_one(factory, settings, row, actor))
-    return results
+    with transaction(factory) as s:
+        rows = {row.channel: row for row in s.scalars(
+            select(Delivery).where(Delivery.subject == f"post:{post.id}", Delivery.channel.in_(channels)))}
+    held = [rows[name] for name in channels if rows[name].state == "held"]
+    if held and not approve:
+        raise Held(post.id, held)
+    return [_send_one(factory, settings, rows[name], actor, approve) for name in channels]
 
 
 def _ensure_deliveries(factory, settings: Settings, post: Post, channels: list[str], now) -> None:
@@ -58,7 +71,7 @@ def _ensure_deliveries(factory, settings: Settings, post: Post, channels: list[s
             plan_post(s, settings, row, now, channels=missing)
 
 
-def _send_one(factory, settings: Settings, row: Delivery, actor: str) -> ManualResult:
+def _send_one(factory, settings: Settings, row: Delivery, actor: str, approve: bool) -> ManualResult:
     if row.state == "sent":
         return ManualResult(row.channel, row.id, "sent", f"already sent {row.sent_at:%Y-%m-%d %H:%M} UTC; "
                             "not sending twice")
@@ -67,7 +80,10 @@ def _send_one(factory, settings: Settings, row: Delivery, actor: str) -> ManualR
     if row.state not in ("planned", "held"):
         return ManualResult(row.channel, row.id, row.state,
                             row.last_error or row.hold_reason or "see `syndicate resolve`")
-    actions.send_now(factory, row.id, actor)
+    try:
+        actions.send_now(factory, row.id, actor, approve=approve)
+    except actions.ActionRefused as exc:  # it changed since we looked (a person held it meanwhile)
+        return ManualResult(row.channel, row.id, "refused", str(exc).removeprefix(f"delivery {row.id}: "))
     now = utcnow()
     claim = claim_one(factory, row.id, now, ttl=settings.run.claim_ttl, actor=actor)
     if claim is None:

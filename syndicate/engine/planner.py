@@ -76,6 +76,13 @@ def plan_post(s: Session, settings: Settings, post: Post, now: datetime,
     return states
 
 
+def render_for(settings: Settings, post: Post, name: str):
+    """(state, hold reason, payload, error) of POST on channel NAME, as the planner decides them:
+    for a delivery whose first render failed and that a person asked to send again."""
+    data = PostData.from_dict(post.data)
+    return _render(data, settings, name, post, is_sensitive(data, settings.safety))
+
+
 def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive: bool):
     """(state, hold reason, payload, error) for one channel."""
     channel = settings.channels[name]

@@ -273,6 +273,8 @@ def _record_changed(factory, feed_id: int, feed_cfg: FeedSettings, outcome: _Fet
     with transaction(factory) as s:
         result = _record_in(s, feed_id, feed_cfg, parsed.posts, now)
         result.warnings = parsed.warnings
+        for warning in parsed.warnings:  # the run summary counts them; -v (and worker logs) say what
+            log.info("feed %s: %s", feed_cfg.name, warning)
         s.execute(update(Feed).where(Feed.id == feed_id).values(
             etag=fetched.etag, last_modified=fetched.last_modified, final_url=fetched.final_url,
             title=parsed.title, polls=Feed.polls + 1, last_polled_at=now, last_ok_at=now, last_error=None))

@@ -68,6 +68,19 @@ def plain_to_html(text: str) -> str:
     return "".join(f"<p>{escape(p, quote=False).replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
+# Characters no post means: C0 and C1 controls (but tab, newline, carriage return) and DEL,
+# which break MJML's strict parser and reach the networks raw; and the line and paragraph
+# separators a word processor pastes (vertical tab, form feed, NEL, U+2028, U+2029), which
+# read as a space.
+_AS_SPACE = re.compile("[\x0b\x0c\x85\u2028\u2029]")
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """TEXT without control characters; the separators a paste brings in become spaces."""
+    return _CONTROLS.sub("", _AS_SPACE.sub(" ", text)) if text else text
+
+
 def collapse(text: str) -> str:
     text = _DOUBLE_ESCAPED.sub(lambda m: unescape(m.group(0)), text)
     return re.sub(r"\s+", " ", text).strip()

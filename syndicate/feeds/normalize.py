@@ -61,14 +61,22 @@ class FeedContext:
 
 
 def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostData], list[str]]:
-    """Normalize items in feed order; drop empty ones and repeats of an identity (first wins)."""
+    """Normalize items in feed order; drop empty ones and repeats of an identity (first wins).
+
+    Items that share a guid but link to different pages are different posts (a CMS that reuses
+    or miscopies guids): each of them is identified by the guid and its link together, so none
+    is dropped, and the identities stay the same whatever order the feed lists them in.
+    """
     posts, warnings, seen = [], [], set()
     empty = duplicates = homeless = relative = 0
+    built = []
     for item in map(_clean_item, items):
         if not (item.link.strip() or item.title.strip() or item.content_html.strip() or item.summary.strip()):
             empty += 1
             continue
-        post = _post(item, context)
+        built.append((item, _post(item, context)))
+    split = _split_shared_guids([post for _, post in built])
+    for item, post in built:
         if post.identity in seen:
             duplicates += 1
             continue
@@ -78,6 +86,9 @@ def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostDa
         posts.append(post)
     if empty:
         warnings.append(f"{_n(empty, 'item')} with no link, title or content dropped")
+    if split:
+        warnings.append(f"{_n(split, 'item')} sharing an id with an item of another link kept as separate posts "
+                        "(identified by id and link)")
     if duplicates:
         warnings.append(f"{_n(duplicates, 'item')} repeating an earlier item's id dropped (the first is kept)")
     if homeless:
@@ -88,18 +99,15 @@ def build_posts(items: list[RawItem], context: FeedContext) -> tuple[list[PostDa
     return posts, warnings
 
 
-# Lone UTF-16 surrogates (a JSON "\ud800" escape) cannot be stored or encoded; C0/C1 control
-# characters (a Word paste's vertical tab) break XML and the email renderer. Line-like ones
-# become a space, the rest go; tab, newline and carriage return stay.
+# Lone UTF-16 surrogates (a JSON "\ud800" escape) cannot be stored or encoded; control
+# characters (a Word paste's vertical tab, a stray \x01 in a title) break XML, the email renderer
+# and reach X as they are: markup.strip_controls says which go and which become a space.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL_AS_SPACE = re.compile("[\x0b\x0c\x85]")
-_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 def clean_text(value: str) -> str:
     """VALUE without lone surrogates (replaced by U+FFFD) and control characters."""
-    value = _SURROGATE.sub("\ufffd", value)
-    return _CONTROL.sub("", _CONTROL_AS_SPACE.sub(" ", value))
+    return markup.strip_controls(_SURROGATE.sub("\ufffd", value)) if value else value
 
 
 def _clean_item(item: RawItem) -> RawItem:
@@ -153,6 +161,35 @@ def _usable_link(link: str) -> str:
     link = link.strip()
     scheme = _SCHEME.match(link)
     return "" if scheme and scheme.group(1).lower() not in ("http", "https") else link
+
+
+def _split_shared_guids(posts: list[PostData]) -> int:
+    """Give posts whose guid is shared by a post of another page the identity guid + link.
+
+    Returns how many posts this makes (a repeat of one of them is still dropped as a repeat).
+    Links are compared normalized (fingerprint), so the same item listed twice, or once over
+    http and once over https, is still one post.
+    """
+    pages: dict[str, set[str]] = {}
+    for post in posts:
+        if post.identity.startswith("guid:"):
+            pages.setdefault(post.identity, set()).add(split_fingerprint(post.fingerprint)[0])
+    split = set()
+    for post in posts:
+        if len(pages.get(post.identity, ())) > 1:
+            post.identity = _guid_and_link(post.identity, post.url)
+            split.add(post.identity)
+    return len(split)
+
+
+_IDENTITY_MAX = 700  # the ledger's posts.identity column
+
+
+def _guid_and_link(identity: str, url: str) -> str:
+    combined = f"{identity} link:{url}"
+    if len(combined) <= _IDENTITY_MAX:
+        return combined
+    return "guid+link:" + hashlib.sha256(combined.encode()).hexdigest()
 
 
 def _identity(item: RawItem, url: str, content_hash: str) -> str:

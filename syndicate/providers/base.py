@@ -92,6 +92,9 @@ class Provider:
     # page's recent posts; Threads: the saved container's status). The engine then retries an
     # unknown outcome, asking ``lookup`` first (within ``dedup_window``), instead of a person.
     looks_up: ClassVar[bool] = False
+    # True where the emails carry the web app's own unsubscribe link (web.public_url, served by
+    # `syndicate serve`), not the provider's: SMTP and the direct-send APIs mailing our list.
+    our_unsubscribe_link: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, channel_name: str, channel: Channel):
         self.settings = settings

@@ -119,6 +119,7 @@ class DirectSendProvider(HttpProvider):
 
     deduplicates = True  # per-recipient records: a retried delivery never mails anyone twice
     batch_limit: ClassVar[int] = 100  # recipients per API call: the API's documented maximum
+    our_unsubscribe_link = True
     # The per-recipient merge syntax the shared body carries where the token goes; None where
     # each recipient's message is sent whole (the token is put in before sending).
     token_placeholder: ClassVar[str] = "%%SYNDICATE_UNSUBSCRIBE_TOKEN%%"

@@ -121,6 +121,7 @@ class _Lost(Exception):
 
 class SmtpProvider(Provider):
     name = "smtp"
+    our_unsubscribe_link = True
     # Per-recipient records make a retried delivery safe: nobody already mailed is mailed again.
     deduplicates = True
 

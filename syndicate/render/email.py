@@ -31,6 +31,10 @@ from syndicate.settings import Channel, Settings
 # link included. Stay clearly below.
 MAX_HTML_BYTES = 100_000
 PREHEADER_LENGTH = 150  # about what inboxes show next to the subject
+# The longest subject we send, cut at a word with "…". Inboxes show some 40 to 90 characters of
+# a subject, so nothing a reader sees is lost at 150, while a runaway title (a broken feed's
+# 5,000 characters) never becomes a header that spam filters and mail servers frown on.
+SUBJECT_MAX = 150
 DEFAULT_TEMPLATE = "email/post.mjml"
 DEFAULT_TEXT_TEMPLATE = "email/post.txt.j2"
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
@@ -53,7 +57,10 @@ def render_post_email(post: PostData, settings: Settings, channel: str) -> Email
     link = with_utm(post.url, ch.utm)
     content = _content_html(post, settings, ch)
     context = _context(post, settings, ch, link=link, sensitive=sensitive)
-    context["subject"] = _one_line(render(settings, SUBJECT_TEMPLATE, context)) or post.title
+    context["subject"] = subject_line(render(settings, SUBJECT_TEMPLATE, context), post.title,
+                                      # Untitled: what social posts lead with; never a sensitive post's words.
+                                      "" if sensitive else post.summary,
+                                      f"A new article from {settings.site.name}")
     html_template, text_template = _template_names(settings, ch)
     html, body, truncated = _fit_html(settings, html_template, context, content)
     text = render(settings, text_template, {**context, "content": Markup(body), "truncated": truncated,
@@ -187,6 +194,13 @@ def _long_date(when: datetime | None, settings: Settings) -> str:
     return f"{local:%B} {local.day}, {local.year}"
 
 
+def subject_line(*candidates: str) -> str:
+    """The first of CANDIDATES that is not blank, on one line, at most SUBJECT_MAX characters:
+    every email subject (posts and digests) passes here."""
+    text = next((line for line in map(_one_line, candidates) if line), "")
+    return truncate_to(text, SUBJECT_MAX, len)
+
+
 def _one_line(text: str) -> str:
     return " ".join((text or "").split())
 
@@ -227,7 +241,7 @@ def render_digest_email(posts: list[PostData], settings: Settings, channel: str,
                     "every": ch.digest.every if ch.digest else ""},
         "preheader": truncate_to(_one_line(f"In this issue: {titles}"), PREHEADER_LENGTH, len),
     }
-    context["subject"] = _one_line(render(settings, DIGEST_SUBJECT_TEMPLATE, context)) or settings.site.name
+    context["subject"] = subject_line(render(settings, DIGEST_SUBJECT_TEMPLATE, context), settings.site.name)
     html_name = first_existing(settings, [ch.template or DIGEST_TEMPLATE])
     text_name = first_existing(settings, [re.sub(r"\.mjml$", "", html_name) + ".txt.j2", DIGEST_TEXT_TEMPLATE])
     html, shown = _fit_digest(settings, html_name, context)

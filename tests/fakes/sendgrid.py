@@ -67,8 +67,14 @@ class SendGridFake(FakeAPI):
             openapi_validator(spec, schema)  # strict from the start: fails without the specs
 
     def options(self) -> dict[str, Any]:
-        return {"api_base": self.base_url, "api_key_env": "SYN_FAKE_SENDGRID_KEY", "sender_id": self.SENDER_ID,
-                "suppression_group_id": self.GROUP_ID, "list_ids": [self.LIST_ID]}
+        """A Mail Send ("sendgrid") channel's options."""
+        return {"api_base": self.base_url, "api_key_env": "SYN_FAKE_SENDGRID_KEY"}
+
+    def single_send_options(self) -> dict[str, Any]:
+        """A Single Sends ("sendgrid_singlesend") channel's: sender, unsubscribe group and audience too
+        (settings refuse these on a Mail Send channel)."""
+        return {**self.options(), "sender_id": self.SENDER_ID, "suppression_group_id": self.GROUP_ID,
+                "list_ids": [self.LIST_ID]}
 
     def env(self) -> dict[str, str]:
         return {"SYN_FAKE_SENDGRID_KEY": self.API_KEY}

@@ -21,7 +21,7 @@ from syndicate.engine import bulk as bulk_actions
 from syndicate.engine.actions import ActionRefused
 from syndicate.engine.deliver import deliver
 from syndicate.engine.dispatch import claim_one
-from syndicate.engine.manual import send_post_now
+from syndicate.engine.manual import Held, send_post_now
 from syndicate.engine.schedule import wall_to_utc
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
@@ -346,11 +346,20 @@ def _send_now(delivery_id: int, actor: str, channel: str):
                             "(only planned, held)")
     if channel not in cfg.enabled_channels():
         raise ActionRefused(f"delivery {delivery_id}: channel {channel!r} is not enabled in the settings")
+    # Only the held card's "Approve and send now" button says approve: a page that showed the row
+    # planned (plain "Send now") cannot release a hold put on it since.
+    approve = request.form.get("approve") == "1"
     if post is not None:
-        result = send_post_now(factory, cfg, post, [channel], actor)[0]
+        try:
+            result = send_post_now(factory, cfg, post, [channel], actor, approve=approve)[0]
+        except Held as exc:
+            raise ActionRefused(f"delivery {delivery_id}: it is held ({exc.rows[0].hold_reason}); "
+                                "approve it to send it") from None
+        if result.state == "refused":
+            raise ActionRefused(f"delivery {delivery_id}: {result.detail}")
         outcome, detail = result.state, result.detail
     else:  # a digest edition: the same claim and delivery, in-process
-        actions.send_now(factory, delivery_id, actor)
+        actions.send_now(factory, delivery_id, actor, approve=approve)
         claim = claim_one(factory, delivery_id, utcnow(), ttl=cfg.run.claim_ttl, actor=actor)
         if claim is None:
             outcome, detail = "busy", ""
@@ -381,7 +390,10 @@ def _reschedule(delivery_id: int, actor: str, channel: str):
     if due < utcnow() - timedelta(minutes=1):
         raise ActionRefused(f"delivery {delivery_id}: {local_time(due)} has already passed "
                             "(use Send now to send at once)")
-    actions.reschedule(ledger(), delivery_id, due, actor)
+    row = actions.reschedule(ledger(), delivery_id, due, actor)
+    if row.state == "held":  # a new time never releases a hold
+        return (f"Rescheduled to {local_time(due)}. {_channel_label(channel)} is still held: it goes out "
+                "then only if someone approves it.", "success")
     return f"Rescheduled. {_channel_label(channel)} goes out on {local_time(due)}.", "success"
 
 
