@@ -13,6 +13,8 @@ Certificates are verified; ``ca_file`` names extra trusted CAs. ``timeout`` (sec
 30) bounds every network wait. ``envelope_from`` sets the bounce address (default: the From
 address). ``audience = "subscribers"`` sends to the active subscribers (read at send time),
 otherwise to the channel's ``to`` list. Suppressed addresses are skipped either way.
+``dkim_selector``, ``dkim_domain`` and ``dkim_private_key_env``: every message is DKIM-signed,
+each recipient's after personalization (``email/dkim.py``).
 
 Exactly once per recipient (the rules and the records: ``email/recipients.py``). One
 connection is opened (and reused) for a batch; each recipient gets its own SMTP transaction,
@@ -67,6 +69,7 @@ from email import policy
 from email.utils import parseaddr
 
 from syndicate.audience import subscribers
+from syndicate.email import dkim
 from syndicate.email.message import MessageTemplate
 from syndicate.email.recipients import (
     BatchReport,
@@ -137,6 +140,7 @@ class SmtpProvider(Provider):
         self.port = int(self.options.get("port") or DEFAULT_PORTS[self.security])
         self.timeout = float(self.options.get("timeout", 30))
         self._conn: smtplib.SMTP | None = None
+        self._signer: dkim.DkimSigner | None = None
 
     # ------------------------------------------------------------------ the batch
 
@@ -146,6 +150,7 @@ class SmtpProvider(Provider):
         factory = open_ledger(self.settings.store_url)
         payload = job.payload
         sender = self.options.get("envelope_from") or parseaddr(payload.get("from") or "")[1]
+        self.sign_as(payload.get("from") or "")
         report = BatchReport()
         todo = pending_recipients(factory, job, report, job.token, self.settings)
         if not todo:
@@ -207,7 +212,7 @@ class SmtpProvider(Provider):
         # The message is built once per payload (MessageTemplate); each recipient costs only
         # the substitution of their address, token and Message-ID.
         message_id = _message_id(job, recipient, sender)
-        data = MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id)
+        data = self.signed(MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id))
         try:
             code = _transaction(conn, sender, recipient, data, before_content=lambda: book.issue([recipient]))
         except _Deferred as exc:
@@ -236,6 +241,22 @@ class SmtpProvider(Provider):
         if report.unresolved:
             raise unresolved_error(f"SMTP {self.host}", report, job.delivery_id)
         return SendResult(ref=f"smtp {self.host}: {summary}", details=report.details())
+
+    # ------------------------------------------------------------------ DKIM
+
+    def sign_as(self, from_address: str) -> None:
+        """Sign what follows with the channel's DKIM key (nothing without ``dkim_selector``); a
+        missing key variable is AuthExpired and an unusable key Permanent, before anyone is mailed."""
+        try:
+            self._signer = dkim.signer(self.options, from_address, f"SMTP channel {self.channel_name!r}")
+        except SettingsError as exc:
+            raise AuthExpired(str(exc)) from None
+        except dkim.DkimKeyError as exc:
+            raise Permanent(str(exc)) from None
+
+    def signed(self, data: bytes) -> bytes:
+        """DATA with its DKIM signature (see ``sign_as``), or as it is."""
+        return self._signer.sign(data) if self._signer is not None else data
 
     # ------------------------------------------------------------------ the connection
 
@@ -444,6 +465,7 @@ def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:
         return 0, []
     from_value = from_header(channel, settings)
     sender = provider.options.get("envelope_from") or parseaddr(from_value)[1]
+    provider.sign_as(from_value)
     sent, failed = 0, []
     conn = provider._connection()
     try:
@@ -461,7 +483,7 @@ def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:
                 "If you did not ask for it, ignore this email: you will get nothing more from us.\n\n"
                 f"{settings.site.name}\n{settings.site.address}\n")
             try:
-                _transaction(conn, sender, row.email, msg.as_bytes(policy=policy.SMTP))
+                _transaction(conn, sender, row.email, provider.signed(msg.as_bytes(policy=policy.SMTP)))
             except (_Deferred, _Refused, _SenderRefused) as exc:
                 failed.append(f"{row.email} ({exc})")
                 continue
