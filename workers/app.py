@@ -48,10 +48,20 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
                          "options": {"expires": settings.run.tick.total_seconds()}},
             "poll": {"task": "syndicate.poll_all", "schedule": settings.run.interval.total_seconds(),
                      "options": {"expires": settings.run.interval.total_seconds()}},
+            # Bounce mailboxes (SMTP channels with bounce_imap_host) are read as often as feeds.
+            **({"bounces": {"task": "syndicate.fetch_bounces", "schedule": settings.run.interval.total_seconds(),
+                            "options": {"expires": settings.run.interval.total_seconds()}}}
+               if _has_bounce_mailbox(settings) else {}),
         },
     )
     app.conf.syndicate_settings = settings
     return app
+
+
+def _has_bounce_mailbox(settings: settings_mod.Settings) -> bool:
+    from syndicate.providers.bouncebox import mailboxes
+
+    return bool(mailboxes(settings))
 
 
 @worker_process_init.connect

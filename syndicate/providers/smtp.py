@@ -11,7 +11,9 @@ Channel options::
 STARTTLS), ``tls`` (implicit TLS, port 465) or ``none`` (port 25; a local relay only).
 Certificates are verified; ``ca_file`` names extra trusted CAs. ``timeout`` (seconds, default
 30) bounds every network wait. ``envelope_from`` sets the bounce address (default: the From
-address). ``audience = "subscribers"`` sends to the active subscribers (read at send time),
+address); ``return_path`` (``bounces@example.org``) gives each message its own signed one,
+``bounces+TOKEN@example.org``, read back by ``syndicate bounces fetch`` (``providers/bouncebox.py``).
+``audience = "subscribers"`` sends to the active subscribers (read at send time),
 otherwise to the channel's ``to`` list. Suppressed addresses are skipped either way.
 ``dkim_selector``, ``dkim_domain`` and ``dkim_private_key_env``: every message is DKIM-signed,
 each recipient's after personalization (``email/dkim.py``).
@@ -38,7 +40,10 @@ authentication refused, credentials unset          AuthExpired
                                                    Retryable (deferred ones go on the retry)
 421, or the connection drops before the content    recipient ``deferred``, batch stops; Retryable
 5xx to RCPT/DATA or after the content              recipient ``failed`` (not retried); the rest
-                                                   go on
+                                                   go on. A 5xx to RCPT naming the address (5.1.1,
+                                                   a bare 550) is also a hard bounce
+                                                   (``audience/suppression.py``): suppressed for
+                                                   every channel; a policy refusal (5.7.x) is not
 5xx to MAIL FROM (sender refused)                  Permanent
 the connection drops (or times out) after the      recipient ``unknown`` (not resent), batch
 message content was sent, before the reply, or     stops; OutcomeUnknown (the retry resumes)
@@ -68,7 +73,7 @@ import time
 from email import policy
 from email.utils import parseaddr
 
-from syndicate.audience import subscribers
+from syndicate.audience import bounces, subscribers, suppression
 from syndicate.email import dkim
 from syndicate.email.message import MessageTemplate
 from syndicate.email.recipients import (
@@ -79,7 +84,7 @@ from syndicate.email.recipients import (
     stopped_early,
     unresolved_error,
 )
-from syndicate.ledger.db import open_ledger
+from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import utcnow
 from syndicate.providers.base import (
     AuthExpired,
@@ -111,7 +116,12 @@ class _Deferred(Exception):
 
 
 class _Refused(Exception):
-    """5xx for this recipient: recorded as failed, never retried."""
+    """5xx for this recipient: recorded as failed, never retried. ``at_rcpt``: the server
+    refused the address itself (RCPT TO), not this message's content."""
+
+    def __init__(self, message: str, at_rcpt: bool = False):
+        super().__init__(message)
+        self.at_rcpt = at_rcpt
 
 
 class _Lost(Exception):
@@ -212,19 +222,22 @@ class SmtpProvider(Provider):
         # The message is built once per payload (MessageTemplate); each recipient costs only
         # the substitution of their address, token and Message-ID.
         message_id = _message_id(job, recipient, sender)
+        envelope = self.envelope_sender(sender, job.delivery_id, recipient)
         data = self.signed(MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id))
         try:
-            code = _transaction(conn, sender, recipient, data, before_content=lambda: book.issue([recipient]))
+            code = _transaction(conn, envelope, recipient, data, before_content=lambda: book.issue([recipient]))
         except _Deferred as exc:
             return note("deferred", exc, _code(exc))
         except _Refused as exc:
+            if exc.at_rcpt:
+                hard_bounce(self.settings, recipient, str(exc), job.delivery_id)
             return note("failed", exc, _code(exc))
         except _Lost as exc:
             report.lost, report.lost_after_content = f"{recipient}: {exc}", exc.after_content
             return note("unknown" if exc.after_content else "deferred", exc)
         except _SenderRefused as exc:
             note("deferred", exc, exc.code, count=False)
-            raise Permanent(f"SMTP {self.host}: sender {sender!r} refused: {exc}", status=exc.code) from None
+            raise Permanent(f"SMTP {self.host}: sender {envelope!r} refused: {exc}", status=exc.code) from None
         note("sent", code=code, message_id=message_id)
 
     def _result(self, job: Job, report: BatchReport) -> SendResult:
@@ -242,7 +255,18 @@ class SmtpProvider(Provider):
             raise unresolved_error(f"SMTP {self.host}", report, job.delivery_id)
         return SendResult(ref=f"smtp {self.host}: {summary}", details=report.details())
 
-    # ------------------------------------------------------------------ DKIM
+    # ------------------------------------------------------------------ bounces and DKIM
+
+    def envelope_sender(self, sender: str, delivery_id: int | None, recipient: str) -> str:
+        """MAIL FROM for RECIPIENT: with ``return_path``, its own signed bounce address (VERP,
+        ``audience/bounces.py``), so a bounce names who it is about; else SENDER."""
+        base = self.options.get("return_path")
+        if not base:
+            return sender
+        try:
+            return bounces.return_path(self.settings, str(base), delivery_id, recipient)
+        except SettingsError as exc:
+            raise AuthExpired(str(exc)) from None
 
     def sign_as(self, from_address: str) -> None:
         """Sign what follows with the channel's DKIM key (nothing without ``dkim_selector``); a
@@ -379,7 +403,7 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes,
             raise _SenderRefused(f"{code} {_text(reply)}", code)
         code, reply = conn.rcpt(recipient)
         if code not in (250, 251):
-            _refuse(conn, code, reply)
+            _refuse(conn, code, reply, at_rcpt=True)
         conn.putcmd("data")
         code, reply = conn.getreply()
         if code != 354:
@@ -407,7 +431,7 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes,
     return code
 
 
-def _refuse(conn: smtplib.SMTP, code: int, reply: bytes) -> None:
+def _refuse(conn: smtplib.SMTP, code: int, reply: bytes, at_rcpt: bool = False) -> None:
     """Turn a non-success reply for this recipient into the matching exception."""
     message = f"{code} {_text(reply)}"
     if code == 421 or code == -1:
@@ -415,7 +439,7 @@ def _refuse(conn: smtplib.SMTP, code: int, reply: bytes) -> None:
     _reset(conn)
     if 400 <= code < 500:
         raise _Deferred(message)
-    raise _Refused(message)
+    raise _Refused(message, at_rcpt)
 
 
 def _reset(conn: smtplib.SMTP) -> None:
@@ -440,6 +464,22 @@ def _text(reply) -> str:
 def _code(exc: Exception) -> int | None:
     match = re.match(r"(\d{3})\b", str(exc))
     return int(match.group(1)) if match else None
+
+
+def hard_bounce(settings, recipient: str, reply: str, delivery_id: int | None = None) -> None:
+    """A 5xx to RCPT TO. When the receiving server refused the address itself (5.1.1 no such
+    user; a bare 550), it is a hard bounce in the one event log: the address is suppressed for
+    every channel, not only failed here. A refusal about us instead (5.7.x policy, relaying
+    denied, a blocklist) is stored as a ``block`` and suppresses nobody: a misconfigured relay
+    must not empty the list. Once per delivery and address (a retry refused again is the same
+    event)."""
+    kind, subtype = bounces.classify(bounces.status_in(reply), _code(Exception(reply)), reply)
+    if kind == "none":
+        return
+    with transaction(open_ledger(settings.store_url)) as s:
+        suppression.record_event(s, settings, provider="smtp", kind=kind, subtype=subtype, email=recipient,
+                                 diagnostic=f"RCPT TO refused: {reply}", delivery_id=delivery_id,
+                                 event_id=f"rcpt:{delivery_id or 'invite'}:{recipient.lower()}")
 
 
 def _message_id(job: Job, recipient: str, sender: str) -> str:
@@ -483,8 +523,10 @@ def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:
                 "If you did not ask for it, ignore this email: you will get nothing more from us.\n\n"
                 f"{settings.site.name}\n{settings.site.address}\n")
             try:
-                _transaction(conn, sender, row.email, provider.signed(msg.as_bytes(policy=policy.SMTP)))
+                _transaction(conn, provider.envelope_sender(sender, None, row.email), row.email, provider.signed(msg.as_bytes(policy=policy.SMTP)))
             except (_Deferred, _Refused, _SenderRefused) as exc:
+                if isinstance(exc, _Refused) and exc.at_rcpt:
+                    hard_bounce(settings, row.email, str(exc))
                 failed.append(f"{row.email} ({exc})")
                 continue
             except _Lost as exc:
