@@ -308,3 +308,11 @@ def test_a_wrong_password_is_auth_expired_and_a_missing_one_names_the_variable(b
 ])
 def test_classify(status, code, text, expected):
     assert bounces.classify(status, code, text) == expected
+
+
+def test_beat_reads_the_bounce_mailboxes_only_where_there_is_one(build, box):
+    from workers.app import make_app
+
+    with_box = make_app(build(1, **_mailbox_options(box))).conf.beat_schedule
+    assert with_box["bounces"]["task"] == "syndicate.fetch_bounces"
+    assert "bounces" not in make_app(build(1)).conf.beat_schedule

@@ -121,3 +121,15 @@ def test_the_published_record_is_the_keys_public_half(rsa_key, tmp_path):
     assert dkim_mod.record_matches(key, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode())
     assert not dkim_mod.record_matches(key, "v=DKIM1; k=rsa; p=")
     assert not dkim_mod.record_matches(key, "v=DKIM1; p=bm90IGEga2V5")
+
+
+def test_the_openssl_signature_is_the_one_dkimpy_makes(rsa_key):
+    import hashlib
+
+    from dkim.crypto import parse_pem_private_key
+
+    key = dkim_mod.read_key(rsa_key)
+    private = parse_pem_private_key(key)
+    digest = dkim.HashThrough(hashlib.sha256(b"canonical headers"))
+    assert dkim_mod._rsa_sign(digest, private) == dkim_mod._pure_rsa_sign(digest, private)
+    assert dkim.RSASSA_PKCS1_v1_5_sign is dkim_mod._rsa_sign
