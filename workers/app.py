@@ -48,12 +48,13 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
                          "options": {"expires": settings.run.tick.total_seconds()}},
             "poll": {"task": "syndicate.poll_all", "schedule": settings.run.interval.total_seconds(),
                      "options": {"expires": settings.run.interval.total_seconds()}},
-            # Bounce mailboxes (SMTP channels with bounce_imap_host) are read as often as feeds.
-            **({"bounces": {"task": "syndicate.fetch_bounces", "schedule": settings.run.interval.total_seconds(),
-                            "options": {"expires": settings.run.interval.total_seconds()}}}
-               if _has_bounce_mailbox(settings) else {}),
         },
     )
+    if _has_bounce_mailbox(settings):
+        # Bounce mailboxes (SMTP channels with bounce_imap_host) are read as often as feeds.
+        app.conf.beat_schedule["bounces"] = {"task": "syndicate.fetch_bounces",
+                                             "schedule": settings.run.interval.total_seconds(),
+                                             "options": {"expires": settings.run.interval.total_seconds()}}
     app.conf.syndicate_settings = settings
     return app
 
