@@ -6,7 +6,6 @@ It runs the very same poll, planner, dispatcher and delivery code as the Celery 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +21,6 @@ from syndicate.engine.poll import PollResult, poll_feeds
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
 from syndicate.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,18 +84,4 @@ def run_forever(settings: Settings, on_summary: Callable[[RunSummary], None],
     while True:
         started = time.monotonic()
         on_summary(run_once(settings, progress=progress))
-        _read_bounce_mailboxes(settings)
         time.sleep(max(1.0, interval - (time.monotonic() - started)))
-
-
-def _read_bounce_mailboxes(settings: Settings) -> None:
-    """What beat's ``syndicate.fetch_bounces`` does, once a pass; a mailbox that cannot be read
-    is logged and tried again next pass (it never stops the runner)."""
-    from syndicate.providers import bouncebox
-    from syndicate.providers.base import ProviderError
-
-    for name in bouncebox.mailboxes(settings):
-        try:
-            bouncebox.fetch(settings, name)
-        except ProviderError as exc:
-            log.warning("bounce mailbox of %s: %s", name, exc)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from syndicate.audience import bounces
 from syndicate.ledger.db import open_ledger, transaction
-from syndicate.providers.base import AuthExpired, Permanent, Retryable
+from syndicate.providers.base import AuthExpired, Permanent, ProviderError, Retryable
 from syndicate.settings import Settings, SettingsError, secret
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,15 @@ def mailboxes(settings: Settings) -> list[str]:
 
 
 def fetch_all(settings: Settings) -> list[Fetched]:
-    return [fetch(settings, name) for name in mailboxes(settings)]
+    """Every bounce mailbox, read (beat's ``syndicate.fetch_bounces``, the embedded runner's
+    polling pass); one that cannot be read is logged and tried again next time, the others go on."""
+    fetched = []
+    for name in mailboxes(settings):
+        try:
+            fetched.append(fetch(settings, name))
+        except ProviderError as exc:
+            log.warning("bounce mailbox of %s: %s", name, exc)
+    return fetched
 
 
 def fetch(settings: Settings, channel_name: str) -> Fetched:
