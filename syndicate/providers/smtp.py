@@ -282,6 +282,10 @@ class SmtpProvider(Provider):
         """DATA with its DKIM signature (see ``sign_as``), or as it is."""
         return self._signer.sign(data) if self._signer is not None else data
 
+    def signed_message(self, message) -> bytes:
+        """MESSAGE (an ``EmailMessage``) as the bytes to send, DKIM-signed (see ``sign_as``)."""
+        return self.signed(message.as_bytes(policy=policy.SMTP))
+
     # ------------------------------------------------------------------ the connection
 
     def _connection(self) -> smtplib.SMTP:

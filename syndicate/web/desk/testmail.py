@@ -18,7 +18,6 @@ How it travels, in this order:
 from __future__ import annotations
 
 import smtplib
-from email import policy
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -92,7 +91,7 @@ def _send_smtp(settings: Settings, name: str, channel: Channel, message, address
     except ProviderError as exc:
         raise SendTestError(str(exc)) from None
     try:
-        conn.sendmail(sender, [address], provider.signed(message.as_bytes(policy=policy.SMTP)),
+        conn.sendmail(sender, [address], provider.signed_message(message),
                       mail_options=[] if (sender + address).isascii() else ["SMTPUTF8"])
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
