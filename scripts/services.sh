@@ -33,4 +33,8 @@ if ! have_pg; then
   pg_ctlcluster --skip-systemctl-redirect "$ver" main start || pg_ctlcluster "$ver" main start
   wait_for have_pg postgresql
 fi
-echo "services: redis on 127.0.0.1:6379, postgresql on 127.0.0.1:5432"
+# Dovecot (IMAP) for the bounce-mailbox tests: they start a private instance of their own on a
+# free loopback port (tests/imapserver.py); only the binary is needed here, the system's service
+# is never started.
+if ! command -v dovecot >/dev/null && [ ! -x /usr/sbin/dovecot ]; then apt_install dovecot-imapd; fi
+echo "services: redis on 127.0.0.1:6379, postgresql on 127.0.0.1:5432, dovecot installed"

@@ -124,7 +124,20 @@ class _Email(_Options):
 
 
 class SmtpOptions(_Email, SmtpServer):
-    pass
+    # DKIM (email/dkim.py): the selector, the signing domain (default the From domain), the key
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key_env: str | None = None
+    # VERP bounces (providers/bouncebox.py): bounces+TOKEN@ this address's domain, read over IMAP
+    return_path: str | None = None
+    bounce_imap_host: str | None = None
+    bounce_imap_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    bounce_imap_security: Annotated[Literal["starttls", "tls", "none"], BeforeValidator(_lower)] | None = None
+    bounce_imap_user: str | None = None
+    bounce_imap_password_env: str | None = None
+    bounce_imap_folder: str | None = None
+    bounce_imap_done: str | None = None
+    bounce_imap_ca_file: str | None = None
 
 
 class _EmailApi(_Email, _Http):

@@ -419,6 +419,9 @@ class Deliverability(_Strict):
 
     soft_bounce_limit: int = Field(default=3, ge=1)
     soft_bounce_days: int = Field(default=30, ge=1)
+    # `syndicate check --dns`: the DNS servers asked ("192.0.2.53" or "127.0.0.1:5353");
+    # empty: the system's resolver.
+    dns_nameservers: list[str] = []
     # Amazon SNS (POST /hooks/ses): the topics whose notifications are accepted (empty: any
     # topic, signed by SNS); the signing certificate must come from sns.<region>.amazonaws.com.
     sns_topic_arns: list[str] = []

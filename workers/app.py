@@ -56,8 +56,19 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
             "sync_lists": {"task": "syndicate.sync_lists", "schedule": 3600.0, "options": {"expires": 3600.0}},
         },
     )
+    if _has_bounce_mailbox(settings):
+        # Bounce mailboxes (SMTP channels with bounce_imap_host) are read as often as feeds.
+        app.conf.beat_schedule["bounces"] = {"task": "syndicate.fetch_bounces",
+                                             "schedule": settings.run.interval.total_seconds(),
+                                             "options": {"expires": settings.run.interval.total_seconds()}}
     app.conf.syndicate_settings = settings
     return app
+
+
+def _has_bounce_mailbox(settings: settings_mod.Settings) -> bool:
+    from syndicate.providers.bouncebox import mailboxes
+
+    return bool(mailboxes(settings))
 
 
 @worker_process_init.connect

@@ -98,6 +98,15 @@ def deliver(self, delivery_id: int, token: str) -> str:
     return outcome.state
 
 
+@shared_task(name="syndicate.fetch_bounces")
+def fetch_bounces() -> int:
+    """Read every bounce mailbox (``providers/bouncebox.py``): safe to run twice or late, each
+    report is recorded once and removed only after it was."""
+    from syndicate.providers import bouncebox
+
+    return sum(f.reports for f in bouncebox.fetch_all(_settings()))
+
+
 @shared_task(name="syndicate.poll_all")
 def poll_all() -> int:
     for feed in _settings().feeds:

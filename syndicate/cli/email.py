@@ -218,6 +218,29 @@ def cmd_lint_email(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_bounces_fetch(args) -> int:
+    from syndicate.providers import bouncebox
+    from syndicate.providers.base import ProviderError
+
+    settings = load_settings(args)
+    names = bouncebox.mailboxes(settings)
+    if args.channel:
+        if args.channel not in names:
+            raise UsageError(f"--channel: {args.channel!r} is not an enabled email channel with bounce_imap_host")
+        names = [args.channel]
+    if not names:
+        out.print("no channel has a bounce mailbox (set return_path and bounce_imap_host on an SMTP channel)")
+        return 0
+    failed = 0
+    for name in names:
+        try:
+            out.print(bouncebox.fetch(settings, name).summary())
+        except ProviderError as exc:
+            failed += 1
+            out.print(f"{name}: {exc}")
+    return 1 if failed else 0
+
+
 def register(sub) -> None:
     subs = sub.add_parser("subscribers", help="the subscriber list: import, list, remove, invite").add_subparsers(
         dest="subscribers_cmd", metavar="ACTION", required=True)
@@ -266,3 +289,10 @@ def register(sub) -> None:
     p.add_argument("--allow-host", action="append", metavar="HOST",
                    help="another host images may load from (repeatable)")
     p.set_defaults(func=cmd_lint_email)
+
+    bounces = sub.add_parser("bounces", help="bounce reports (DSNs) and complaints sent back by mail").add_subparsers(
+        dest="bounces_cmd", metavar="ACTION", required=True)
+    p = bounces.add_parser("fetch", help="read the bounce mailbox over IMAP, suppress what bounced or "
+                           "complained, and move or delete each report handled")
+    p.add_argument("--channel", metavar="NAME", help="only this channel's mailbox")
+    p.set_defaults(func=cmd_bounces_fetch)

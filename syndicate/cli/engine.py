@@ -103,6 +103,8 @@ def cmd_check(args) -> int:
     from syndicate.settings import SettingsError
 
     settings = load_settings(args)
+    if args.dns:
+        return _check_dns(settings)
     failures = 0
     for name, channel in settings.enabled_channels().items():
         try:
@@ -120,6 +122,23 @@ def cmd_check(args) -> int:
     if warning := unsubscribe_warning(settings):
         out.print(f"[yellow]WARN[/] web.public_url: {warning}")
     return 1 if failures else 0
+
+
+def _check_dns(settings) -> int:
+    from rich.markup import escape
+
+    from syndicate.providers import sending_domain as sd
+
+    findings = sd.check(settings)
+    if not findings:
+        out.print("no email channel sends from a domain of its own (outbox only): nothing to check")
+        return 0
+    marks = {sd.OK: "[green]OK[/]  ", sd.WARN: "[yellow]WARN[/]", sd.FAIL: "[red]FAIL[/]", sd.UNKNOWN: "[yellow]????[/]"}
+    for f in findings:
+        out.print(f"{marks[f.status]} {escape(f'{f.domain} {f.check}: {f.detail}')}", markup=True)
+        if f.add:
+            out.print(f"       add: {f.add}", markup=False)
+    return 1 if any(f.status == sd.FAIL for f in findings) else 0
 
 
 # What to do about each kind of failure, when the provider's message does not say it already.
@@ -262,6 +281,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("check", help="try each channel's credentials with a harmless read call")
+    p.add_argument("--dns", action="store_true", help="instead: each sending domain's SPF, DKIM and DMARC "
+                                                      "records and alignment, with the records to add")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("approve", help="release held deliveries: one ID, several, or every one a filter names")

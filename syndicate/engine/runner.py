@@ -108,6 +108,10 @@ def run_forever(settings: Settings, on_summary: Callable[[RunSummary], None],
         summary = None
         try:
             summary = run_once(settings, progress=progress, poll=polling)
+            if polling:  # bounce reports wait in a mailbox as feeds do: read them as often
+                from syndicate.providers import bouncebox  # imaplib only for the long-running loop
+
+                bouncebox.fetch_all(settings)
         except Exception:  # one bad pass (a bug, the database away) must not end the scheduler
             log.exception("this pass failed; trying again at the next tick")
         left = next_poll - time.monotonic()

@@ -11,8 +11,12 @@ Channel options::
 STARTTLS), ``tls`` (implicit TLS, port 465) or ``none`` (port 25; a local relay only).
 Certificates are verified; ``ca_file`` names extra trusted CAs. ``timeout`` (seconds, default
 30) bounds every network wait. ``envelope_from`` sets the bounce address (default: the From
-address). ``audience = "subscribers"`` sends to the active subscribers (read at send time),
+address); ``return_path`` (``bounces@example.org``) gives each message its own signed one,
+``bounces+TOKEN@example.org``, read back by ``syndicate bounces fetch`` (``providers/bouncebox.py``).
+``audience = "subscribers"`` sends to the active subscribers (read at send time),
 otherwise to the channel's ``to`` list. Suppressed addresses are skipped either way.
+``dkim_selector``, ``dkim_domain`` and ``dkim_private_key_env``: every message is DKIM-signed,
+each recipient's after personalization (``email/dkim.py``).
 
 Exactly once per recipient (the rules and the records: ``email/recipients.py``). One
 connection is opened (and reused) for a batch; each recipient gets its own SMTP transaction,
@@ -36,7 +40,10 @@ authentication refused, credentials unset          AuthExpired
                                                    Retryable (deferred ones go on the retry)
 421, or the connection drops before the content    recipient ``deferred``, batch stops; Retryable
 5xx to RCPT/DATA or after the content              recipient ``failed`` (not retried); the rest
-                                                   go on
+                                                   go on. A 5xx to RCPT naming the address (5.1.1,
+                                                   a bare 550) is also a hard bounce
+                                                   (``audience/suppression.py``): suppressed for
+                                                   every channel; a policy refusal (5.7.x) is not
 5xx to MAIL FROM (sender refused)                  Permanent
 the connection drops (or times out) after the      recipient ``unknown`` (not resent), batch
 message content was sent, before the reply, or     stops; OutcomeUnknown (the retry resumes)
@@ -66,7 +73,8 @@ import time
 from email import policy
 from email.utils import parseaddr
 
-from syndicate.audience import subscribers
+from syndicate.audience import bounces, subscribers, suppression
+from syndicate.email import dkim
 from syndicate.email.message import MessageTemplate
 from syndicate.email.recipients import (
     BatchReport,
@@ -76,7 +84,7 @@ from syndicate.email.recipients import (
     stopped_early,
     unresolved_error,
 )
-from syndicate.ledger.db import open_ledger
+from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import utcnow
 from syndicate.providers.base import (
     AuthExpired,
@@ -108,7 +116,12 @@ class _Deferred(Exception):
 
 
 class _Refused(Exception):
-    """5xx for this recipient: recorded as failed, never retried."""
+    """5xx for this recipient: recorded as failed, never retried. ``at_rcpt``: the server
+    refused the address itself (RCPT TO), not this message's content."""
+
+    def __init__(self, message: str, at_rcpt: bool = False):
+        super().__init__(message)
+        self.at_rcpt = at_rcpt
 
 
 class _Lost(Exception):
@@ -138,6 +151,7 @@ class SmtpProvider(Provider):
         self.port = int(self.options.get("port") or DEFAULT_PORTS[self.security])
         self.timeout = float(self.options.get("timeout", 30))
         self._conn: smtplib.SMTP | None = None
+        self._signer: dkim.DkimSigner | None = None
 
     # ------------------------------------------------------------------ the batch
 
@@ -147,6 +161,7 @@ class SmtpProvider(Provider):
         factory = open_ledger(self.settings.store_url)
         payload = job.payload
         sender = self.options.get("envelope_from") or parseaddr(payload.get("from") or "")[1]
+        self.sign_as(payload.get("from") or "")
         report = BatchReport()
         todo = pending_recipients(factory, job, report, job.token, self.settings)
         if not todo:
@@ -208,19 +223,22 @@ class SmtpProvider(Provider):
         # The message is built once per payload (MessageTemplate); each recipient costs only
         # the substitution of their address, token and Message-ID.
         message_id = _message_id(job, recipient, sender)
-        data = MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id)
+        envelope = self.envelope_sender(sender, job.delivery_id, recipient)
+        data = self.signed(MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id))
         try:
-            code = _transaction(conn, sender, recipient, data, before_content=lambda: book.issue([recipient]))
+            code = _transaction(conn, envelope, recipient, data, before_content=lambda: book.issue([recipient]))
         except _Deferred as exc:
             return note("deferred", exc, _code(exc))
         except _Refused as exc:
+            if exc.at_rcpt:
+                hard_bounce(self.settings, recipient, str(exc), job.delivery_id)
             return note("failed", exc, _code(exc))
         except _Lost as exc:
             report.lost, report.lost_after_content = f"{recipient}: {exc}", exc.after_content
             return note("unknown" if exc.after_content else "deferred", exc)
         except _SenderRefused as exc:
             note("deferred", exc, exc.code, count=False)
-            raise Permanent(f"SMTP {self.host}: sender {sender!r} refused: {exc}", status=exc.code) from None
+            raise Permanent(f"SMTP {self.host}: sender {envelope!r} refused: {exc}", status=exc.code) from None
         note("sent", code=code, message_id=message_id)
 
     def _result(self, job: Job, report: BatchReport) -> SendResult:
@@ -237,6 +255,37 @@ class SmtpProvider(Provider):
         if report.unresolved:
             raise unresolved_error(f"SMTP {self.host}", report, job.delivery_id)
         return SendResult(ref=f"smtp {self.host}: {summary}", details=report.details())
+
+    # ------------------------------------------------------------------ bounces and DKIM
+
+    def envelope_sender(self, sender: str, delivery_id: int | None, recipient: str) -> str:
+        """MAIL FROM for RECIPIENT: with ``return_path``, its own signed bounce address (VERP,
+        ``audience/bounces.py``), so a bounce names who it is about; else SENDER."""
+        base = self.options.get("return_path")
+        if not base:
+            return sender
+        try:
+            return bounces.return_path(self.settings, str(base), delivery_id, recipient)
+        except SettingsError as exc:
+            raise AuthExpired(str(exc)) from None
+
+    def sign_as(self, from_address: str) -> None:
+        """Sign what follows with the channel's DKIM key (nothing without ``dkim_selector``); a
+        missing key variable is AuthExpired and an unusable key Permanent, before anyone is mailed."""
+        try:
+            self._signer = dkim.signer(self.options, from_address, f"SMTP channel {self.channel_name!r}")
+        except SettingsError as exc:
+            raise AuthExpired(str(exc)) from None
+        except dkim.DkimKeyError as exc:
+            raise Permanent(str(exc)) from None
+
+    def signed(self, data: bytes) -> bytes:
+        """DATA with its DKIM signature (see ``sign_as``), or as it is."""
+        return self._signer.sign(data) if self._signer is not None else data
+
+    def signed_message(self, message) -> bytes:
+        """MESSAGE (an ``EmailMessage``) as the bytes to send, DKIM-signed (see ``sign_as``)."""
+        return self.signed(message.as_bytes(policy=policy.SMTP))
 
     # ------------------------------------------------------------------ the connection
 
@@ -359,7 +408,7 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes,
             raise _SenderRefused(f"{code} {_text(reply)}", code)
         code, reply = conn.rcpt(recipient)
         if code not in (250, 251):
-            _refuse(conn, code, reply)
+            _refuse(conn, code, reply, at_rcpt=True)
         conn.putcmd("data")
         code, reply = conn.getreply()
         if code != 354:
@@ -387,7 +436,7 @@ def _transaction(conn: smtplib.SMTP, sender: str, recipient: str, data: bytes,
     return code
 
 
-def _refuse(conn: smtplib.SMTP, code: int, reply: bytes) -> None:
+def _refuse(conn: smtplib.SMTP, code: int, reply: bytes, at_rcpt: bool = False) -> None:
     """Turn a non-success reply for this recipient into the matching exception."""
     message = f"{code} {_text(reply)}"
     if code == 421 or code == -1:
@@ -395,7 +444,7 @@ def _refuse(conn: smtplib.SMTP, code: int, reply: bytes) -> None:
     _reset(conn)
     if 400 <= code < 500:
         raise _Deferred(message)
-    raise _Refused(message)
+    raise _Refused(message, at_rcpt)
 
 
 def _reset(conn: smtplib.SMTP) -> None:
@@ -422,6 +471,22 @@ def _code(exc: Exception) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def hard_bounce(settings, recipient: str, reply: str, delivery_id: int | None = None) -> None:
+    """A 5xx to RCPT TO. When the receiving server refused the address itself (5.1.1 no such
+    user; a bare 550), it is a hard bounce in the one event log: the address is suppressed for
+    every channel, not only failed here. A refusal about us instead (5.7.x policy, relaying
+    denied, a blocklist) is stored as a ``block`` and suppresses nobody: a misconfigured relay
+    must not empty the list. Once per delivery and address (a retry refused again is the same
+    event)."""
+    kind, subtype = bounces.classify(bounces.status_in(reply), _code(Exception(reply)), reply)
+    if kind == "none":
+        return
+    with transaction(open_ledger(settings.store_url)) as s:
+        suppression.record_event(s, settings, provider="smtp", kind=kind, subtype=subtype, email=recipient,
+                                 diagnostic=f"RCPT TO refused: {reply}", delivery_id=delivery_id,
+                                 event_id=f"rcpt:{delivery_id or 'invite'}:{recipient.lower()}")
+
+
 def _message_id(job: Job, recipient: str, sender: str) -> str:
     # Stable per (delivery, recipient): a copy sent twice would be recognisable as one message.
     domain = sender.rpartition("@")[2] or "localhost"
@@ -445,6 +510,7 @@ def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:
         return 0, []
     from_value = from_header(channel, settings)
     sender = provider.options.get("envelope_from") or parseaddr(from_value)[1]
+    provider.sign_as(from_value)
     sent, failed = 0, []
     conn = provider._connection()
     try:
@@ -462,8 +528,10 @@ def send_invites(settings, channel_name: str) -> tuple[int, list[str]]:
                 "If you did not ask for it, ignore this email: you will get nothing more from us.\n\n"
                 f"{settings.site.name}\n{settings.site.address}\n")
             try:
-                _transaction(conn, sender, row.email, msg.as_bytes(policy=policy.SMTP))
+                _transaction(conn, provider.envelope_sender(sender, None, row.email), row.email, provider.signed(msg.as_bytes(policy=policy.SMTP)))
             except (_Deferred, _Refused, _SenderRefused) as exc:
+                if isinstance(exc, _Refused) and exc.at_rcpt:
+                    hard_bounce(settings, row.email, str(exc))
                 failed.append(f"{row.email} ({exc})")
                 continue
             except _Lost as exc:

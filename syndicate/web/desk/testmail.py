@@ -99,11 +99,13 @@ def _send_smtp(settings: Settings, name: str, channel: Channel, message, address
     sender = channel.options.get("envelope_from") or parseaddr(message["From"])[1]
     where = f"via SMTP {provider.host}:{provider.port}"
     try:
+        provider.sign_as(str(message["From"]))  # DKIM-signed like a real send
         conn = provider.connect()  # TLS, certificate checks and login exactly as a real send
     except ProviderError as exc:
         raise SendTestError(str(exc)) from None
     try:
-        conn.send_message(message, from_addr=sender, to_addrs=[address])
+        conn.sendmail(sender, [address], provider.signed_message(message),
+                      mail_options=[] if (sender + address).isascii() else ["SMTPUTF8"])
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
         raise SendTestError(f"SMTP {provider.host} refused {address}: {code} {_text(reply)}") from None
