@@ -5,8 +5,9 @@
 from elsewhere (no fonts, scripts or images from third parties), and every response carries a
 strict Content-Security-Policy.
 
-Production: run it behind the practice's HTTPS proxy, e.g. ``gunicorn 'syndicate.web.wsgi:app'``
-(settings from ``$SYNDICATE_CONFIG``); ``web.public_url`` is the address mail clients use.
+Production: ``syndicate serve`` (waitress; cli/web.py says why) behind the practice's HTTPS
+proxy, or any WSGI server on ``syndicate.web.wsgi:app`` (settings from ``$SYNDICATE_CONFIG``);
+``web.public_url`` is the address mail clients use.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-act
 
 
 def create_app(settings: Settings) -> Flask:
-    from syndicate.web import core, desk, subscriptions
+    from syndicate.web import core, desk, ops, subscriptions
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_AS_ASCII=False)
@@ -30,6 +31,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(core.bp)
     app.register_blueprint(subscriptions.bp)
     desk.init_app(app, settings)  # the preview desk and its sign-in (/desk)
+    ops.init_app(app)  # / (to the desk), /healthz, /metrics, static caching
 
     @app.after_request
     def _headers(response):
