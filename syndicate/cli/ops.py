@@ -33,8 +33,10 @@ def run_server(app, args) -> None:
     import waitress
 
     # ident: the Server header says "syndicate", neither Werkzeug nor a version to look up.
+    # Proxy headers are left for the app to see (no proxy is trusted, so they change nothing in
+    # the request's address or scheme): /metrics refuses a forwarded request when it has no token.
     waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="syndicate",
-                   max_request_body_size=MAX_REQUEST_BODY, clear_untrusted_proxy_headers=True,
+                   max_request_body_size=MAX_REQUEST_BODY, clear_untrusted_proxy_headers=False,
                    channel_timeout=60, _quiet=True)
 
 
