@@ -279,3 +279,45 @@ def test_healthz_turns_503_when_beat_stops(tmp_path, pg_url):
         for proc in procs:
             proc.stop()
         redis.stop()
+
+
+def test_metrics_count_errors_by_class_recipients_and_bounces(make_settings):
+    """Ledger rows as the engine and h-deliv's webhooks write them; the bounce table is optional."""
+    from syndicate.ledger.db import transaction
+    from syndicate.ledger.models import Delivery, Event, RecipientSend, utcnow
+    from syndicate.web import create_app
+
+    settings = make_settings()
+    factory = open_ledger(settings.store_url)
+    client = create_app(settings).test_client()  # remote address 127.0.0.1: loopback, no token needed
+
+    def scrape() -> dict[str, float]:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        return {s.name + json.dumps(s.labels, sort_keys=True): s.value
+                for f in text_string_to_metric_families(response.get_data(as_text=True)) for s in f.samples}
+
+    assert not any(k.startswith("syndicate_deliverability_events") for k in scrape())  # no table: no metric
+    with transaction(factory) as s:
+        d = Delivery(key="k1", subject="post:1", channel="newsletter", kind="email", provider="outbox",
+                     state="sent", due_at=utcnow(), payload={})
+        s.add(d)
+        s.flush()
+        for to_state, detail in (("planned", "retryable: HTTP 503"), ("planned", "rate_limited: 429"),
+                                 ("planned", "retryable: timeout"), ("sent", None)):
+            s.add(Event(delivery_id=d.id, actor="worker:w1", action=to_state, from_state="sending",
+                        to_state=to_state, detail=detail))
+        s.add_all([RecipientSend(delivery_id=d.id, recipient=f"r{i}@example.org", state=state)
+                   for i, state in enumerate(("sent", "sent", "unknown"))])
+        s.execute(text("CREATE TABLE deliverability_events (id INTEGER PRIMARY KEY, provider VARCHAR(40), "
+                       "kind VARCHAR(20))"))
+        s.execute(text("INSERT INTO deliverability_events (provider, kind) VALUES "
+                       "('ses', 'bounce'), ('ses', 'bounce'), ('ses', 'complaint')"))
+    samples = scrape()
+    errors = 'syndicate_provider_errors_total{"channel": "newsletter", "error_class": "%s", "provider": "outbox"}'
+    assert samples[errors % "retryable"] == 2 and samples[errors % "rate_limited"] == 1
+    assert errors % "auth" not in samples
+    assert samples['syndicate_sends_total{"channel": "newsletter", "provider": "outbox"}'] == 1
+    assert samples['syndicate_recipients_sent_total{"channel": "newsletter"}'] == 2
+    assert samples['syndicate_deliverability_events_total{"kind": "bounce", "provider": "ses"}'] == 2
+    assert samples['syndicate_deliverability_events_total{"kind": "complaint", "provider": "ses"}'] == 1
