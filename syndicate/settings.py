@@ -434,6 +434,22 @@ class Deliverability(_Strict):
     postmark_secret_env: str | None = None  # "user:password" for basic auth, or the secret path part
     mailgun_signing_key_env: str | None = None  # the HTTP webhook signing key
     webhook_max_age: Duration = timedelta(minutes=5)  # a signed timestamp older than this is refused
+class Health(_Strict):
+    """What `GET /healthz` and `syndicate doctor` call unhealthy (engine/health.py)."""
+
+    # Which runner to expect: "embedded" (`syndicate run`), "workers" (beat + workers: the broker
+    # is pinged too), or "auto" (whichever wrote the newest heartbeat).
+    runner: Literal["auto", "embedded", "workers"] = "auto"
+    heartbeat_after: Duration = timedelta(minutes=2)  # beat, the dispatcher or `run` silent longer
+    due_after: Duration = timedelta(minutes=15)  # a due delivery still unclaimed after this
+    sending_after: Duration = timedelta(minutes=5)  # a send still `sending` this long past its lease
+    feed_after: Duration = timedelta(days=1)  # a feed without a successful fetch for this long
+
+
+class Metrics(_Strict):
+    """`GET /metrics`: a bearer token from this variable; unset, only loopback clients are served."""
+
+    token_env: str | None = None
 
 
 class Settings(_Strict):
@@ -449,6 +465,8 @@ class Settings(_Strict):
     web: Web = Web()  # `syndicate serve`: public URL and the link-signing key's variable
     subscribers: Subscribers = Subscribers()  # the subscriber list: double opt-in
     deliverability: Deliverability = Deliverability()  # bounces, complaints, webhooks
+    health: Health = Health()  # thresholds of /healthz and `syndicate doctor`
+    metrics: Metrics = Metrics()  # who may read /metrics
     templates_dir: str | None = None  # a practice's overrides, searched before the shipped ones
     # Where the file was read from: relative paths (feeds, outbox, sqlite) resolve against it.
     base_dir: Path = Path(".")

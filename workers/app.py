@@ -45,6 +45,7 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         # message of a dead worker waits before redelivery (the ledger fences the redelivery).
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
+        beat_scheduler="workers.beat:Scheduler",  # writes the "beat" heartbeat every tick (/healthz)
         # A tick that waited longer than one period in a busy queue is dropped: the next one
         # asks the database the same question, so stale ticks would only pile up.
         beat_schedule={

@@ -1,7 +1,7 @@
 """The `syndicate` command line. Each subcommand is a thin layer over the library; the
 commands live by subject: engine (run, status, schedule, check, approve, resolve), posts (feed
 inspect, post, preview), workers (worker, beat), email (subscribers, recipients, lint-email),
-web (serve, users).
+web (serve, users), ops (doctor).
 
 Exit codes: 0 success, 1 something went wrong while working (a delivery failed), 2 bad input
 (settings, arguments, an unreadable feed, a store that cannot be opened, a file that cannot be
@@ -18,13 +18,13 @@ import sys
 
 from syndicate import __version__
 from syndicate import settings as settings_mod
-from syndicate.cli import email, engine, posts, web, workers
+from syndicate.cli import email, engine, ops, posts, web, workers
 from syndicate.cli.common import UsageError, err, load_settings, out, parse_time
 from syndicate.ledger import StoreError
 
 __all__ = ["UsageError", "build_parser", "load_settings", "main", "out", "parse_time"]
 
-GROUPS = (engine, posts, workers, email, web)
+GROUPS = (engine, posts, workers, email, web, ops)
 
 
 def build_parser() -> argparse.ArgumentParser:

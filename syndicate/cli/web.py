@@ -11,8 +11,7 @@ from syndicate.cli.common import UsageError, load_settings, out
 def cmd_serve(args) -> int:
     import os
 
-    from werkzeug.serving import run_simple
-
+    from syndicate.cli.ops import run_server
     from syndicate.engine.runner import ledger
     from syndicate.settings import old_signing_secrets
     from syndicate.web import auth, create_app
@@ -30,7 +29,7 @@ def cmd_serve(args) -> int:
                   "web.old_secret_until is unset or has passed")
     app = create_app(settings)
     out.print(f"serving on http://{args.host}:{args.port} (public address: {settings.public_url}); Ctrl-C to stop")
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False, use_debugger=False)
+    run_server(app, args)  # waitress; Werkzeug's development server only with --dev (cli/ops.py)
     return 0
 
 
@@ -111,6 +110,8 @@ def register(sub) -> None:
                                    "unsubscribe and confirm links (open to all).")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--threads", type=int, default=8, help="requests served at once (default 8)")
+    p.add_argument("--dev", action="store_true", help="Werkzeug's development server instead of waitress")
     p.set_defaults(func=cmd_serve)
 
     users = sub.add_parser("users", help="preview desk staff accounts: add, list, remove").add_subparsers(

@@ -2,7 +2,9 @@
 
 The embedded loop (`syndicate run`) and Celery's dispatch task each overwrite one row per pass;
 the desk reads them to tell a person whether anything is sending at all, and when an approval
-will go out. A heartbeat is advice for people, never a lock: nothing waits on it.
+will go out. Celery beat writes its own row ("beat") on every tick (workers/beat.py), so
+/healthz and `syndicate doctor` (engine/health.py) can tell a silent beat from idle workers.
+A heartbeat is advice for people, never a lock: nothing waits on it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Heartbeat
 
 _GRACE = timedelta(minutes=1)
-NAMES = {"runner": "the embedded runner (syndicate run)", "dispatcher": "the Celery dispatcher (beat)"}
+NAMES = {"runner": "the embedded runner (syndicate run)", "dispatcher": "the Celery dispatcher (beat)",
+         "beat": "Celery beat (syndicate beat)"}
+SENDERS = ("runner", "dispatcher")  # the passes that send due work ("beat" only ticks them)
 
 
 def beat(factory: sessionmaker[Session], name: str, at: datetime, next_at: datetime | None,
@@ -51,8 +55,9 @@ class Pulse:
 
 
 def latest(s: Session) -> Pulse | None:
-    """The most recent heartbeat of any runner, or None when nothing has ever run."""
-    row = s.scalars(select(Heartbeat).order_by(Heartbeat.at.desc()).limit(1)).first()
+    """The most recent heartbeat of any runner that sends, or None when nothing has ever run."""
+    row = s.scalars(select(Heartbeat).where(Heartbeat.name.in_(SENDERS))
+                    .order_by(Heartbeat.at.desc()).limit(1)).first()
     if row is None:
         return None
     return Pulse(row.name, NAMES.get(row.name, row.name), row.host, row.at, row.next_at, row.next_poll_at)

@@ -5,8 +5,9 @@
 from elsewhere (no fonts, scripts or images from third parties), and every response carries a
 strict Content-Security-Policy.
 
-Production: run it behind the practice's HTTPS proxy, e.g. ``gunicorn 'syndicate.web.wsgi:app'``
-(settings from ``$SYNDICATE_CONFIG``); ``web.public_url`` is the address mail clients use.
+Production: ``syndicate serve`` (waitress; cli/web.py says why) behind the practice's HTTPS
+proxy, or any WSGI server on ``syndicate.web.wsgi:app`` (settings from ``$SYNDICATE_CONFIG``);
+``web.public_url`` is the address mail clients use.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-act
 
 
 def create_app(settings: Settings) -> Flask:
-    from syndicate.web import core, desk, hooks, subscriptions
+    from syndicate.web import core, desk, hooks, ops, subscriptions
 
     app = Flask(__name__)
     app.url_map.converters["int"] = _RowId  # before any route is added: every <int:...> is bounded
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(subscriptions.bp)
     desk.init_app(app, settings)  # the preview desk and its sign-in (/desk)
     hooks.init_app(app)  # bounce and complaint webhooks (/hooks/*), signed: no CSRF
+    ops.init_app(app)  # / (to the desk), /healthz, /metrics, static caching
 
     @app.after_request
     def _headers(response):

@@ -1,4 +1,4 @@
-"""What every deployment answers: a health check, the favicon and the branded error pages."""
+"""What every deployment answers: the favicon and the branded error pages (/healthz: web/ops.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ from flask import Blueprint, render_template, send_from_directory
 from syndicate.web import settings
 
 bp = Blueprint("core", __name__, template_folder="templates")
-
-
-@bp.get("/healthz")
-def healthz():
-    return {"ok": True}
 
 
 @bp.get("/favicon.ico")
