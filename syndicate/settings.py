@@ -122,6 +122,9 @@ class Site(_Strict):
 
 class Store(_Strict):
     url: str = "sqlite:///syndicate.db"
+    # The environment variable holding the Fernet key(s) that encrypt OAuth tokens and sessions
+    # in the ledger: several comma-separated, the first encrypts and all decrypt (key rotation).
+    encryption_key_env: str = "SYNDICATE_LEDGER_KEY"
 
 
 class Broker(_Strict):
@@ -145,6 +148,9 @@ class Run(_Strict):
     # The longest one worker task may run (Celery's hard limit; the soft limit is 90% of it).
     # A long newsletter batch stops at half of it and continues in the next task.
     task_time_limit: Duration = timedelta(minutes=15)
+    # After `syndicate resume`: a delivery whose due time passed more than this long ago while
+    # paused is held for a person instead of going out late.
+    stale_after: Duration = timedelta(hours=1)
 
 
 class Fetch(_Strict):
