@@ -17,6 +17,9 @@ from sqlalchemy import create_engine, text
 from syndicate import settings as settings_mod
 
 REPO = Path(__file__).resolve().parents[1]
+# The key that encrypts OAuth tokens in the ledger (store.encryption_key_env's default variable),
+# for this process and the workers it starts; tests of a missing or wrong key change it.
+os.environ.setdefault("SYNDICATE_LEDGER_KEY", "k2yu6x5N0kUVfX8JgB6cS3kq3iQYn4ePAGJd4v4qg7s=")
 PG_ADMIN_URL = os.environ.get(
     "SYNDICATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")  # exists on every server
 

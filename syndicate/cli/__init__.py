@@ -18,13 +18,13 @@ import sys
 
 from syndicate import __version__
 from syndicate import settings as settings_mod
-from syndicate.cli import email, engine, posts, web, workers
+from syndicate.cli import email, engine, ops, posts, web, workers
 from syndicate.cli.common import UsageError, err, load_settings, out, parse_time
 from syndicate.ledger import StoreError
 
 __all__ = ["UsageError", "build_parser", "load_settings", "main", "out", "parse_time"]
 
-GROUPS = (engine, posts, workers, email, web)
+GROUPS = (engine, posts, workers, email, web, ops)
 
 
 def build_parser() -> argparse.ArgumentParser:
