@@ -24,7 +24,7 @@ def cmd_secrets(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from syndicate.ledger.backup import BackupError, backup
+    from syndicate.engine.backup import BackupError, backup
 
     settings = load_settings(args)
     try:
@@ -36,7 +36,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from syndicate.ledger.backup import BackupError, restore
+    from syndicate.engine.backup import BackupError, restore
 
     settings = load_settings(args)
     if not args.yes:

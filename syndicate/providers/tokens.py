@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syndicate.errors import AuthExpired
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import OAuthToken, utcnow
-from syndicate.ledger.sealed import SealError, Sealer, is_sealed, sealer
+from syndicate.ledger.sealed import Sealer, SealError, is_sealed, sealer
 from syndicate.ledger.upsert import insert_ignore
 from syndicate.settings import Settings
 
