@@ -398,6 +398,26 @@ class Subscribers(_Strict):
     double_opt_in: bool = False
 
 
+ALERT_KINDS = ("held", "failed", "unknown", "feed", "token", "beat")
+
+
+class Alerts(_Strict):
+    """Alerts to staff (engine/alerts.py): by email through an email channel's provider, and/or
+    a webhook; one message per kind per INTERVAL, each thing told once."""
+
+    to: list[str] = []  # staff addresses
+    channel: str | None = None  # the email channel whose provider sends them (smtp, or the outbox)
+    webhook_url_env: str | None = None  # the variable holding a webhook URL (JSON POST); URLs are secrets
+    interval: Duration = timedelta(hours=1)  # at most one message per kind in this time
+    kinds: list[Literal["held", "failed", "unknown", "feed", "token", "beat"]] = list(ALERT_KINDS)
+    feed_failures: int = Field(default=3, ge=1)  # a feed failing this many polls in a row
+    token_warning: Duration = timedelta(days=7)  # a token that cannot be refreshed, expiring within this
+
+    @property
+    def enabled(self) -> bool:
+        return bool((self.to and self.channel) or self.webhook_url_env)
+
+
 class Settings(_Strict):
     site: Site
     store: Store = Store()
@@ -410,6 +430,7 @@ class Settings(_Strict):
     channels: dict[str, Channel] = {}
     web: Web = Web()  # `syndicate serve`: public URL and the link-signing key's variable
     subscribers: Subscribers = Subscribers()  # the subscriber list: double opt-in
+    alerts: Alerts = Alerts()  # telling staff what needs them (engine/alerts.py)
     templates_dir: str | None = None  # a practice's overrides, searched before the shipped ones
     # Where the file was read from: relative paths (feeds, outbox, sqlite) resolve against it.
     base_dir: Path = Path(".")
@@ -421,6 +442,15 @@ class Settings(_Strict):
             if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
                 raise ValueError(f"channel name {name!r} must be letters, digits, '_' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _alerts_channel(self) -> Settings:
+        channel = self.alerts.channel
+        if self.alerts.to and not channel:
+            raise ValueError("alerts.channel: name the email channel whose provider sends the alerts")
+        if channel and (channel not in self.channels or self.channels[channel].kind != "email"):
+            raise ValueError(f"alerts.channel: {channel!r} is not an email channel in [channels]")
+        return self
 
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()

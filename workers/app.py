@@ -52,6 +52,10 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
                          "options": {"expires": settings.run.tick.total_seconds()}},
             "poll": {"task": "syndicate.poll_all", "schedule": settings.run.interval.total_seconds(),
                      "options": {"expires": settings.run.interval.total_seconds()}},
+            # Alerts are grouped per alerts.interval in the ledger: checking each minute only
+            # decides how soon after the interval a message goes.
+            **({"alerts": {"task": "syndicate.alerts", "schedule": 60.0, "options": {"expires": 60.0}}}
+               if settings.alerts.enabled else {}),
         },
     )
     app.conf.syndicate_settings = settings

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.engine.alerts import send_alerts
 from syndicate.engine.deliver import Outcome, deliver
 from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import Claim, ReapResult, claim_due, give_back, reap_expired
@@ -62,7 +63,18 @@ def run_once(settings: Settings, now: datetime | None = None,
     summary.outcomes = deliver_due(factory, settings, now, say)
     with transaction(factory) as s:
         summary.paused = paused(s)
+    _alert(factory, settings)
     return summary
+
+
+def _alert(factory: sessionmaker[Session], settings: Settings) -> None:
+    """Tell staff what needs them (grouped per alerts.interval); never stops the run."""
+    if not settings.alerts.enabled:
+        return
+    try:
+        send_alerts(factory, settings)
+    except Exception as exc:  # noqa: BLE001 - an alert must not stop sending
+        log.warning("alerts: %s: %s", type(exc).__name__, exc)
 
 
 def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetime,
