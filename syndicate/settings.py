@@ -126,6 +126,9 @@ class Site(_Strict):
 
 class Store(_Strict):
     url: str = "sqlite:///syndicate.db"
+    # The environment variable holding the Fernet key(s) that encrypt OAuth tokens and sessions
+    # in the ledger: several comma-separated, the first encrypts and all decrypt (key rotation).
+    encryption_key_env: str = "SYNDICATE_LEDGER_KEY"
 
 
 class Broker(_Strict):
@@ -149,6 +152,9 @@ class Run(_Strict):
     # The longest one worker task may run (Celery's hard limit; the soft limit is 90% of it).
     # A long newsletter batch stops at half of it and continues in the next task.
     task_time_limit: Duration = timedelta(minutes=15)
+    # After `syndicate resume`: a delivery whose due time passed more than this long ago while
+    # paused is held for a person instead of going out late.
+    stale_after: Duration = timedelta(hours=1)
 
 
 class Fetch(_Strict):
@@ -434,6 +440,8 @@ class Deliverability(_Strict):
     postmark_secret_env: str | None = None  # "user:password" for basic auth, or the secret path part
     mailgun_signing_key_env: str | None = None  # the HTTP webhook signing key
     webhook_max_age: Duration = timedelta(minutes=5)  # a signed timestamp older than this is refused
+
+
 class Health(_Strict):
     """What `GET /healthz` and `syndicate doctor` call unhealthy (engine/health.py)."""
 
@@ -452,6 +460,26 @@ class Metrics(_Strict):
     token_env: str | None = None
 
 
+ALERT_KINDS = ("held", "failed", "unknown", "feed", "token", "beat")
+
+
+class Alerts(_Strict):
+    """Alerts to staff (engine/alerts.py): by email through an email channel's provider, and/or
+    a webhook; one message per kind per INTERVAL, each thing told once."""
+
+    to: list[str] = []  # staff addresses
+    channel: str | None = None  # the email channel whose provider sends them (smtp, or the outbox)
+    webhook_url_env: str | None = None  # the variable holding a webhook URL (JSON POST); URLs are secrets
+    interval: Duration = timedelta(hours=1)  # at most one message per kind in this time
+    kinds: list[Literal["held", "failed", "unknown", "feed", "token", "beat"]] = list(ALERT_KINDS)
+    feed_failures: int = Field(default=3, ge=1)  # a feed failing this many polls in a row
+    token_warning: Duration = timedelta(days=7)  # a token that cannot be refreshed, expiring within this
+
+    @property
+    def enabled(self) -> bool:
+        return bool((self.to and self.channel) or self.webhook_url_env)
+
+
 class Settings(_Strict):
     site: Site
     store: Store = Store()
@@ -467,6 +495,7 @@ class Settings(_Strict):
     deliverability: Deliverability = Deliverability()  # bounces, complaints, webhooks
     health: Health = Health()  # thresholds of /healthz and `syndicate doctor`
     metrics: Metrics = Metrics()  # who may read /metrics
+    alerts: Alerts = Alerts()  # telling staff what needs them (engine/alerts.py)
     templates_dir: str | None = None  # a practice's overrides, searched before the shipped ones
     # Where the file was read from: relative paths (feeds, outbox, sqlite) resolve against it.
     base_dir: Path = Path(".")
@@ -478,6 +507,15 @@ class Settings(_Strict):
             if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
                 raise ValueError(f"channel name {name!r} must be letters, digits, '_' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _alerts_channel(self) -> Settings:
+        channel = self.alerts.channel
+        if self.alerts.to and not channel:
+            raise ValueError("alerts.channel: name the email channel whose provider sends the alerts")
+        if channel and (channel not in self.channels or self.channels[channel].kind != "email"):
+            raise ValueError(f"alerts.channel: {channel!r} is not an email channel in [channels]")
+        return self
 
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()

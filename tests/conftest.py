@@ -17,6 +17,9 @@ from sqlalchemy import create_engine, text
 from syndicate import settings as settings_mod
 
 REPO = Path(__file__).resolve().parents[1]
+# The key that encrypts OAuth tokens in the ledger (store.encryption_key_env's default variable),
+# for this process and the workers it starts; tests of a missing or wrong key change it.
+os.environ.setdefault("SYNDICATE_LEDGER_KEY", "k2yu6x5N0kUVfX8JgB6cS3kq3iQYn4ePAGJd4v4qg7s=")
 PG_ADMIN_URL = os.environ.get(
     "SYNDICATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")  # exists on every server
 
@@ -61,7 +64,6 @@ def pg_database():
 
 def _truncate_pg(url: str) -> None:
     from syndicate.ledger.db import open_ledger
-
     from syndicate.ledger.models import Base
 
     factory = open_ledger(url)
@@ -69,9 +71,10 @@ def _truncate_pg(url: str) -> None:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name not in _SEEDED)
     with factory() as s, s.begin():
         s.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        s.execute(text("UPDATE pause_switch SET paused = false, reason = NULL, actor = NULL, since = NULL"))
 
 
-_SEEDED: set[str] = set()  # tables a migration fills with rows the code expects
+_SEEDED = {"pause_switch"}  # tables a migration fills with rows the code expects (reset above instead)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -34,7 +34,7 @@ def test_each_check_fails_past_its_threshold_and_is_named(make_settings, store_u
         _delivery(s, "sending-ok", "sending", NOW, lease_until=NOW - timedelta(minutes=4))
     report = health.evaluate(settings, factory, NOW)
     assert report.ok and report.runner == "embedded", report.as_dict()
-    assert [c.name for c in report.checks] == ["ledger", "broker", "runner", "due", "sending", "feed:blog", "feed:new"]
+    assert [c.name for c in report.checks] == ["ledger", "pause", "broker", "runner", "due", "sending", "feed:blog", "feed:new"]
     assert report.as_dict()["checks"]["feed:new"]["detail"] == "not polled yet"
 
     with transaction(factory) as s:
@@ -78,3 +78,19 @@ def test_a_ledger_that_cannot_be_read_is_the_one_failing_check(make_settings, tm
 def test_human_durations():
     assert [health.human(timedelta(seconds=s)) for s in (3, 130, 3600, 3900, 97200)] == \
         ["3s", "2m 10s", "1h", "1h 5m", "1d 3h"]
+
+
+def test_a_pause_is_shown_and_due_deliveries_waiting_for_it_are_no_fault(make_settings, store_url):
+    from syndicate.engine import pause
+
+    settings = make_settings(store_url=store_url, health={"due_after": "10m"})
+    factory = open_ledger(settings.store_url)
+    beat(factory, "runner", NOW - timedelta(seconds=30), NOW)
+    with transaction(factory) as s:
+        _delivery(s, "long-due", "planned", NOW - timedelta(hours=2))
+    assert [c.name for c in health.evaluate(settings, factory, NOW).failing] == ["due"]
+    pause.pause(factory, "staff:dana", "bad news day", now=NOW - timedelta(hours=3))
+    report = health.evaluate(settings, factory, NOW)
+    checks = report.as_dict()["checks"]
+    assert report.ok and "PAUSED" in checks["pause"]["detail"] and "bad news day" in checks["pause"]["detail"]
+    assert checks["due"]["skipped"] and "syndicate resume" in checks["due"]["detail"]

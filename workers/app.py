@@ -55,6 +55,10 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
                      "options": {"expires": settings.run.interval.total_seconds()}},
             # Mailchimp and Buttondown keep their own lists: read their unsubscribes back hourly.
             "sync_lists": {"task": "syndicate.sync_lists", "schedule": 3600.0, "options": {"expires": 3600.0}},
+            # Alerts are grouped per alerts.interval in the ledger: checking each minute only
+            # decides how soon after the interval a message goes.
+            **({"alerts": {"task": "syndicate.alerts", "schedule": 60.0, "options": {"expires": 60.0}}}
+               if settings.alerts.enabled else {}),
         },
     )
     if _has_bounce_mailbox(settings):

@@ -3,6 +3,7 @@
 dispatch: reap expired claims, plan new posts and due digest editions, claim what is due, publish one deliver per claim.
 deliver:  send one claimed delivery (fenced by its claim token: a duplicate message is a no-op).
 poll_all / poll_feed: fetch and record feeds, then plan.
+alerts:   tell staff what needs them (held, failed, unknown, feeds, tokens, a silent beat), grouped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from celery import shared_task
 from kombu.exceptions import OperationalError
 
 from syndicate.engine import deliver as deliver_mod
+from syndicate.engine.alerts import send_alerts
 from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import claim_due, reap_expired, release
 from syndicate.engine.heartbeat import beat
@@ -136,3 +138,9 @@ def sync_lists() -> list[str]:
     from syndicate.providers.listsync import sync_all
 
     return [report.line() for report in sync_all(_ledger(), _settings())]
+
+
+@shared_task(name="syndicate.alerts")
+def alerts() -> dict:
+    """Tell staff what needs them (engine/alerts.py): grouped, each thing once."""
+    return send_alerts(_ledger(), _settings())

@@ -7,7 +7,7 @@ import json
 
 from rich.table import Table
 
-from syndicate.cli.common import UsageError, actor, load_settings, out, parse_time
+from syndicate.cli.common import UsageError, actor, err, load_settings, out, parse_time
 from syndicate.ledger.models import STATES
 
 STATUS_LIMIT = 200  # rows `status` prints by default: a flood must not print 30,000 lines
@@ -60,7 +60,7 @@ def run_exit_code(summary) -> int:
 
 
 def cmd_status(args) -> int:
-    from syndicate.cli.report import StatusFilter, print_status, status_counts, status_rows
+    from syndicate.cli.report import StatusFilter, print_pause, print_status, status_counts, status_rows
 
     settings = load_settings(args)
     only = StatusFilter(tuple(args.state or ()), args.channel,
@@ -69,7 +69,9 @@ def cmd_status(args) -> int:
     rows = status_rows(settings, limit or None, only)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print_pause(err, settings)  # the JSON stays a list of deliveries; the pause goes to stderr
     else:
+        print_pause(out, settings)
         print_status(out, settings, rows, status_counts(settings, only), filtered=bool(only.where()),
                      verbose=args.verbose)
     return 0
@@ -255,6 +257,33 @@ def cmd_resolve(args) -> int:
     return 0
 
 
+def cmd_pause(args) -> int:
+    from syndicate.engine.pause import pause
+    from syndicate.engine.runner import ledger
+
+    state, changed = pause(ledger(load_settings(args)), actor(), args.reason)
+    out.print(("paused: " if changed else "already paused: ") + state.line())
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from syndicate.engine.pause import resume
+    from syndicate.engine.runner import ledger
+
+    settings = load_settings(args)
+    done = resume(ledger(settings), settings, actor())
+    if not done.was_paused:
+        out.print("not paused: sending goes on")
+        return 0
+    out.print("resumed: due deliveries go out again")
+    if done.held:
+        out.print(f"[yellow]{len(done.held)} deliveries were due more than {settings.run.stale_after} ago while "
+                  f"paused and are held for a person[/] ({', '.join(map(str, done.held[:10]))}"
+                  f"{' ...' if len(done.held) > 10 else ''}): `syndicate approve ID` sends one late, "
+                  "`syndicate cancel ID` drops it")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("run", help="poll feeds, plan and deliver what is due",
                        description="Poll feeds, plan and deliver what is due.", epilog=RUN_EXIT_HELP)
@@ -303,6 +332,13 @@ def register(sub) -> None:
     p.add_argument("--to", required=True, metavar="TIME",
                    help="the new due time, ISO 8601 (without an offset: the site's time zone)")
     p.set_defaults(func=cmd_bulk)
+
+    p = sub.add_parser("pause", help="stop every send at once (sends in flight finish; polls and planning go on)")
+    p.add_argument("--reason", help="why (shown in status, run and the desk)")
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="send again after a pause; deliveries gone stale meanwhile wait for a person")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("resolve", help="settle an unknown or failed delivery (or its unknown recipients) "
                                        "after checking the provider")

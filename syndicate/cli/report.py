@@ -23,6 +23,8 @@ STATE_STYLE = {"sent": "green", "failed": "red", "unknown": "bold red", "held": 
 
 
 def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> None:
+    if summary.paused:
+        out.print(f"[bold yellow]{escape(summary.paused.line())}[/]")
     for poll in summary.polls:
         if poll.status == "error":
             out.print(f"[red]feed {poll.feed}: {poll.error}[/]")
@@ -47,7 +49,7 @@ def print_run_summary(out: Console, settings: Settings, summary: RunSummary) -> 
     if counts.get("sent") and any(ch.provider == "outbox" for ch in settings.enabled_channels().values()):
         out.print(f"outbox: {settings.outbox_dir}")
     for o in summary.outcomes:
-        if o.state not in ("sent", "skipped"):
+        if o.state not in ("sent", "skipped", "paused"):
             out.print(f"[red]delivery {o.delivery_id}: {o.state}: {o.detail}[/]")
     waiting = sorted({o.delivery_id for o in summary.outcomes if o.state in ("unknown", "failed")})
     if waiting:
@@ -113,6 +115,20 @@ def status_rows(settings: Settings, limit: int | None = None, only: StatusFilter
         rates = suppression.delivery_rates(s)
         return [{**_row(d, title, settings), "recipients_unknown": unknown.get(d.id, 0),
                  **({"deliverability": rates[d.id]} if d.id in rates else {})} for d, title in rows]
+
+
+def pause_state(settings: Settings):
+    """The pause in force (engine/pause.py), or None."""
+    from syndicate.engine.pause import paused
+
+    with transaction(open_ledger(settings.store_url)) as s:
+        return paused(s)
+
+
+def print_pause(out: Console, settings: Settings) -> None:
+    state = pause_state(settings)
+    if state:
+        out.print(f"[bold yellow]{escape(state.line())}[/]")
 
 
 def status_counts(settings: Settings, only: StatusFilter | None = None) -> Counter:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
 from syndicate.engine.dispatch import Claim, release
+from syndicate.engine.pause import gate
 from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
 from syndicate.engine.retry import retry_due
 from syndicate.engine.states import record, transition
@@ -64,6 +65,8 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
                 detail=f"rate limit: waits {wait:.0f}s")
         return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s")
     job = _start(factory, delivery_id, token, actor, now, ttl)
+    if job is _PAUSED:
+        return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again")
     if job is None:
         return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
     if not job.payload:  # its render failed, and a person asked to send it again: render it now
@@ -210,11 +213,18 @@ def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limite
         return 30.0
 
 
-def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta) -> Job | None:
+_PAUSED = object()  # _start found the pause button pressed and handed the claim back
+
+
+def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta):
     with transaction(factory) as s:
         row = s.get(Delivery, delivery_id)
         if row is None or row.state != "claimed" or row.claim_token != token:
             return None
+        if not gate(s):  # paused after this was claimed: nothing has gone out, so it waits, planned
+            transition(s, delivery_id, from_states=("claimed",), token=token, to_state="planned", actor=actor,
+                       now=now, claim_token=None, lease_until=None, detail="sending is paused: handed back")
+            return _PAUSED
         # Counted from the audit trail, not ``attempts`` (a person's retry may reset that): any
         # earlier start means an earlier call may have reached the provider.
         first_try, starts = s.execute(select(func.min(Event.at), func.count(Event.id)).where(

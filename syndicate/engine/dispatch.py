@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.engine.pause import gate
 from syndicate.engine.states import new_token, transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event
@@ -35,6 +36,8 @@ def claim_due(factory: sessionmaker[Session], now: datetime, *, limit: int, ttl:
     if exclude:
         where.append(Delivery.id.notin_(exclude))
     with transaction(factory) as s:
+        if not gate(s):  # paused: the switch is read (and locked) in this claim's transaction
+            return claims
         # SKIP LOCKED lets two dispatchers on PostgreSQL take different rows instead of
         # waiting on each other; the compare-and-set below is what makes it correct anywhere.
         ids = s.scalars(
@@ -51,9 +54,12 @@ def claim_due(factory: sessionmaker[Session], now: datetime, *, limit: int, ttl:
 
 def claim_one(factory: sessionmaker[Session], delivery_id: int, now: datetime, *, ttl: timedelta,
               actor: str) -> Claim | None:
-    """Claim one planned delivery whatever its due time (a person asked to send it now)."""
+    """Claim one planned delivery whatever its due time (a person asked to send it now); None if
+    it is not planned, or sending is paused."""
     token = new_token()
     with transaction(factory) as s:
+        if not gate(s):
+            return None
         ok = transition(s, delivery_id, from_states=("planned",), to_state="claimed", actor=actor, now=now,
                         claim_token=token, lease_until=now + ttl)
     return Claim(delivery_id, token) if ok else None

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.engine import pause
 from syndicate.engine.heartbeat import NAMES
 from syndicate.ledger.models import Delivery, Feed, Heartbeat, utcnow
 from syndicate.settings import Settings
@@ -161,9 +162,20 @@ def _heartbeat(ctx: _Context, name: str) -> Check:
                  seconds, limit.total_seconds())
 
 
+def _pause(ctx: _Context) -> list[Check]:
+    """The pause switch: shown, not failed (a person paused on purpose); `due` then waits too."""
+    with ctx.factory() as s:
+        state = pause.paused(s)
+    if state is None:
+        return [Check("pause", True, "sending goes on (not paused)")]
+    return [Check("pause", True, state.line())]
+
+
 def _due(ctx: _Context) -> list[Check]:
     limit = ctx.settings.health.due_after
     with ctx.factory() as s:
+        if pause.paused(s) is not None:  # nothing is claimed on purpose: not a fault
+            return [Check("due", True, "paused: due deliveries wait for `syndicate resume`", skipped=True)]
         oldest, count = s.execute(select(func.min(Delivery.due_at), func.count())
                                   .where(Delivery.state == "planned", Delivery.due_at <= ctx.now)).one()
     if oldest is None:
@@ -234,5 +246,5 @@ def human(delta: timedelta) -> str:
 
 
 # The checks, in the order shown. Each takes the context and returns its entries; a new one
-# (the pause switch, say) is one function and one line here.
-CHECKS: list[Callable[[_Context], list[Check]]] = [_broker, _heartbeats, _due, _sending, _feeds]
+# is one function and one line here.
+CHECKS: list[Callable[[_Context], list[Check]]] = [_pause, _broker, _heartbeats, _due, _sending, _feeds]

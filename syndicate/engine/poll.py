@@ -261,10 +261,12 @@ def _record_polled(factory, unchanged: list[int], failed: dict[int, str], now: d
     with transaction(factory) as s:
         for chunk in _chunks(unchanged):
             s.execute(update(Feed).where(Feed.id.in_(chunk))
-                      .values(last_polled_at=now, last_ok_at=now, last_error=None))
+                      .values(last_polled_at=now, last_ok_at=now, last_error=None, failing=0))
         if failed:
             s.execute(update(Feed), [{"id": feed_id, "last_polled_at": now, "last_error": error}
                                      for feed_id, error in failed.items()])
+            for chunk in _chunks(list(failed)):  # failed polls in a row, for alerts
+                s.execute(update(Feed).where(Feed.id.in_(chunk)).values(failing=Feed.failing + 1))
 
 
 def _record_changed(factory, feed_id: int, feed_cfg: FeedSettings, outcome: _Fetched,
@@ -277,7 +279,8 @@ def _record_changed(factory, feed_id: int, feed_cfg: FeedSettings, outcome: _Fet
             log.info("feed %s: %s", feed_cfg.name, warning)
         s.execute(update(Feed).where(Feed.id == feed_id).values(
             etag=fetched.etag, last_modified=fetched.last_modified, final_url=fetched.final_url,
-            title=parsed.title, polls=Feed.polls + 1, last_polled_at=now, last_ok_at=now, last_error=None))
+            title=parsed.title, polls=Feed.polls + 1, last_polled_at=now, last_ok_at=now, last_error=None,
+            failing=0))
     return result
 
 

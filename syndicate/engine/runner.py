@@ -15,13 +15,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.engine.alerts import send_alerts
 from syndicate.engine.deliver import Outcome, deliver
 from syndicate.engine.digest import plan_digests
 from syndicate.engine.dispatch import Claim, ReapResult, claim_due, give_back, reap_expired
 from syndicate.engine.heartbeat import beat
+from syndicate.engine.pause import PauseState, paused
 from syndicate.engine.planner import PlanResult, plan_pending
 from syndicate.engine.poll import PollResult, poll_feeds
-from syndicate.ledger.db import open_ledger
+from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import utcnow
 from syndicate.settings import Settings
 
@@ -35,6 +37,7 @@ class RunSummary:
     plan: PlanResult = field(default_factory=PlanResult)
     reaped: ReapResult = field(default_factory=ReapResult)
     outcomes: list[Outcome] = field(default_factory=list)
+    paused: PauseState | None = None  # the pause button was pressed: nothing was claimed
 
 
 def ledger(settings: Settings) -> sessionmaker[Session]:
@@ -58,7 +61,20 @@ def run_once(settings: Settings, now: datetime | None = None,
     # NOW (--at) only decides what is due.
     summary.reaped = reap_expired(factory, utcnow(), settings=settings)
     summary.outcomes = deliver_due(factory, settings, now, say)
+    with transaction(factory) as s:
+        summary.paused = paused(s)
+    _alert(factory, settings)
     return summary
+
+
+def _alert(factory: sessionmaker[Session], settings: Settings) -> None:
+    """Tell staff what needs them (grouped per alerts.interval); never stops the run."""
+    if not settings.alerts.enabled:
+        return
+    try:
+        send_alerts(factory, settings)
+    except Exception as exc:  # noqa: BLE001 - an alert must not stop sending
+        log.warning("alerts: %s: %s", type(exc).__name__, exc)
 
 
 def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetime,

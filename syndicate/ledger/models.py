@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -65,6 +66,7 @@ class Feed(Base):
     last_polled_at: Mapped[datetime | None]
     last_ok_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    failing: Mapped[int] = mapped_column(Integer, default=0)  # failed polls in a row (migration 0008)
 
 
 # What a post's planning state means: 'send' plans deliveries; 'hold' plans them held for a
@@ -348,3 +350,31 @@ class Heartbeat(Base):
     at: Mapped[datetime]  # the last pass
     next_at: Mapped[datetime | None]  # the next pass that sends what is due
     next_poll_at: Mapped[datetime | None]  # the next feed poll
+
+
+class PauseSwitch(Base):
+    """The pause button (migration 0008): one row, id 1. While ``paused``, nothing is claimed
+    and nothing claimed starts sending; polls and planning go on (engine/pause.py)."""
+
+    __tablename__ = "pause_switch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(100))
+    since: Mapped[datetime | None]  # when it was paused (or last resumed)
+
+
+class AlertSent(Base):
+    """What was already alerted, so each thing is told once (engine/alerts.py, migration 0008).
+
+    SUBJECT is what the alert was about ("delivery:12", "feed:blog", "beat:dispatcher:<time>");
+    the row with an empty subject holds when the KIND's last message went out (the grouping)."""
+
+    __tablename__ = "alerts_sent"
+    __table_args__ = (UniqueConstraint("kind", "subject", name="uq_alerts_sent_kind_subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime]

@@ -138,7 +138,7 @@ class BlueskyProvider(HttpProvider):
 
     def _stored_session(self) -> _Session | None:
         """The pair another process (or an earlier one) kept in the ledger, if it still works."""
-        pair = tokens.load(self._ledger(), self._account)
+        pair = tokens.load(self._ledger(), self._account, settings=self.settings)
         if pair is None or not pair.access:
             return None
         self._remember(pair.access)
@@ -185,7 +185,8 @@ class BlueskyProvider(HttpProvider):
 
         try:
             pair = tokens.rotate(self._ledger(), self._account,
-                                 tokens.TokenPair(access=stale.access, refresh=stale.refresh), refresh_call)
+                                 tokens.TokenPair(access=stale.access, refresh=stale.refresh), refresh_call,
+                                 settings=self.settings)
         except AuthExpired:  # the refresh JWT has expired too (or was revoked): sign in again
             return self._create_session()
         if answer:  # this process refreshed
@@ -204,7 +205,8 @@ class BlueskyProvider(HttpProvider):
         self._remember(session.refresh)
         if keep:
             tokens.save(self._ledger(), self._account, tokens.TokenPair(access=session.access,
-                                                                        refresh=session.refresh))
+                                                                        refresh=session.refresh),
+                        settings=self.settings)
         with _SESSIONS_LOCK:
             _SESSIONS[self._key] = session
         return session

@@ -101,7 +101,8 @@ class XProvider(HttpProvider):
             client_id = self.secret("client_id_env", "OAuth 2.0 client id")
             fingerprint = hashlib.sha256(refresh.encode()).hexdigest()[:32]
             self._account = f"x:{self.api_base}:{client_id}:{fingerprint}"
-            pair = tokens.load(self._ledger(), self._account) or tokens.TokenPair(access=access, refresh=refresh)
+            pair = (tokens.load(self._ledger(), self._account, settings=self.settings)
+                    or tokens.TokenPair(access=access, refresh=refresh))
             self._remember(pair.access)
             self._remember(pair.refresh)
         self._tokens = pair
@@ -122,7 +123,8 @@ class XProvider(HttpProvider):
     def _refresh(self) -> None:
         """New tokens, refreshed once across every worker process (providers/tokens.py)."""
         current = self._oauth2_tokens()
-        self._tokens = tokens.rotate(self._ledger(), self._account, current, self._refresh_call)
+        self._tokens = tokens.rotate(self._ledger(), self._account, current, self._refresh_call,
+                                     settings=self.settings)
         self._remember(self._tokens.access)
         self._remember(self._tokens.refresh)
 

@@ -9,6 +9,8 @@ Pages (all behind sign-in, see syndicate/web/auth.py):
     POST /desk/delivery/<id>/<action>   approve, hold, cancel, send-now, reschedule, edit,
                                         test-email, resolve (each a compare-and-set in
                                         syndicate/engine/actions.py, recorded with who and when)
+    POST /desk/pause, /desk/resume      the pause button (syndicate/engine/pause.py); a banner
+                                        on every page while paused
 
 Previews come from the payload stored on each delivery: what staff see is what is sent. Emails
 are shown in sandboxed iframes (srcdoc; no scripts run in them) at 600 and 375 px.
@@ -93,7 +95,7 @@ class _SessionInterface(SecureCookieSessionInterface):
 def init_app(app: Flask, settings: Settings) -> None:
     """Add the desk and its sign-in to APP (the subscription pages stay open, without CSRF)."""
     from syndicate.web import auth, subscriptions
-    from syndicate.web.desk import views  # noqa: F401  (registers the routes on bp)
+    from syndicate.web.desk import pausing, views  # noqa: F401  (registers the routes on bp)
 
     key, stable = session_key(settings)
     if not stable:
