@@ -18,6 +18,7 @@ from syndicate.email import recipients
 from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
+from syndicate.render.payloads import EDITED
 from syndicate.render.textlength import find_hashtags, rule_for
 
 
@@ -271,7 +272,13 @@ def edit_text(factory, delivery_id: int, text: str, actor: str, options: dict | 
     if _clean(old) == _clean(text):
         raise ActionRefused(f"delivery {delivery_id}: the text is unchanged")
     detail = f"edited the text ({before.count} -> {after.count} of {after.limit}); it was: {old}"
+    new[EDITED] = marked_edited(payload, "text")
     return edit_payload(factory, delivery_id, new, actor, detail, expect_updated_at=seen)
+
+
+def marked_edited(payload: dict, *names: str) -> list[str]:
+    """PAYLOAD's list of what people edited, with NAMES added (a re-render keeps them)."""
+    return sorted(set(payload.get(EDITED) or []) | set(names))
 
 
 def from_little_text(text: str) -> str:

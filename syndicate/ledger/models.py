@@ -120,6 +120,9 @@ class Delivery(Base):
     state: Mapped[str] = mapped_column(String(12))
     due_at: Mapped[datetime]
     payload: Mapped[dict] = mapped_column(JSON)  # rendered once: what was previewed is what is sent
+    # The post's content_hash the payload was rendered from (migration 0008): a send compares
+    # it with the post's current hash to tell whether the feed's copy changed since (engine/fresh.py).
+    rendered_hash: Mapped[str | None] = mapped_column(String(80))
     post_url: Mapped[str | None] = mapped_column(Text)
     hold_reason: Mapped[str | None] = mapped_column(Text)
     claim_token: Mapped[str | None] = mapped_column(String(64))
@@ -235,6 +238,8 @@ class StaffUser(Base):
     last_login_at: Mapped[datetime | None]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
+    # What the account may do at the desk: admin, approver or editor (web/roles.py; migration 0008).
+    role: Mapped[str] = mapped_column(String(12), default="admin", server_default="admin")
 
 
 # --- Digest editions: which posts each edition holds (migration 0004) ---
