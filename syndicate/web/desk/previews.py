@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
-from syndicate.engine.digest import edition_posts, upcoming_edition
+from syndicate.engine.digest import edition_overrides, edition_posts, upcoming_edition
 from syndicate.engine.failures import explain
 from syndicate.engine.schedule import next_digest, wall_to_utc
 from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
@@ -438,12 +438,13 @@ def next_digests(s: Session, settings: Settings, now: datetime | None = None,
         edition = upcoming_edition(s, settings, name, now)
         at = next_digest(channel, settings, now)
         posts = edition_posts(edition)
+        overrides = edition_overrides(s, name, edition.key)
         view = DigestView(name, at, edition.since, edition.key, [p.title for p in posts], None)
         if posts and channel.kind == "email":
             try:
                 view.email = email_preview(digest_payload(posts, settings, name, {**edition.as_dict(),
-                                                                                   "at": at.isoformat()}),
-                                           settings, subscribers_active)
+                                                                                   "at": at.isoformat()},
+                                                          overrides), settings, subscribers_active)
             except Exception as exc:
                 view.error = f"The edition could not be rendered ({type(exc).__name__}: {exc})."
         result.append(view)
