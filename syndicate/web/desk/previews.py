@@ -26,6 +26,7 @@ from syndicate.render.links import absolute, is_http
 from syndicate.render.payloads import digest_payload
 from syndicate.render.textlength import find_hashtags, find_links
 from syndicate.settings import Settings
+from syndicate.web.desk import diff
 
 NETWORKS = {"email": "Email", "x": "X", "facebook": "Facebook", "linkedin": "LinkedIn", "pinterest": "Pinterest",
             "mastodon": "Mastodon", "bluesky": "Bluesky", "threads": "Threads"}
@@ -361,6 +362,7 @@ class DeliveryView:
     problem: str = ""  # the last error in plain words (the raw text is row.last_error)
     events: list[Event] = field(default_factory=list)
     unknown_recipients: list[str] = field(default_factory=list)  # email: may or may not have it
+    changes: list = field(default_factory=list)  # diff.Change: rendered again at send time
 
     @property
     def network(self) -> str:
@@ -378,7 +380,8 @@ class DeliveryView:
 def delivery_view(row: Delivery, settings: Settings, post: PostData | None, events: list[Event],
                   subscribers_active: int | None = None) -> DeliveryView:
     view = DeliveryView(row, row.channel in settings.channels, events=events,
-                        problem=explain(row.error_class, row.last_error, row.channel, settings, row.state) or "")
+                        problem=explain(row.error_class, row.last_error, row.channel, settings, row.state) or "",
+                        changes=diff.changes(events))
     payload = row.payload or {}
     try:
         if row.kind == "email":
