@@ -194,6 +194,22 @@ class Safety(_Strict):
         "suicide", "suicidal", "self-harm", "self harm", "self-injury", "NSSI", "cutting", "overdose",
     ]
     hold_social: bool = True  # sensitive posts wait for a human before any social channel
+    # Two-person rule at the desk: a sensitive post's delivery cannot be approved by the person
+    # who last edited it.
+    two_person_rule: bool = False
+
+
+class Content(_Strict):
+    """Content current at send time (engine/fresh.py): checked after a delivery is claimed,
+    before it is sent."""
+
+    # The feed's copy changed since planning (an edit on the blog): render the delivery again
+    # (a person's edits at the desk are kept) and record the change.
+    refresh_at_send: bool = True
+    # The post's page answers 404 or 410 (one HEAD, else GET, to the site's own host): the
+    # delivery is withdrawn (cancelled, with the reason) instead of sent.
+    withdraw_gone: bool = True
+    check_timeout: Duration = timedelta(seconds=5)  # that request's time limit; no answer: it is sent
 
 
 # --- Scheduling: send windows, quiet hours, digests (read by engine/schedule.py) -------------
@@ -488,6 +504,7 @@ class Settings(_Strict):
     run: Run = Run()
     fetch: Fetch = Fetch()
     safety: Safety = Safety()
+    content: Content = Content()  # content current at send time
     feeds: list[Feed] = []
     channels: dict[str, Channel] = {}
     web: Web = Web()  # `syndicate serve`: public URL and the link-signing key's variable

@@ -204,7 +204,8 @@ def test_send_it_again_after_a_failed_render_renders_it_now(make_settings, demo_
     from syndicate.ledger.models import Post
 
     feeds = [{"name": "wellness", "url": str(demo_feed_path), "backfill": 5}]
-    broken = make_settings(feeds=feeds, channels={"li": {"kind": "linkedin", "provider": "outbox"}})  # no author_urn
+    # No board: what the settings cannot know is missing until the payload is built.
+    broken = make_settings(feeds=feeds, channels={"pin": {"kind": "pinterest", "provider": "outbox"}})
     run_once(broken)
     factory = ledger(broken)
     with transaction(factory) as s:
@@ -216,10 +217,10 @@ def test_send_it_again_after_a_failed_render_renders_it_now(make_settings, demo_
     actions.resolve(factory, grounding, "retry", "cli:test")
     outcome = run_once(broken).outcomes
     assert [(o.delivery_id, o.state) for o in outcome] == [(grounding, "failed")]
-    assert "author_urn" in outcome[0].detail and "KeyError" not in outcome[0].detail
+    assert "board_id" in outcome[0].detail and "KeyError" not in outcome[0].detail
     # The settings fixed, every one is sent again: rendered now, and the sensitive one held.
-    fixed = make_settings(feeds=feeds, channels={"li": {"kind": "linkedin", "provider": "outbox",
-                                                        "options": {"author_urn": "urn:li:organization:1"}}})
+    fixed = make_settings(feeds=feeds, channels={"pin": {"kind": "pinterest", "provider": "outbox",
+                                                         "options": {"board_id": "4242"}}})
     for delivery_id, _, _ in rows.values():
         actions.resolve(factory, delivery_id, "retry", "cli:test")
     states = {o.delivery_id: o.state for o in run_once(fixed).outcomes}
@@ -229,8 +230,8 @@ def test_send_it_again_after_a_failed_render_renders_it_now(make_settings, demo_
     with transaction(factory) as s:
         held = s.get(Delivery, sensitive)
         sent = s.get(Delivery, grounding)
-    assert "sensitive topic" in held.hold_reason and held.payload["commentary"]
-    assert sent.payload["author"] == "urn:li:organization:1"  # stored: what went out is what the desk shows
+    assert "sensitive topic" in held.hold_reason and held.payload["title"]
+    assert sent.payload["board_id"] == "4242"  # stored: what went out is what the desk shows
 
 
 def test_control_characters_in_a_post_never_reach_an_email_or_a_network(make_settings, tmp_path):

@@ -34,7 +34,7 @@ def run(config, *args, stdin: str = "", monkeypatch=None):
 def test_add_list_and_remove_accounts(config, monkeypatch, capsys):
     assert run(config, "users", "add", "Ana", "--password-stdin", stdin="a long password 1\n",
                monkeypatch=monkeypatch) == 0
-    assert "ana can now sign in to the preview desk" in capsys.readouterr().out
+    assert "ana (admin) can now sign in to the preview desk" in capsys.readouterr().out
     from syndicate.settings import load
 
     factory = ledger(load(config))

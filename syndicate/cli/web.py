@@ -49,16 +49,39 @@ def _read_password(args) -> str:
 
 def cmd_users_add(args) -> int:
     from syndicate.engine.runner import ledger
-    from syndicate.web import auth
+    from syndicate.web import auth, roles
+
+    settings = load_settings(args)
+    factory = ledger(settings)
+    try:
+        auth.normalize_name(args.name)
+        role = roles.check_role(args.role) if args.role else None
+        if role is None and not args.reset:
+            role = roles.default_role(factory)
+        staff = auth.add_user(factory, args.name, _read_password(args), replace=args.reset)
+    except (auth.AccountError, roles.RoleError) as exc:
+        raise UsageError(str(exc)) from None
+    if role:
+        roles.set_role(factory, staff.name, role)
+    role = roles.roles_by_name(factory).get(staff.name, "")
+    verb = "has a new password" if args.reset else "can now sign in to the preview desk"
+    out.print(f"{staff.name} ({role}) {verb} (/desk on `syndicate serve`)")
+    return 0
+
+
+def cmd_users_role(args) -> int:
+    from syndicate.engine.runner import ledger
+    from syndicate.web import auth, roles
 
     settings = load_settings(args)
     try:
-        auth.normalize_name(args.name)
-        staff = auth.add_user(ledger(settings), args.name, _read_password(args), replace=args.reset)
-    except auth.AccountError as exc:
+        name = auth.normalize_name(args.name)
+        changed = roles.set_role(ledger(settings), name, args.role)
+    except (auth.AccountError, roles.RoleError) as exc:
         raise UsageError(str(exc)) from None
-    verb = "has a new password" if args.reset else "can now sign in to the preview desk"
-    out.print(f"{staff.name} {verb} (/desk on `syndicate serve`)")
+    if not changed:
+        raise UsageError(f"no account named {args.name!r} (see `syndicate users list`)")
+    out.print(f"{name} is now {args.role.strip().lower()} (from its next page at the desk)")
     return 0
 
 
@@ -68,12 +91,13 @@ def cmd_users_list(args) -> int:
     from rich.table import Table
 
     from syndicate.engine.runner import ledger
-    from syndicate.web import auth
+    from syndicate.web import auth, roles
 
     settings = load_settings(args, signing=True)
     users = auth.list_users(ledger(settings))
+    role = roles.roles_by_name(ledger(settings))
     if args.json:
-        print(json.dumps([{"name": u.name, "created_at": u.created_at.isoformat(),
+        print(json.dumps([{"name": u.name, "role": role.get(u.name), "created_at": u.created_at.isoformat(),
                            "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None}
                           for u in users], indent=2))
         return 0
@@ -81,9 +105,10 @@ def cmd_users_list(args) -> int:
         out.print("no staff accounts yet: `syndicate users add NAME`")
         return 0
     tz = settings.site.tz
-    table = Table("name", "created", "last sign-in", title=f"Preview desk accounts (times in {settings.site.timezone})")
+    table = Table("name", "role", "created", "last sign-in",
+                  title=f"Preview desk accounts (times in {settings.site.timezone})")
     for u in users:
-        table.add_row(u.name, f"{u.created_at.astimezone(tz):%Y-%m-%d %H:%M}",
+        table.add_row(u.name, role.get(u.name, ""), f"{u.created_at.astimezone(tz):%Y-%m-%d %H:%M}",
                       f"{u.last_login_at.astimezone(tz):%Y-%m-%d %H:%M}" if u.last_login_at else "never")
     out.print(table)
     return 0
@@ -120,7 +145,13 @@ def register(sub) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.add_argument("--reset", action="store_true", help="set a new password for an existing account")
+    p.add_argument("--role", choices=("editor", "approver", "admin"),
+                   help="what the account may do (default: admin for the first account, editor after)")
     p.set_defaults(func=cmd_users_add)
+    p = users.add_parser("role", help="change an account's role (editor, approver, admin)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("role", metavar="ROLE", choices=("editor", "approver", "admin"))
+    p.set_defaults(func=cmd_users_role)
     p = users.add_parser("list", help="show the accounts and their last sign-in")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_users_list)

@@ -18,6 +18,7 @@ from syndicate.email import recipients
 from syndicate.engine.states import record, transition
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
+from syndicate.render.payloads import EDITED
 from syndicate.render.textlength import find_hashtags, rule_for
 
 
@@ -284,7 +285,13 @@ def edit_text(factory, delivery_id: int, text: str, actor: str, options: dict | 
     if _clean(old) == _clean(text):
         raise ActionRefused(f"delivery {delivery_id}: the text is unchanged")
     detail = f"edited the text ({before.count} -> {after.count} of {after.limit}); it was: {old}"
+    new[EDITED] = marked_edited(payload, "text")
     return edit_payload(factory, delivery_id, new, actor, detail, expect_updated_at=seen)
+
+
+def marked_edited(payload: dict, *names: str) -> list[str]:
+    """PAYLOAD's list of what people edited, with NAMES added (a re-render keeps them)."""
+    return sorted(set(payload.get(EDITED) or []) | set(names))
 
 
 def from_little_text(text: str) -> str:
@@ -318,3 +325,68 @@ def _clean(text: str) -> str:
     # Browsers send CRLF from a textarea; the networks get plain newlines, no trailing blanks.
     return "\n".join(line.rstrip() for line in (text or "").replace("\r\n", "\n").replace("\r", "\n")
                      .split("\n")).strip()
+
+
+# ---------------------------------------------------------------- an email's subject and preheader
+#
+# A person may rewrite an email's subject and preheader (a post's email, a planned digest
+# edition, or the next digest edition before it is planned). Each edit is measured against the
+# same limits the desk shows live, then the email is rendered again with it (the preheader
+# lives inside the HTML), so what is approved is what is sent.
+
+
+def email_fields(subject: str, preheader: str) -> dict[str, str]:
+    """SUBJECT and PREHEADER as one line each, or ActionRefused saying which limit they break."""
+    from syndicate.render.email import PREHEADER_LENGTH, SUBJECT_MAX
+
+    subject, preheader = " ".join((subject or "").split()), " ".join((preheader or "").split())
+    if not subject:
+        raise ActionRefused("the subject is empty; nothing was changed")
+    if len(subject) > SUBJECT_MAX:
+        raise ActionRefused(f"the subject is too long: {len(subject)} of {SUBJECT_MAX} characters "
+                            f"({len(subject) - SUBJECT_MAX} over); nothing was changed")
+    if len(preheader) > PREHEADER_LENGTH:
+        raise ActionRefused(f"the preheader is too long: {len(preheader)} of {PREHEADER_LENGTH} characters "
+                            f"({len(preheader) - PREHEADER_LENGTH} over); nothing was changed")
+    return {"subject": subject, "preheader": preheader}
+
+
+def edit_email(factory, settings, delivery_id: int, subject: str, preheader: str, actor: str) -> Delivery:
+    """Store a person's subject and preheader on a planned or held email delivery, rendered again."""
+    from syndicate.model import PostData
+    from syndicate.render.payloads import build_payload, digest_payload
+
+    fields = email_fields(subject, preheader)
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            raise ActionRefused(f"delivery {delivery_id}: no such delivery")
+        if row.kind != "email" or "html" not in (row.payload or {}):
+            raise ActionRefused(f"delivery {delivery_id}: only a rendered email has a subject to edit")
+        payload, seen, channel = row.payload, row.updated_at, row.channel
+        post = s.get(Post, row.post_id) if row.post_id else None
+        edition = payload.get("edition")
+        ids = [] if post or not edition else list(edition.get("post_ids") or [])
+        found = {p.id: PostData.from_dict(p.data) for p in s.scalars(select(Post).where(Post.id.in_(ids)))}
+        posts = [found[i] for i in ids if i in found]  # in the edition's order
+        content_hash = post.content_hash if post else None
+    if (payload.get("subject"), payload.get("preheader")) == (fields["subject"], fields["preheader"]):
+        raise ActionRefused(f"delivery {delivery_id}: the subject and preheader are unchanged")
+    if channel not in settings.channels:
+        raise ActionRefused(f"delivery {delivery_id}: channel {channel!r} is no longer in the settings")
+    if post is not None:
+        new = build_payload(PostData.from_dict(post.data), settings, channel, fields)
+    else:
+        if not posts:
+            raise ActionRefused(f"delivery {delivery_id}: this edition's posts are no longer in the ledger")
+        new = digest_payload(posts, settings, channel, edition, fields)
+    new[EDITED] = marked_edited(payload, *[k for k in fields if fields[k] != payload.get(k)])
+    detail = (f"edited the subject and preheader; they were: {payload.get('subject', '')!r} / "
+              f"{payload.get('preheader', '')!r}")
+    row = edit_payload(factory, delivery_id, new, actor, detail, expect_updated_at=seen)
+    if content_hash:
+        with transaction(factory) as s:  # rendered from the post as it stands now
+            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(rendered_hash=content_hash)
+                      .execution_options(synchronize_session=False))
+    return row
+

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
+from syndicate.engine import fresh
 from syndicate.engine.dispatch import Claim, release
 from syndicate.engine.pause import gate
 from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
@@ -64,6 +65,10 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         release(factory, Claim(delivery_id, token), actor, due=now + timedelta(seconds=wait),
                 detail=f"rate limit: waits {wait:.0f}s")
         return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s")
+    # Content current at send time (engine/fresh.py): a post taken down is withdrawn, one edited
+    # on the blog since planning is rendered again; still claimed, before `sending` is committed.
+    if fresh.before_send(factory, settings, delivery_id, token, actor) == fresh.WITHDRAWN:
+        return Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone")
     job = _start(factory, delivery_id, token, actor, now, ttl)
     if job is _PAUSED:
         return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again")

@@ -37,6 +37,7 @@ edition ended.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ from syndicate.ledger.models import Delivery, DigestItem, Event, Post
 from syndicate.ledger.upsert import insert_ignore
 from syndicate.model import PostData
 from syndicate.render import RenderError
-from syndicate.render.payloads import digest_payload
+from syndicate.render.payloads import EDITED, digest_payload
 from syndicate.settings import Channel, Settings
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,8 @@ def _plan_edition(factory, settings: Settings, name: str, channel: Channel, inde
         edition, first = found
         if s.scalar(select(Delivery.id).where(Delivery.subject == edition.subject, Delivery.channel == name)):
             return None  # planned already (by us earlier, or by another dispatcher)
-        state, reason, payload, error = _render(settings, name, channel, edition, first, now)
+        overrides = edition_overrides(s, name, edition.key)
+        state, reason, payload, error = _render(settings, name, channel, edition, first, now, overrides)
         row = {"key": uuid.uuid4().hex, "subject": edition.subject, "post_id": None, "channel": name,
                "kind": channel.kind, "provider": channel.provider, "state": state,
                "due_at": max(now, edition.at + index * channel.stagger), "payload": payload,
@@ -215,7 +217,8 @@ def _plan_edition(factory, settings: Settings, name: str, channel: Channel, inde
     return state
 
 
-def _render(settings: Settings, name: str, channel: Channel, edition: Edition, first: bool, now: datetime):
+def _render(settings: Settings, name: str, channel: Channel, edition: Edition, first: bool, now: datetime,
+            overrides: dict | None = None):
     """(state, reason, payload, error) of an edition's delivery. The payload always records the
     edition (its time, its series start, its posts), whatever its state."""
     window = {"edition": edition.as_dict()}
@@ -226,7 +229,9 @@ def _render(settings: Settings, name: str, channel: Channel, edition: Edition, f
     if not edition.posts:
         return "skipped", NO_POSTS, window, None
     try:
-        payload = digest_payload(edition_posts(edition), settings, name, edition.as_dict())
+        payload = digest_payload(edition_posts(edition), settings, name, edition.as_dict(), overrides)
+        if overrides:
+            payload[EDITED] = sorted(overrides)
     except RenderError as exc:
         return "failed", None, window, f"render failed: {exc}"
     except Exception as exc:  # a broken override template: record it, keep the edition's posts
@@ -238,6 +243,31 @@ def _render(settings: Settings, name: str, channel: Channel, edition: Edition, f
     if channel.hold:
         return "held", "this channel asks for approval of every edition", payload, None
     return "planned", None, payload, None
+
+
+# A person's subject and preheader for an edition not planned yet: an audit event (no delivery
+# yet), read when the edition is planned. The newest wins.
+EDITION_EDIT = "edit next digest"
+
+
+def edition_overrides(s: Session, channel: str, key: str) -> dict | None:
+    """The subject and preheader a person set for CHANNEL's edition KEY before it was planned."""
+    rows = s.scalars(select(Event.detail).where(Event.delivery_id.is_(None), Event.action == EDITION_EDIT)
+                     .order_by(Event.id.desc()).limit(200))
+    for detail in rows:
+        try:
+            data = json.loads(detail or "{}")
+        except ValueError:
+            continue
+        if data.get("channel") == channel and data.get("key") == key:
+            return {"subject": data.get("subject", ""), "preheader": data.get("preheader", "")}
+    return None
+
+
+def save_edition_overrides(factory: sessionmaker[Session], channel: str, key: str, fields: dict, actor: str) -> None:
+    with transaction(factory) as s:
+        s.add(Event(delivery_id=None, actor=actor, action=EDITION_EDIT,
+                    detail=json.dumps({"channel": channel, "key": key, **fields})))
 
 
 def _grace(settings: Settings) -> timedelta:

@@ -66,7 +66,8 @@ def plan_post(s: Session, settings: Settings, post: Post, now: datetime,
         row = {"key": uuid.uuid4().hex, "subject": f"post:{post.id}", "post_id": post.id, "channel": name,
                "kind": channel.kind, "provider": channel.provider, "state": state,
                "due_at": max(now, due_at(channel, settings, post.first_seen_at, index=index)), "payload": payload,
-               "post_url": post.url, "hold_reason": reason, "last_error": error,
+               "post_url": post.url, "rendered_hash": post.content_hash or None, "hold_reason": reason,
+               "last_error": error,
                "error_class": "render" if error else None, "created_at": now, "updated_at": now}
         if insert_ignore(s, Delivery, row, ["subject", "channel"]):
             did = s.scalar(select(Delivery.id).where(Delivery.key == row["key"]))

@@ -139,6 +139,22 @@ def _first_allowed(t: datetime, channel: Channel, zone: ZoneInfo) -> datetime:
     raise ValueError(f"no allowed send time within {_HORIZON_DAYS} days after {t.isoformat()}")
 
 
+def day_hours(channel: Channel, day: date, zone: ZoneInfo) -> list[str]:
+    """For each wall hour of DAY (at its half hour), whether CHANNEL may send then: "open",
+    "quiet" (its quiet hours) or "closed" (outside its send window). For the desk's calendar."""
+    if channel.send_window is None and channel.quiet_hours is None:
+        return ["open"] * 24
+    first_day = day - _DAY
+    windows = _window_spans(channel.send_window, first_day, zone)
+    quiet = _quiet_spans(channel.quiet_hours, first_day, zone)
+    hours = []
+    for hour in range(24):
+        t = wall_to_utc(day, time(hour, 30), zone)
+        hours.append("closed" if _containing(windows, t) is None
+                     else "quiet" if _containing(quiet, t) is not None else "open")
+    return hours
+
+
 def _window_spans(window: Window | None, first_day: date, zone: ZoneInfo) -> list[Span]:
     if window is None:  # only quiet hours: always open, up to the search horizon
         return [(datetime.min.replace(tzinfo=UTC), wall_to_utc(first_day + _HORIZON_DAYS * _DAY,

@@ -66,7 +66,7 @@ class Feed(Base):
     last_polled_at: Mapped[datetime | None]
     last_ok_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-    failing: Mapped[int] = mapped_column(Integer, default=0)  # failed polls in a row (migration 0008)
+    failing: Mapped[int] = mapped_column(Integer, default=0)  # failed polls in a row (migration 0010)
 
 
 # What a post's planning state means: 'send' plans deliveries; 'hold' plans them held for a
@@ -122,6 +122,9 @@ class Delivery(Base):
     state: Mapped[str] = mapped_column(String(12))
     due_at: Mapped[datetime]
     payload: Mapped[dict] = mapped_column(JSON)  # rendered once: what was previewed is what is sent
+    # The post's content_hash the payload was rendered from (migration 0011): a send compares
+    # it with the post's current hash to tell whether the feed's copy changed since (engine/fresh.py).
+    rendered_hash: Mapped[str | None] = mapped_column(String(80))
     post_url: Mapped[str | None] = mapped_column(Text)
     hold_reason: Mapped[str | None] = mapped_column(Text)
     claim_token: Mapped[str | None] = mapped_column(String(64))
@@ -264,7 +267,7 @@ class StaffUser(Base):
     """A person who may sign in to the preview desk (``syndicate users add NAME``).
 
     Only a salted hash of the password is kept (werkzeug.security, scrypt). Guessing is slowed
-    per name and source address in ``sign_in_throttle`` (migration 0007), not here, so nobody
+    per name and source address in ``sign_in_throttle`` (migration 0009), not here, so nobody
     can lock a staff member out from elsewhere. ``session_epoch`` goes up when the person signs
     out: every session cookie carries the epoch it was issued under, and an older one is refused.
     """
@@ -277,10 +280,12 @@ class StaffUser(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the account may do at the desk: admin, approver or editor (web/roles.py; migration 0011).
+    role: Mapped[str] = mapped_column(String(12), default="admin", server_default="admin")
 
 
 class SignInThrottle(Base):
-    """Sign-in attempts per key in the current window (migration 0007).
+    """Sign-in attempts per key in the current window (migration 0009).
 
     Keys: ``name:<name>|<address>`` (one name from one source address) and ``client:<address>``
     (every name from one address: password spraying). Counted with one atomic upsert *before*
@@ -353,7 +358,7 @@ class Heartbeat(Base):
 
 
 class PauseSwitch(Base):
-    """The pause button (migration 0008): one row, id 1. While ``paused``, nothing is claimed
+    """The pause button (migration 0010): one row, id 1. While ``paused``, nothing is claimed
     and nothing claimed starts sending; polls and planning go on (engine/pause.py)."""
 
     __tablename__ = "pause_switch"
@@ -366,7 +371,7 @@ class PauseSwitch(Base):
 
 
 class AlertSent(Base):
-    """What was already alerted, so each thing is told once (engine/alerts.py, migration 0008).
+    """What was already alerted, so each thing is told once (engine/alerts.py, migration 0010).
 
     SUBJECT is what the alert was about ("delivery:12", "feed:blog", "beat:dispatcher:<time>");
     the row with an empty subject holds when the KIND's last message went out (the grouping)."""

@@ -35,6 +35,10 @@ PREHEADER_LENGTH = 150  # about what inboxes show next to the subject
 # a subject, so nothing a reader sees is lost at 150, while a runaway title (a broken feed's
 # 5,000 characters) never becomes a header that spam filters and mail servers frown on.
 SUBJECT_MAX = 150
+# Inboxes show about the first INBOX_SUBJECT characters of a subject on a phone; the inbox
+# list's one line (subject, then the preheader) is cut about INBOX_LINE.
+INBOX_SUBJECT = 60
+INBOX_LINE = 100
 DEFAULT_TEMPLATE = "email/post.mjml"
 DEFAULT_TEXT_TEMPLATE = "email/post.txt.j2"
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
@@ -50,8 +54,12 @@ class EmailContent:
     sensitive: bool
 
 
-def render_post_email(post: PostData, settings: Settings, channel: str) -> EmailContent:
-    """Render ``post`` for the email channel named ``channel`` (HTML under 100 KB)."""
+def render_post_email(post: PostData, settings: Settings, channel: str,
+                      overrides: dict | None = None) -> EmailContent:
+    """Render ``post`` for the email channel named ``channel`` (HTML under 100 KB).
+
+    OVERRIDES: a person's ``subject`` and ``preheader`` from the desk, used instead of the
+    templates' (``_with_overrides``)."""
     ch = _email_channel(settings, channel)
     sensitive = is_sensitive(post, settings.safety)
     link = with_utm(post.url, ch.utm)
@@ -61,12 +69,19 @@ def render_post_email(post: PostData, settings: Settings, channel: str) -> Email
                                       # Untitled: what social posts lead with; never a sensitive post's words.
                                       "" if sensitive else post.summary,
                                       f"A new article from {settings.site.name}")
+    _with_overrides(context, overrides)
     html_template, text_template = _template_names(settings, ch)
     html, body, truncated = _fit_html(settings, html_template, context, content)
     text = render(settings, text_template, {**context, "content": Markup(body), "truncated": truncated,
                                              "text": sanitize.to_text(body)})
     return EmailContent(subject=context["subject"], preheader=context["preheader"], html=html,
                         text=_tidy_text(text), sensitive=sensitive)
+
+
+def _with_overrides(context: dict, overrides: dict | None) -> None:
+    for name in ("subject", "preheader"):
+        if overrides and overrides.get(name) is not None:
+            context[name] = _one_line(str(overrides[name]))
 
 
 def _email_channel(settings: Settings, channel: str) -> Channel:
@@ -224,7 +239,7 @@ MAX_DIGEST_HEADLINES = 60  # more than this and the list says "and N more on our
 
 
 def render_digest_email(posts: list[PostData], settings: Settings, channel: str, *,
-                        edition_at: datetime | None = None) -> EmailContent:
+                        edition_at: datetime | None = None, overrides: dict | None = None) -> EmailContent:
     """One digest edition of POSTS (oldest first as given) for the email channel CHANNEL:
     a headline list, then a card per post; HTML under 100 KB (cards beyond what fits are
     left to the headline list)."""
@@ -242,6 +257,7 @@ def render_digest_email(posts: list[PostData], settings: Settings, channel: str,
         "preheader": truncate_to(_one_line(f"In this issue: {titles}"), PREHEADER_LENGTH, len),
     }
     context["subject"] = subject_line(render(settings, DIGEST_SUBJECT_TEMPLATE, context), settings.site.name)
+    _with_overrides(context, overrides)
     html_name = first_existing(settings, [ch.template or DIGEST_TEMPLATE])
     text_name = first_existing(settings, [re.sub(r"\.mjml$", "", html_name) + ".txt.j2", DIGEST_TEXT_TEMPLATE])
     html, shown = _fit_digest(settings, html_name, context)

@@ -16,23 +16,32 @@ from syndicate.render.email import render_digest_email, render_post_email, unsub
 from syndicate.render.social import render_social
 from syndicate.settings import Channel, Settings
 
+# The payload key listing what a person changed at the desk ("text", "subject", "preheader"):
+# a re-render (the feed's copy changed before the send) keeps those. A "_" key is a hint,
+# never sent to a network (providers/http.py ``body_of``).
+EDITED = "_edited"
 
-def build_payload(post: PostData, settings: Settings, channel_name: str) -> dict:
-    """Render POST for one channel. Raises render.NotApplicable where the network can't take it."""
+
+def build_payload(post: PostData, settings: Settings, channel_name: str, overrides: dict | None = None) -> dict:
+    """Render POST for one channel. Raises render.NotApplicable where the network can't take it.
+
+    OVERRIDES (email only): a person's subject and preheader, kept instead of the templates'."""
     channel = settings.channels[channel_name]
     if channel.kind == "email":
-        return email_payload(post, settings, channel_name, channel)
+        return email_payload(post, settings, channel_name, channel, overrides)
     return render_social(channel.kind, post, settings, channel_name)
 
 
-def email_payload(post: PostData, settings: Settings, channel_name: str, channel: Channel) -> dict:
-    return _email_fields(render_post_email(post, settings, channel_name), settings, channel)
+def email_payload(post: PostData, settings: Settings, channel_name: str, channel: Channel,
+                  overrides: dict | None = None) -> dict:
+    return _email_fields(render_post_email(post, settings, channel_name, overrides), settings, channel)
 
 
-def digest_payload(posts: list[PostData], settings: Settings, channel_name: str, edition: dict) -> dict:
+def digest_payload(posts: list[PostData], settings: Settings, channel_name: str, edition: dict,
+                   overrides: dict | None = None) -> dict:
     """One digest edition (EDITION: key, since, until, at, post ids) for a digest channel."""
     content = render_digest_email(posts, settings, channel_name,
-                                  edition_at=datetime.fromisoformat(edition["at"]))
+                                  edition_at=datetime.fromisoformat(edition["at"]), overrides=overrides)
     return {**_email_fields(content, settings, settings.channels[channel_name]), "edition": edition}
 
 

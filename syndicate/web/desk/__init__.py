@@ -6,7 +6,9 @@ Pages (all behind sign-in, see syndicate/web/auth.py):
     /desk/post/<id>             one post on every channel, exactly as it will go out, with actions
     /desk/delivery/<id>         one delivery (a digest edition's, or a post's: redirects to the post)
     /desk/digest                each digest channel's next edition, as it would be sent now
-    POST /desk/delivery/<id>/<action>   approve, hold, cancel, send-now, reschedule, edit,
+    /desk/calendar              a week (or a month) per channel, in the site's time zone
+    POST /desk/digest/<channel>/edit    the next edition's subject and preheader
+    POST /desk/delivery/<id>/<action>   approve, hold, cancel, send-now, reschedule, edit, edit-email,
                                         test-email, resolve (each a compare-and-set in
                                         syndicate/engine/actions.py, recorded with who and when)
     POST /desk/pause, /desk/resume      the pause button (syndicate/engine/pause.py); a banner
@@ -94,7 +96,7 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Add the desk and its sign-in to APP (the subscription pages stay open, without CSRF)."""
-    from syndicate.web import auth, subscriptions
+    from syndicate.web import auth, roles, subscriptions
     from syndicate.web.desk import pausing, views  # noqa: F401  (registers the routes on bp)
 
     key, stable = session_key(settings)
@@ -142,6 +144,13 @@ def init_app(app: Flask, settings: Settings) -> None:
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+    app.jinja_env.globals["can"] = roles.can  # the desk hides what the account's role may not do
+
+    @app.errorhandler(403)
+    def _forbidden(exc):
+        return render_template("desk/message.html", site=settings.site, title="Not for your role",
+                               message=getattr(exc, "description", "") or "Your account may not do this."), 403
 
     @app.errorhandler(CSRFError)
     def _csrf_failed(exc):

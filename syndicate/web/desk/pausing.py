@@ -7,7 +7,7 @@ from flask import flash, redirect, request, url_for
 
 from syndicate.engine import pause as pause_mod
 from syndicate.ledger.db import transaction
-from syndicate.web import auth, ledger, settings
+from syndicate.web import auth, ledger, roles, settings
 from syndicate.web.desk import bp
 
 
@@ -22,6 +22,7 @@ def _pause_state():
 
 @bp.post("/pause")
 @auth.login_required
+@roles.require("pause")  # an admin's switch: it stops every channel at once
 def pause():
     reason = (request.form.get("reason") or "").strip()[:500] or None
     _state, changed = pause_mod.pause(ledger(), auth.current_user().actor, reason)
@@ -32,6 +33,7 @@ def pause():
 
 @bp.post("/resume")
 @auth.login_required
+@roles.require("pause")
 def resume():
     cfg = settings()
     done = pause_mod.resume(ledger(), cfg, auth.current_user().actor)

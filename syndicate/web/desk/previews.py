@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
-from syndicate.engine.digest import edition_posts, upcoming_edition
+from syndicate.engine.digest import edition_overrides, edition_posts, upcoming_edition
 from syndicate.engine.failures import explain
 from syndicate.engine.schedule import next_digest, wall_to_utc
 from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
@@ -26,6 +26,7 @@ from syndicate.render.links import absolute, is_http
 from syndicate.render.payloads import digest_payload
 from syndicate.render.textlength import find_hashtags, find_links
 from syndicate.settings import Settings
+from syndicate.web.desk import diff
 
 NETWORKS = {"email": "Email", "x": "X", "facebook": "Facebook", "linkedin": "LinkedIn", "pinterest": "Pinterest",
             "mastodon": "Mastodon", "bluesky": "Bluesky", "threads": "Threads"}
@@ -361,6 +362,7 @@ class DeliveryView:
     problem: str = ""  # the last error in plain words (the raw text is row.last_error)
     events: list[Event] = field(default_factory=list)
     unknown_recipients: list[str] = field(default_factory=list)  # email: may or may not have it
+    changes: list = field(default_factory=list)  # diff.Change: rendered again at send time
 
     @property
     def network(self) -> str:
@@ -378,7 +380,8 @@ class DeliveryView:
 def delivery_view(row: Delivery, settings: Settings, post: PostData | None, events: list[Event],
                   subscribers_active: int | None = None) -> DeliveryView:
     view = DeliveryView(row, row.channel in settings.channels, events=events,
-                        problem=explain(row.error_class, row.last_error, row.channel, settings, row.state) or "")
+                        problem=explain(row.error_class, row.last_error, row.channel, settings, row.state) or "",
+                        changes=diff.changes(events))
     payload = row.payload or {}
     try:
         if row.kind == "email":
@@ -438,12 +441,13 @@ def next_digests(s: Session, settings: Settings, now: datetime | None = None,
         edition = upcoming_edition(s, settings, name, now)
         at = next_digest(channel, settings, now)
         posts = edition_posts(edition)
+        overrides = edition_overrides(s, name, edition.key)
         view = DigestView(name, at, edition.since, edition.key, [p.title for p in posts], None)
         if posts and channel.kind == "email":
             try:
                 view.email = email_preview(digest_payload(posts, settings, name, {**edition.as_dict(),
-                                                                                   "at": at.isoformat()}),
-                                           settings, subscribers_active)
+                                                                                   "at": at.isoformat()},
+                                                          overrides), settings, subscribers_active)
             except Exception as exc:
                 view.error = f"The edition could not be rendered ({type(exc).__name__}: {exc})."
         result.append(view)

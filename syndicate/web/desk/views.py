@@ -3,8 +3,9 @@
 Every action is one of syndicate/engine/actions.py (a compare-and-set on the delivery,
 recorded with the signed-in person as actor): a delivery a worker has already claimed is
 refused with the reason shown, never raced. Actions answer with a redirect back to the page
-and a one-line message (post/redirect/get), except a refused edit, which shows the page again
-with the text as typed so nothing is lost.
+and a one-line message (post/redirect/get); a refused edit too, with the text as typed kept in
+the session for the page to show again (nothing typed is lost, and a reload re-posts nothing).
+Each action needs a role (web/roles.py): a refused one answers 403.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from syndicate.audience import subscribers
-from syndicate.engine import actions, heartbeat
+from syndicate.engine import actions, digest, heartbeat
 from syndicate.engine import bulk as bulk_actions
 from syndicate.engine.actions import ActionRefused
 from syndicate.engine.deliver import deliver
@@ -26,9 +27,11 @@ from syndicate.engine.schedule import wall_to_utc
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.model import PostData
-from syndicate.render.safety import matched_topics
-from syndicate.web import auth, ledger, settings
+from syndicate.render.email import INBOX_LINE, INBOX_SUBJECT, PREHEADER_LENGTH, SUBJECT_MAX
+from syndicate.render.safety import is_sensitive, matched_topics
+from syndicate.web import auth, ledger, roles, settings
 from syndicate.web.desk import bp, previews
+from syndicate.web.desk import calendar as desk_calendar
 from syndicate.web.desk.testmail import SendTestError, send_test_email
 
 _LOOK_AHEAD = timedelta(days=800)  # the longest the schedule looks ahead from a due time
@@ -81,6 +84,8 @@ def _page(template: str, status: int = 200, **context):
         counts = previews.tab_counts(s)
         pulse = heartbeat.latest(s)
     return render_template(template, site=site, staff=auth.current_user(), counts=counts, runner=_runner(pulse),
+                           subject_limit=SUBJECT_MAX, inbox_subject=INBOX_SUBJECT, inbox_line=INBOX_LINE,
+                           preheader_limit=PREHEADER_LENGTH, role=roles.current_role(),
                            tz_label=f"{site.timezone.replace('_', ' ')} ({now:%Z})",
                            labels=previews.STATE_LABELS, networks=previews.NETWORKS, **context), status
 
@@ -154,11 +159,28 @@ def _day(value: str | None):
 @bp.get("/post/<int:post_id>")
 @auth.login_required
 def post_page(post_id: int):
-    return _post_page(post_id)
+    drafts, errors = _take_drafts()
+    return _post_page(post_id, drafts, errors)
 
 
-def _post_page(post_id: int, drafts: dict[int, str] | None = None, errors: dict[int, str] | None = None,
-               status: int = 200):
+DRAFTS = "desk_drafts"  # the session key of refused edits: {delivery id or "digest:channel": [fields, message]}
+
+
+def _keep_draft(key: str, fields: dict[str, str], message: str) -> None:
+    kept = dict(session.get(DRAFTS) or {})
+    kept[key] = [fields, message]
+    session[DRAFTS] = kept
+
+
+def _take_drafts() -> tuple[dict, dict]:
+    """The refused edits kept for this page (once: a reload shows the stored text again)."""
+    kept = session.pop(DRAFTS, None) or {}
+    drafts = {(int(k) if k.isdigit() else k): v[0] for k, v in kept.items()}
+    errors = {(int(k) if k.isdigit() else k): v[1] for k, v in kept.items()}
+    return drafts, errors
+
+
+def _post_page(post_id: int, drafts: dict | None = None, errors: dict | None = None, status: int = 200):
     cfg = settings()
     factory = ledger()
     with transaction(factory) as s:
@@ -197,7 +219,8 @@ def delivery_page(delivery_id: int):
         unknown = previews.unknown_recipients_by_delivery(s, [row.id])[row.id]
     view = previews.delivery_view(row, settings(), None, events, subscribers.counts(factory).get("active", 0))
     view.unknown_recipients = unknown
-    return _page("desk/delivery.html", view=view, drafts={}, errors={})
+    drafts, errors = _take_drafts()
+    return _page("desk/delivery.html", view=view, drafts=drafts, errors=errors)
 
 
 @bp.get("/digest")
@@ -211,7 +234,53 @@ def digest_page():
                                                         Delivery.state.in_(("planned", "held", "claimed",
                                                                             "sending", "unknown", "failed")))
                                  .order_by(Delivery.due_at)))
-    return _page("desk/digest.html", editions=editions, planned=planned)
+    drafts, errors = _take_drafts()
+    return _page("desk/digest.html", editions=editions, planned=planned, drafts=drafts, errors=errors)
+
+
+@bp.get("/calendar")
+@auth.login_required
+def calendar():
+    """A week (or with ?view=month, a month) per channel, in the site's time zone."""
+    cfg = settings()
+    view = "month" if request.args.get("view") == "month" else "week"
+    anchor = _day(request.args.get("start")) or datetime.now(cfg.site.tz).date()
+    channel = request.args.get("channel") or None
+    if channel not in cfg.channels:
+        channel = None
+    with transaction(ledger()) as s:
+        cal = desk_calendar.build(s, cfg, view, anchor, channel)
+    return _page("desk/calendar.html", cal=cal, channel=channel, channels=list(cfg.channels))
+
+
+@bp.post("/digest/<channel>/edit")
+@auth.login_required
+@roles.require("edit-digest")
+def edit_next_digest(channel: str):
+    """A person's subject and preheader for a digest channel's next edition, before it is planned."""
+    cfg = settings()
+    ch = cfg.channels.get(channel)
+    if ch is None or ch.mode != "digest":
+        abort(404)
+    fields = {"subject": request.form.get("subject", ""), "preheader": request.form.get("preheader", "")}
+    back = url_for("desk.digest_page", _anchor=f"digest-{channel}")
+    with transaction(ledger()) as s:
+        key = digest.upcoming_edition(s, cfg, channel, utcnow()).key
+    if request.form.get("edition") and request.form.get("edition") != key:
+        return _refused(f"Nothing was changed: edition {request.form.get('edition')} has been planned meanwhile; "
+                        "edit it from its own page.", back)
+    try:
+        clean = actions.email_fields(fields["subject"], fields["preheader"])
+    except ActionRefused as exc:
+        _keep_draft(f"digest:{channel}", fields, _sentence(str(exc)))
+        return redirect(back)
+    digest.save_edition_overrides(ledger(), channel, key, clean, auth.current_user().actor)
+    flash(f"Saved. Edition {key} of {channel} goes out with the new subject and preheader.", "success")
+    return redirect(back)
+
+
+def _sentence(reason: str) -> str:
+    return (reason[:1].upper() + reason[1:]).rstrip(".") + "."
 
 
 # ---------------------------------------------------------------- actions
@@ -223,6 +292,7 @@ def act(delivery_id: int, action: str):
     handler = _ACTIONS.get(action)
     if handler is None:
         abort(404)
+    roles.check(action)
     with transaction(ledger()) as s:
         row = s.get(Delivery, delivery_id)
         if row is None:
@@ -233,9 +303,9 @@ def act(delivery_id: int, action: str):
     actor = auth.current_user().actor
     try:
         message, category = handler(delivery_id, actor, channel)
-    except _Redo as redo:
-        return _post_page(post_id, drafts={delivery_id: redo.draft}, errors={delivery_id: redo.message},
-                          status=400) if post_id else _refused(redo.message, back)
+    except _Redo as redo:  # post/redirect/get, with what was typed kept for the page
+        _keep_draft(str(delivery_id), redo.draft, redo.message)
+        return redirect(back)
     except (ActionRefused, SendTestError, ValueError) as exc:
         return _refused(_explain(delivery_id, str(exc)), back)
     flash(message, category)
@@ -252,6 +322,8 @@ def bulk():
     channel = channel if channel in cfg.channels else None
     back = url_for("desk.queue", tab=tab, by=request.form.get("by", "post"), channel=channel)
     action = request.form.get("action", "")
+    if action in bulk_actions.ACTIONS:
+        roles.check(action)
     if action not in bulk_actions.ACTIONS or tab not in previews.BULK_TABS:
         return _refused("Nothing was changed: choose Approve, Hold, Reschedule or Cancel.", back)
     if request.form.get("scope") == "all":
@@ -289,9 +361,9 @@ def _bulk_due(value: str) -> datetime | str:
 
 
 class _Redo(Exception):
-    """A refused edit: the page is shown again with the text as typed."""
+    """A refused edit: the page is shown again with the text as typed (DRAFT: field -> text)."""
 
-    def __init__(self, message: str, draft: str):
+    def __init__(self, message: str, draft: dict[str, str]):
         super().__init__(message)
         self.message, self.draft = message, draft
 
@@ -318,7 +390,24 @@ def _channel_label(channel: str) -> str:
     return f"{previews.NETWORKS.get(ch.kind, ch.kind)} ({channel})" if ch else channel
 
 
+def _second_person(delivery_id: int, actor: str, what: str) -> None:
+    """The two-person rule (safety.two_person_rule): a sensitive post's delivery is approved by
+    someone other than its last editor."""
+    cfg = settings()
+    if not cfg.safety.two_person_rule:
+        return
+    with transaction(ledger()) as s:
+        row = s.get(Delivery, delivery_id)
+        post = s.get(Post, row.post_id) if row.post_id else None
+        sensitive = post is not None and is_sensitive(PostData.from_dict(post.data), cfg.safety)
+        editor = roles.last_editor(s, delivery_id)
+    if sensitive and editor == actor:
+        raise ActionRefused(f"delivery {delivery_id}: you edited this sensitive post last, so someone else must "
+                            f"{what} it (two-person rule)")
+
+
 def _approve(delivery_id: int, actor: str, channel: str):
+    _second_person(delivery_id, actor, "approve")
     row = actions.approve(ledger(), delivery_id, actor)
     when = "with the next run" if row.due_at <= utcnow() else f"on {local_time(row.due_at)}"
     return f"Approved. {_channel_label(channel)} goes out {when}.", "success"
@@ -336,6 +425,7 @@ def _cancel(delivery_id: int, actor: str, channel: str):
 
 
 def _send_now(delivery_id: int, actor: str, channel: str):
+    _second_person(delivery_id, actor, "send")
     cfg, factory = settings(), ledger()
     with transaction(factory) as s:
         row = s.get(Delivery, delivery_id)
@@ -404,9 +494,21 @@ def _edit(delivery_id: int, actor: str, channel: str):
         actions.edit_text(ledger(), delivery_id, text, actor, options=ch.options if ch else None)
     except ActionRefused as exc:
         if "too long" in str(exc) or "empty" in str(exc):
-            raise _Redo(_explain(delivery_id, str(exc)), text) from None
+            raise _Redo(_explain(delivery_id, str(exc)), {"text": text}) from None
         raise
     return f"Saved. The new text for {_channel_label(channel)} is what will be sent.", "success"
+
+
+def _edit_email(delivery_id: int, actor: str, channel: str):
+    subject, preheader = request.form.get("subject", ""), request.form.get("preheader", "")
+    try:
+        actions.edit_email(ledger(), settings(), delivery_id, subject, preheader, actor)
+    except ActionRefused as exc:
+        if "too long" in str(exc) or "empty" in str(exc) or "unchanged" in str(exc):
+            raise _Redo(_explain(delivery_id, str(exc)), {"subject": subject, "preheader": preheader}) from None
+        raise
+    return (f"Saved. {_channel_label(channel)} goes out with the new subject and preheader (rendered again: "
+            "the preview below is what will be sent).", "success")
 
 
 def _test_email(delivery_id: int, actor: str, channel: str):
@@ -430,7 +532,8 @@ def _resolve(delivery_id: int, actor: str, channel: str):
 
 
 _ACTIONS = {"approve": _approve, "hold": _hold, "cancel": _cancel, "send-now": _send_now,
-            "reschedule": _reschedule, "edit": _edit, "test-email": _test_email, "resolve": _resolve}
+            "reschedule": _reschedule, "edit": _edit, "edit-email": _edit_email, "test-email": _test_email,
+            "resolve": _resolve}
 
 
 @bp.get("/deliverability")

@@ -3,6 +3,9 @@
 //    whole message reads without a scrollbar inside a scrollbar. (The iframe is sandboxed
 //    without scripts; "allow-same-origin" only lets this page measure it.)
 // 2. Forms with data-confirm ask before an action that cannot be undone.
+// 3. Subject and preheader fields (data-count="LIMIT") count their characters as you type, and
+//    the inbox line below them shows what an inbox list would show (cut at data-inbox-length).
+//    The server measures again on save; this only shows the limits live.
 (function () {
   "use strict";
 
@@ -27,12 +30,46 @@
       });
       fit(frame);
     });
+    var counted = document.querySelectorAll("input[data-count]");
+    Array.prototype.forEach.call(counted, function (input) {
+      input.addEventListener("input", function () { count(input); });
+      count(input);
+    });
+    var refused = document.querySelector(".email-edit [role=alert], .edit [role=alert]");
+    if (refused) { refused.setAttribute("tabindex", "-1"); refused.focus(); }
     var forms = document.querySelectorAll("form[data-confirm]");
     Array.prototype.forEach.call(forms, function (form) {
       form.addEventListener("submit", function (event) {
         if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
       });
     });
+  }
+
+  function chars(text) { return Array.from(text.replace(/\s+/g, " ").trim()).length; }
+
+  function count(input) {
+    var limit = parseInt(input.getAttribute("data-count"), 10);
+    var soft = parseInt(input.getAttribute("data-soft") || "0", 10);
+    var n = chars(input.value);
+    var counter = document.querySelector("[data-counter-for='" + input.id + "']");
+    if (counter) {
+      var line = n + " / " + limit + " characters";
+      if (n > limit) { line += " (" + (n - limit) + " over: it will be refused)"; }
+      else if (soft && n > soft) { line += " (about " + soft + " show on a phone: the rest is cut)"; }
+      else if (soft) { line += " (about " + soft + " show on a phone)"; }
+      counter.textContent = line;
+      counter.classList.toggle("over", n > limit);
+    }
+    var form = input.form;
+    var box = form && form.querySelector("[data-inbox-line]");
+    if (!box) { return; }
+    var subject = form.querySelector("input[name=subject]").value.replace(/\s+/g, " ").trim();
+    var preheader = form.querySelector("input[name=preheader]").value.replace(/\s+/g, " ").trim();
+    var room = parseInt(box.getAttribute("data-inbox-length"), 10) - Array.from(subject).length;
+    var shown = room > 0 ? Array.from(preheader).slice(0, room).join("") : "";
+    if (room > 0 && Array.from(preheader).length > room) { shown += "…"; }
+    box.querySelector(".inbox-subject").textContent = subject;
+    box.querySelector(".inbox-preheader").textContent = shown;
   }
 
   if (document.readyState === "loading") {

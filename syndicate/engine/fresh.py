@@ -1,0 +1,156 @@
+"""Content current at send time: checked after a delivery is claimed, before ``sending``.
+
+A delivery's payload is rendered at planning time, but it may wait (a channel's ``delay``, a
+send window, a person's approval). Meanwhile the blog may fix a typo (a poll sees the edit and
+updates the post's ``content_hash``) or take the post down. Just before the send:
+
+- ``content.withdraw_gone``: one HEAD request (GET where HEAD is not allowed), no redirects
+  followed, only to the site's own host, with a short time limit. 404 or 410: the delivery is
+  withdrawn (``cancelled``, the reason shown) instead of sent. Any other answer, or none, and it
+  is sent: a flaky site never stops a send.
+- ``content.refresh_at_send``: the post's ``content_hash`` differs from the one the payload was
+  rendered from (``Delivery.rendered_hash``): render it again, keeping what a person edited at
+  the desk (``payloads.EDITED``: the social text, an email's subject and preheader), store it,
+  and record a ``content refreshed`` event holding the text parts before and after (the desk
+  shows their diff). A render that fails keeps the old payload and says so.
+
+Both are compare-and-sets on the claimed row with its token: a claim lost meanwhile changes
+nothing. Digest editions are not checked (each edition is rendered when it is planned).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+import requests
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from syndicate.engine.actions import SNIPPET_FIELDS, snippet_text, with_snippet
+from syndicate.engine.states import record, transition
+from syndicate.ledger.db import transaction
+from syndicate.ledger.models import Delivery, Post, utcnow
+from syndicate.model import PostData
+from syndicate.render.payloads import EDITED, build_payload
+from syndicate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GONE = (404, 410)
+REFRESHED = "content refreshed"
+WITHDRAWN = "withdrawn"
+
+
+def before_send(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str,
+                actor: str, http: requests.Session | None = None) -> str | None:
+    """Run both checks on a claimed delivery. Returns ``"withdrawn"`` when it was cancelled
+    (nothing to send), ``"refreshed"`` when it was rendered again, else None."""
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None or row.state != "claimed" or row.claim_token != token or row.post_id is None:
+            return None
+        post = s.get(Post, row.post_id)
+        if post is None:
+            return None
+        url, current, rendered = post.url, post.content_hash, row.rendered_hash
+    cfg = settings.content
+    if cfg.withdraw_gone:
+        status = page_status(url, settings, http)
+        if status in GONE:
+            reason = (f"withdrawn: the post's page answers {status} "
+                      f"({'Gone' if status == 410 else 'Not Found'}) at {url}; it was taken down, so it was not sent")
+            with transaction(factory) as s:
+                if transition(s, delivery_id, from_states=("claimed",), token=token, to_state="cancelled",
+                              actor=actor, claim_token=None, lease_until=None, hold_reason=reason, detail=reason):
+                    log.info("delivery %s: %s", delivery_id, reason)
+                    return WITHDRAWN
+            return None
+    if cfg.refresh_at_send and rendered and current and rendered != current:
+        return _refresh(factory, settings, delivery_id, token, actor)
+    return None
+
+
+# Names reserved never to resolve (RFC 2606, 6761): a demo or test site is not asked.
+_RESERVED = (".example", ".test", ".invalid", ".localhost")
+
+
+def page_status(url: str, settings: Settings, http: requests.Session | None = None) -> int | None:
+    """The HTTP status of URL (HEAD, else GET), or None when it is not on the site's host or
+    did not answer in time."""
+    host = _host(url)
+    if host != _host(settings.site.url) or not url.lower().startswith(("http://", "https://")) \
+            or host.endswith(_RESERVED):
+        return None
+    timeout = settings.content.check_timeout.total_seconds()
+    headers = {"User-Agent": settings.fetch.user_agent}
+    client = http or requests
+    try:
+        resp = client.head(url, timeout=timeout, allow_redirects=False, headers=headers)
+        if resp.status_code in (405, 501):  # HEAD not allowed: a GET, its body left unread
+            resp = client.get(url, timeout=timeout, allow_redirects=False, headers=headers, stream=True)
+            resp.close()
+        return resp.status_code
+    except requests.RequestException as exc:
+        log.info("could not check %s before sending (%s); sending as planned", url, type(exc).__name__)
+        return None
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower().removeprefix("www.")
+
+
+def _refresh(factory, settings: Settings, delivery_id: int, token: str, actor: str) -> str | None:
+    with transaction(factory) as s:
+        row = s.get(Delivery, delivery_id)
+        post = s.get(Post, row.post_id)
+        old, kind, channel, current, rendered = row.payload or {}, row.kind, row.channel, post.content_hash, \
+            row.rendered_hash
+        data = PostData.from_dict(post.data)
+    try:
+        new = rerender(settings, channel, kind, data, old)
+    except Exception as exc:  # the new copy does not render: send what was approved
+        detail = f"the feed's copy changed, but it could not be rendered again ({type(exc).__name__}: {exc}); " \
+                 "sending the copy as planned"
+        with transaction(factory) as s:
+            record(s, delivery_id, actor, "refresh failed", detail)
+        log.warning("delivery %s: %s", delivery_id, detail)
+        return None
+    with transaction(factory) as s:
+        done = s.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.state == "claimed",
+                                                Delivery.claim_token == token)
+                         .values(payload=new, rendered_hash=current, updated_at=utcnow())
+                         .execution_options(synchronize_session=False)).rowcount
+        if done != 1:
+            return None
+        record(s, delivery_id, actor, REFRESHED, json.dumps({
+            "from": rendered, "to": current, "kept": list(old.get(EDITED) or []),
+            "before": text_parts(kind, old), "after": text_parts(kind, new)}))
+    log.info("delivery %s: the feed's copy changed since planning; rendered again", delivery_id)
+    return "refreshed"
+
+
+def rerender(settings: Settings, channel: str, kind: str, data: PostData, old: dict) -> dict:
+    """DATA rendered for CHANNEL again, with what a person edited in OLD kept."""
+    edited = list(old.get(EDITED) or [])
+    overrides = {name: old.get(name) for name in ("subject", "preheader") if name in edited}
+    new = build_payload(data, settings, channel, overrides or None)
+    if "text" in edited and kind in SNIPPET_FIELDS:
+        options = settings.channels[channel].options if channel in settings.channels else None
+        new, _ = with_snippet(kind, new, snippet_text(kind, old), options)
+    if edited:
+        new[EDITED] = edited
+    return new
+
+
+def text_parts(kind: str, payload: dict) -> dict[str, str]:
+    """The parts of a payload a person reads, for a diff: an email's subject, preheader and
+    plain text; a social post's text (and a pin's title)."""
+    payload = payload or {}
+    if kind == "email":
+        return {name: str(payload.get(name) or "") for name in ("subject", "preheader", "text")}
+    parts = {"text": snippet_text(kind, payload)} if kind in SNIPPET_FIELDS else {}
+    if kind == "pinterest":
+        parts["title"] = str(payload.get("title") or "")
+    return parts
