@@ -355,6 +355,9 @@ def test_dispatch_claims_no_more_than_the_queue_can_hold(cluster):
     import subprocess
     import sys
 
+    # A lease long enough that the reaper never takes a claim back between the three dispatches
+    # (each a fresh process: seconds apiece on a loaded machine); this test is about the queue.
+    cluster.write_config(claim_ttl="5m")
     cluster.config.write_text(cluster.config.read_text().replace("max_attempts = 5", "max_attempts = 5\nmax_queued = 5"))
     ids = cluster.seed(30)
     env = {**__import__("os").environ, **cluster.env, "SYNDICATE_CONFIG": str(cluster.config)}
