@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import struct
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_open_a_post_and_approve_a_held_pin(page, served):
     section = page.locator(f"#d{pin.id}")
     assert "Waiting for approval" in section.locator(".delivery-head").inner_text()
     assert page.locator(".care").is_visible()
-    section.get_by_role("button", name="Approve").click()
+    section.get_by_role("button", name="Approve", exact=True).click()
     page.wait_for_load_state()
     assert "Approved. Pinterest (pinterest) goes out" in page.locator(".flash-success").inner_text()
     assert "Scheduled" in page.locator(f"#d{pin.id} .delivery-head").inner_text()
@@ -182,6 +183,24 @@ def test_cancel_asks_first(page, served):
     page.wait_for_load_state()
     assert "Cancelled." in page.locator(".flash-success").inner_text()
     assert served.row(row.id).state == "cancelled"
+
+
+def test_reschedule_keeps_a_safe_messaging_hold(page, served):
+    """Newcomer probe defect 1: rescheduling a held sensitive post released it; now only approval
+    does. The desk moves its time and it stays held, with the hold's reason."""
+    row = served.delivery(ds.SENSITIVE_TITLE, "bluesky")
+    assert row.state == "held"
+    ds.sign_in(page, served.url)
+    page.goto(f"{served.url}/desk/post/{row.post_id}#d{row.id}")
+    when = row.due_at.astimezone(served.settings.site.tz).replace(tzinfo=None) + timedelta(days=2)
+    page.fill(f"#when-{row.id}", when.strftime("%Y-%m-%dT%H:%M"))
+    page.locator(f"#d{row.id}").get_by_role("button", name="Reschedule").click()
+    page.wait_for_load_state()
+    after = served.row(row.id)
+    assert after.state == "held" and after.hold_reason == row.hold_reason
+    assert after.due_at.astimezone(served.settings.site.tz).strftime("%Y-%m-%dT%H:%M") == when.strftime("%Y-%m-%dT%H:%M")
+    assert "Waiting for approval" in page.locator(f"#d{row.id} .delivery-head").inner_text()
+    assert page.csp_errors == []
 
 
 def test_bulk_approve_the_ticked_held_deliveries(page, served):
