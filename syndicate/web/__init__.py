@@ -32,9 +32,9 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["syndicate"] = {"settings": settings}
     app.register_blueprint(core.bp)
     app.register_blueprint(subscriptions.bp)
-    app.register_blueprint(signup.bp)  # /subscribe, /preferences, /archive
     desk.init_app(app, settings)  # the preview desk and its sign-in (/desk)
     hooks.init_app(app)  # bounce and complaint webhooks (/hooks/*), signed: no CSRF
+    signup.init_app(app)  # /subscribe (Origin and ticket checked), /preferences (signed token), /archive
     ops.init_app(app)  # / (to the desk), /healthz, /metrics, static caching
 
     @app.after_request

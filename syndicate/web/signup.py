@@ -32,6 +32,15 @@ from syndicate.web import ledger, settings
 bp = Blueprint("signup", __name__, template_folder="templates")
 
 
+def init_app(app) -> None:
+    """Register on APP outside the desk's CSRF tokens: a signup is checked by its Origin and
+    ticket, a preferences change by its signed token (as one-click unsubscribe is)."""
+    from syndicate.web.desk import csrf
+
+    app.register_blueprint(bp)
+    csrf.exempt(bp)
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
