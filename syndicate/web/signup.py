@@ -51,8 +51,10 @@ def _site_origin() -> str:
 
 
 def _allowed(origin: str | None) -> bool:
-    """A request without Origin (a plain client), from this server, or from the site."""
-    if not origin:
+    """A request without Origin (a plain client), from this server, or from the site. "null" is
+    what a browser sends for our own form under ``Referrer-Policy: no-referrer``; a foreign page
+    sending it cannot read a ticket (no CORS for it), so its POST is still refused."""
+    if not origin or origin == "null":
         return True
     return origin.lower() in (_site_origin(), _origin(request.host_url))
 
