@@ -56,7 +56,7 @@ def unsubscribe(token: str | None = None):
         return render_template("web/unsubscribed.html", site=settings().site, address=address)
     already = subscribers.is_suppressed(ledger(), address)
     return render_template("web/unsubscribe.html", site=settings().site, address=address, already=already,
-                           brand=settings().site.brand)
+                           brand=settings().site.brand, preferences_url=f"/preferences/{token}")
 
 
 def _one_click() -> bool:
