@@ -318,6 +318,16 @@ class Digest(_Strict):
         return self
 
 
+class Carry(_Strict):
+    """Which posts a channel carries (engine/carry.py): by feed name, by category, by tag. The
+    feeds' ``<category>`` holds WordPress tags and categories alike, so ``tags`` matches the same
+    list as ``categories`` (case-insensitive); both are accepted so a rule reads as it is meant."""
+
+    feeds: list[str] = []
+    categories: list[str] = []
+    tags: list[str] = []
+
+
 class Channel(_Strict):
     kind: Literal["email", "x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads"]
     provider: str = "outbox"
@@ -341,6 +351,10 @@ class Channel(_Strict):
     # the From address.
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    # What the channel carries (engine/carry.py): a post must match ``include`` (when set) and
+    # must not match ``exclude``.
+    include: Carry | None = None
+    exclude: Carry | None = None
     # Social
     hashtags: dict[str, str] = {}  # category -> hashtag (without '#')
     max_hashtags: int = Field(default=3, ge=0)
@@ -434,6 +448,38 @@ class Subscribers(_Strict):
     double_opt_in: bool = False
 
 
+class Topic(_Strict):
+    """A named topic readers can follow: the feed categories it gathers (case-insensitive)."""
+
+    label: str
+    categories: list[str] = Field(min_length=1)
+
+
+class Signup(_Strict):
+    """Public signup (`GET/POST /subscribe`, audience/signup.py): double opt-in, abuse limits."""
+
+    enabled: bool = True
+    # The email channel whose From address and transport carry confirmation and welcome emails
+    # (its SMTP server, options.test_smtp, or the outbox). Unset: the first email channel.
+    channel: str | None = None
+    welcome: bool = False  # a welcome email after confirming (templates/email/welcome.*)
+    min_fill_seconds: float = Field(default=2.0, ge=0)  # a form sent faster than this is a bot's
+    per_ip_per_hour: int = Field(default=20, ge=1)
+    per_address_per_hour: int = Field(default=5, ge=1)
+    confirm_every: Duration = timedelta(minutes=10)  # at most one confirmation email per address
+
+
+class Audience(_Strict):
+    """Readers' choices: topics, cadences, and what keeps a post out of email."""
+
+    topics: dict[str, Topic] = {}  # name -> label and the categories it gathers
+    no_email_category: str = "no-email"  # a post in this category is never emailed
+    # Rate-limit counters: "redis" (broker.url; shared by every `serve` process), "memory"
+    # (one process: the embedded default), or "auto" (Redis if it answers, else memory).
+    limits: Literal["auto", "redis", "memory"] = "auto"
+    signup: Signup = Signup()
+
+
 class Deliverability(_Strict):
     """Bounces, complaints and unsubscribes the mail services report (audience/suppression.py,
     the webhooks of web/hooks.py). A hard bounce or a complaint suppresses an address at once;
@@ -509,6 +555,7 @@ class Settings(_Strict):
     channels: dict[str, Channel] = {}
     web: Web = Web()  # `syndicate serve`: public URL and the link-signing key's variable
     subscribers: Subscribers = Subscribers()  # the subscriber list: double opt-in
+    audience: Audience = Audience()  # signup, topics, readers' choices (issue 17)
     deliverability: Deliverability = Deliverability()  # bounces, complaints, webhooks
     health: Health = Health()  # thresholds of /healthz and `syndicate doctor`
     metrics: Metrics = Metrics()  # who may read /metrics

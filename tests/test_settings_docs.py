@@ -32,7 +32,7 @@ def keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         path = PREFIX.get(name, f"{prefix}{name}") if not prefix else f"{prefix}{name}"
         sub = _model_of(field.annotation)
         # Small value tables (windows, quiet hours, digest cadence) are documented as one key.
-        if sub is not None and sub.__name__ not in ("Window", "QuietHours", "Digest"):
+        if sub is not None and sub.__name__ not in ("Window", "QuietHours", "Digest", "Carry", "Topic"):
             found += keys(sub, path + ".")
         else:
             found.append(path)

@@ -388,6 +388,12 @@ def confirm(factory: sessionmaker[Session], address: str, now: datetime | None =
         return row.status
 
 
+def list_active(factory: sessionmaker[Session], address: str) -> bool:
+    """Is ADDRESS an active subscriber?"""
+    with transaction(factory) as s:
+        return s.scalar(select(Subscriber.status).where(Subscriber.email == address.lower())) == "active"
+
+
 def pending_to_invite(factory: sessionmaker[Session]) -> list[Subscriber]:
     with transaction(factory) as s:
         return list(s.scalars(select(Subscriber).where(Subscriber.status == "pending",

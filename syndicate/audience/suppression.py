@@ -124,6 +124,21 @@ def restore(s: Session, settings: Settings, address: str) -> bool:
     return bool(gone)
 
 
+def lift_own_unsubscribe(s: Session, address: str) -> bool:
+    """In S's transaction: the owner of ADDRESS confirmed a new signup (a POST from the link in
+    the confirmation email, which only the mailbox's owner can read): an *unsubscribe* of
+    theirs is lifted. A bounce, a complaint, an operator's removal or an erasure is never
+    lifted here (only ``restore``, by staff). True if lifted."""
+    address = _clean(address)
+    row = s.scalar(select(Suppression).where(Suppression.email == address))
+    sub = s.scalar(select(Subscriber).where(Subscriber.email == address))
+    # Bounces and complaints leave the status "bounced" / "complained"; a removal says so.
+    if row is None or sub is None or sub.status != "unsubscribed" or row.reason.startswith("removed"):
+        return False
+    s.delete(row)
+    return True
+
+
 # ---------------------------------------------------------------------------- events
 
 

@@ -14,7 +14,8 @@ that holds it::
 
 The state that decides is the last one committed before the content leaves (DESIGN.md rule 9):
 
-1. Who: ``audience = "subscribers"`` mails the active subscribers (read at send time), else
+1. Who: ``audience = "subscribers"`` mails the active subscribers (read at send time) that
+   ``email/routing.py`` selects (their cadence and topics; each post once per person), else
    the payload's ``to`` list; addresses are normalized and deduplicated, invalid ones logged
    and skipped, suppressed ones skipped (``pending_recipients``).
 2. ``sending`` (claimed, committed) comes before anything that could mail the recipient.
@@ -58,6 +59,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.audience import subscribers, suppression
+from syndicate.email import routing
 from syndicate.errors import ClaimLost, Incomplete, ProviderError, Retryable, Unresolved
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
@@ -128,9 +130,13 @@ class BatchReport:
 # ---------------------------------------------------------------------------- who
 
 
-def wanted_recipients(s: Session, payload: dict) -> list[str]:
-    """Who this delivery is for, normalized and without repeats, in a stable order."""
-    if payload.get("audience") == "subscribers":
+def wanted_recipients(s: Session, payload: dict, delivery_id: int | None = None, settings=None) -> list[str]:
+    """Who this delivery is for, normalized and without repeats, in a stable order. For the
+    list with DELIVERY_ID (a send): the once-per-person selection of ``email/routing.py``, whose
+    receipts are written in S's transaction."""
+    if payload.get("audience") == "subscribers" and delivery_id is not None:
+        addresses = routing.select_recipients(s, settings, payload, delivery_id)
+    elif payload.get("audience") == "subscribers":
         addresses = subscribers.active_recipients(s)
     else:
         addresses = list(payload.get("to") or [])
@@ -159,7 +165,9 @@ def pending_recipients(factory: sessionmaker[Session], job, report: BatchReport,
     Suppressed recipients are the one check of ``audience/suppression.py`` (SETTINGS: the
     provider's, so that forgotten addresses, kept as a keyed hash, are found too)."""
     with transaction(factory) as s:
-        wanted = wanted_recipients(s, job.payload)
+        wanted = wanted_recipients(s, job.payload, job.delivery_id, settings)
+        if settings is not None:
+            routing.prepare_variants(s, settings, job.channel, job.payload)
         blocked = suppression.suppressed_among(s, wanted, settings)
         rows = s.execute(select(RecipientSend.recipient, RecipientSend.state, RecipientSend.owner)
                          .where(RecipientSend.delivery_id == job.delivery_id)).all()

@@ -46,7 +46,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.email import privacy
+from syndicate.email import privacy, routing
+from syndicate.engine import carry
 from syndicate.engine.planner import PlanResult
 from syndicate.engine.schedule import digest_edition_key, next_digest
 from syndicate.ledger.db import transaction
@@ -155,7 +156,7 @@ def current_edition(s: Session, settings: Settings, name: str, now: datetime) ->
     else:
         start = since = previous_edition_at(channel, settings, at)
     edition = Edition(name, digest_edition_key(channel, settings, at), at, min(since, at), at, min(start, at))
-    edition.posts = _unassigned_posts(s, channel, name, edition.start, edition.until)
+    edition.posts = _unassigned_posts(s, settings, channel, name, edition.start, edition.until)
     return edition, series is None
 
 
@@ -169,7 +170,7 @@ def upcoming_edition(s: Session, settings: Settings, name: str, now: datetime) -
     else:
         start = since = latest_edition_at(channel, settings, now) or now
     edition = Edition(name, digest_edition_key(channel, settings, at), at, min(since, now), now, min(start, now))
-    edition.posts = _unassigned_posts(s, channel, name, edition.start, edition.until)
+    edition.posts = _unassigned_posts(s, settings, channel, name, edition.start, edition.until)
     return edition
 
 
@@ -238,6 +239,9 @@ def _render(settings: Settings, name: str, channel: Channel, edition: Edition, f
         log.exception("rendering digest %s for %s failed", edition.key, name)
         return "failed", None, window, f"render failed: {type(exc).__name__}: {exc}"
     payload = privacy.apply(payload, settings, channel)
+    if route := routing.route_for(settings, channel, [(p.id, list((p.data or {}).get("categories") or []))
+                                                      for p in edition.posts]):
+        payload["route"] = route  # each reader's posts of it (email/routing.py)
     if reason := privacy.hold_reason(payload):
         return "held", reason, payload, None
     if channel.hold:
@@ -289,11 +293,13 @@ def _series(s: Session, name: str) -> _Series | None:
     return _Series(start if start is not None else last_until, last_until)
 
 
-def _unassigned_posts(s: Session, channel: Channel, name: str, start: datetime, until: datetime) -> list[Post]:
+def _unassigned_posts(s: Session, settings: Settings, channel: Channel, name: str, start: datetime,
+                      until: datetime) -> list[Post]:
     """Posts to send whose ready time (first seen + delay) is in (START, UNTIL] and that are in
     no edition of channel NAME yet, newest first."""
     taken = select(DigestItem.id).where(DigestItem.channel == name, DigestItem.post_id == Post.id).exists()
     posts = list(s.scalars(select(Post).where(Post.plan == "send", Post.duplicate_of.is_(None),
                                               Post.first_seen_at > start - channel.delay,
                                               Post.first_seen_at <= until - channel.delay, ~taken)))
+    posts = [p for p in posts if carry.post_refusal(s, settings, name, p) is None]  # the channel's rules
     return sorted(posts, key=lambda p: (p.published_at or p.first_seen_at, p.id), reverse=True)

@@ -141,6 +141,8 @@ def rerender(settings: Settings, channel: str, kind: str, data: PostData, old: d
         new, _ = with_snippet(kind, new, snippet_text(kind, old), options)
     if edited:
         new[EDITED] = edited
+    if "route" in old:  # who it is for (email/routing.py) does not change with the copy
+        new["route"] = old["route"]
     return new
 
 

@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.email import privacy
+from syndicate.email import privacy, routing
+from syndicate.engine import carry
 from syndicate.engine.schedule import due_at
 from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, Post
@@ -62,7 +63,10 @@ def plan_post(s: Session, settings: Settings, post: Post, now: datetime,
     for index, (name, channel) in enumerate(settings.enabled_channels().items()):
         if (channels is not None and name not in channels) or channel.mode == "digest":
             continue  # digest channels are planned per edition, not per post
-        state, reason, payload, error = _render(data, settings, name, post, sensitive)
+        if why := carry.post_refusal(s, settings, name, post):
+            state, reason, payload, error = "skipped", why, {}, None
+        else:
+            state, reason, payload, error = _render(data, settings, name, post, sensitive)
         row = {"key": uuid.uuid4().hex, "subject": f"post:{post.id}", "post_id": post.id, "channel": name,
                "kind": channel.kind, "provider": channel.provider, "state": state,
                "due_at": max(now, due_at(channel, settings, post.first_seen_at, index=index)), "payload": payload,
@@ -96,6 +100,8 @@ def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive
         return "failed", None, {}, f"render failed: {type(exc).__name__}: {exc}"
     if channel.kind == "email":  # third-party images: dropped or noted, per channel (held below)
         payload = privacy.apply(payload, settings, channel)
+        if route := routing.route_for(settings, channel, [(post.id, data.categories)]):
+            payload["route"] = route  # who on the list gets it (email/routing.py)
     reason = None
     if post.plan == "hold":
         reason = "flood: many new posts appeared at once; approve to send"

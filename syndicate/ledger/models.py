@@ -96,6 +96,7 @@ class Post(Base):
     first_seen_at: Mapped[datetime]
     edited_at: Mapped[datetime | None]  # set when the same identity came back with new content
     planned_at: Mapped[datetime | None]  # deliveries created (None: the planner has not run yet)
+    no_email: Mapped[bool] = mapped_column(default=False)  # a person kept it out of email (desk)
 
 
 # planned -> claimed -> sending -> sent | failed | unknown; also held, skipped, cancelled.
@@ -175,6 +176,39 @@ class Subscriber(Base):
     invited_at: Mapped[datetime | None]  # the double opt-in confirmation email went out
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # The reader's choices (audience/preferences.py): CADENCE is "post", "day", "week" or two of
+    # them joined by commas; NULL (never chose) takes every channel that mails the list.
+    cadence: Mapped[str | None] = mapped_column(String(20))
+    confirm_sent_at: Mapped[datetime | None]  # the last signup confirmation email (one per 10 min)
+
+
+class SubscriberTopic(Base):
+    """A topic (``audience.topics``) one subscriber follows; none: every topic."""
+
+    __tablename__ = "subscriber_topics"
+    __table_args__ = (UniqueConstraint("subscriber_id", "topic", name="uq_subscriber_topics"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    topic: Mapped[str] = mapped_column(String(64))
+
+
+class PostReceipt(Base):
+    """Once per person (email/routing.py): the one delivery of a cadence that carries POST to
+    EMAIL. Unique per (email, post, cadence): a second channel of that cadence finds it taken and
+    leaves the post out; one of another cadence leaves it out too, unless the person asked for
+    both cadences."""
+
+    __tablename__ = "post_receipts"
+    __table_args__ = (UniqueConstraint("email", "post_id", "cadence", name="uq_post_receipts"),
+                      Index("ix_post_receipts_delivery", "delivery_id", "email"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    cadence: Mapped[str] = mapped_column(String(8))  # the taking delivery's: "post", "day", "week"
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Suppression(Base):

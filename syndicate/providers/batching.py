@@ -51,6 +51,7 @@ and maximum: the API's own limit), plus those of ``http.py`` (``api_base``, ``ti
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from syndicate.audience import subscribers
+from syndicate.email import routing
 from syndicate.email.message import personalize, unsubscribe_links
 from syndicate.email.recipients import (  # Outcome is re-exported for the adapters
     BatchReport,
@@ -161,16 +163,21 @@ class DirectSendProvider(HttpProvider):
         book = self._book = RecipientBook(factory, job, self.settings.run.claim_ttl, report)
         try:
             with book:
-                content = self.content(job)
-                for number, addresses in enumerate(self.batches(content, todo)):
-                    # Between API calls only, and after at least one: each send makes progress.
-                    if number and time.monotonic() - started >= budget:
-                        raise stopped_early(self.service, f"time budget of {budget:g}s used", report,
-                                            len(todo), settled_before)
-                    claimed = book.claim(addresses)  # one commit; raises ClaimLost if not ours
-                    if not claimed:
-                        continue  # settled meanwhile by another send
-                    self._send_claimed(job, content, book, claimed, report, answers)
+                number = 0
+                # One body per group: a digest reader's own posts (email/routing.py) differ.
+                for payload, members in routing.groups(job.payload, todo):
+                    part = job if payload is job.payload else dataclasses.replace(job, payload=payload)
+                    content = self.content(part)
+                    for addresses in self.batches(content, members):
+                        # Between API calls only, and after at least one: each send makes progress.
+                        if number and time.monotonic() - started >= budget:
+                            raise stopped_early(self.service, f"time budget of {budget:g}s used", report,
+                                                len(todo), settled_before)
+                        number += 1
+                        claimed = book.claim(addresses)  # one commit; raises ClaimLost if not ours
+                        if not claimed:
+                            continue  # settled meanwhile by another send
+                        self._send_claimed(part, content, book, claimed, report, answers)
         except ClaimLost as exc:
             raise ClaimLost(f"{self.service}: {exc}; stopped mailing ({report.summary()})") from None
         except soft_time_limit():

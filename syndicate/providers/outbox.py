@@ -3,16 +3,25 @@
 It is the default, so a newcomer sees real output with no account: each delivery becomes
 ``<outbox>/<channel>/<delivery id>.json`` holding the exact request body the real service
 would receive, and each email also ``<delivery id>.eml``, the whole MIME message.
+
+An email to the tool's own list (``options.audience = "subscribers"``) is "mailed" like SMTP
+would: the recipients ``email/recipients.py`` selects (each person's cadence and topics, each
+post once per person), each recorded in ``recipient_sends``, each message written to
+``<delivery id>/<address>.eml``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
-from syndicate.email.message import email_messages
+from syndicate.email import routing
+from syndicate.email.message import email_messages, personalize, preview_token
+from syndicate.email.recipients import BatchReport, Outcome, RecipientBook, pending_recipients
+from syndicate.ledger.db import open_ledger
 from syndicate.providers.base import Job, Permanent, Provider, SendResult
 
 
@@ -42,7 +51,9 @@ class OutboxProvider(Provider):
                   "delivery_id": job.delivery_id, "request": job.payload}
         base = self.folder / str(job.delivery_id)
         try:
-            if job.kind == "email":
+            if job.kind == "email" and job.payload.get("audience") == "subscribers":
+                record["recipients"] = self._mail_list(job, base)
+            elif job.kind == "email":
                 for i, message in enumerate(email_messages(job.payload, self.settings)):
                     suffix = "" if i == 0 else f"-{i + 1}"
                     _atomic_write(base.with_name(f"{job.delivery_id}{suffix}.eml"), bytes(message))
@@ -52,8 +63,28 @@ class OutboxProvider(Provider):
             raise Permanent(f"outbox {self.folder}: cannot write: {exc.strerror}") from None
         return SendResult(ref=str(base.with_suffix(".json")), url=None)
 
+    def _mail_list(self, job: Job, base: Path) -> dict:
+        factory = open_ledger(self.settings.store_url)
+        report = BatchReport()
+        todo = pending_recipients(factory, job, report, job.token, self.settings)
+        with RecipientBook(factory, job, self.settings.run.claim_ttl, report) as book:
+            for start in range(0, len(todo), 50):
+                claimed = book.claim(todo[start:start + 50])
+                book.issue(claimed)
+                for recipient in claimed:
+                    message = personalize(routing.payload_for(job.payload, recipient), recipient,
+                                          preview_token(self.settings, recipient))
+                    _atomic_write(base / f"{_safe(recipient)}.eml", bytes(message))
+                book.answer({r: Outcome("sent") for r in claimed})
+                book.flush()
+        return report.details()
+
     def check(self) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not os.access(self.folder, os.W_OK):
             raise Permanent(f"outbox {self.folder} is not writable")
         return f"writes to {self.folder}"
+
+
+def _safe(address: str) -> str:
+    return re.sub(r"[^A-Za-z0-9@._+-]", "_", address)

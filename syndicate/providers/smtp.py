@@ -74,7 +74,7 @@ from email import policy
 from email.utils import parseaddr
 
 from syndicate.audience import bounces, subscribers, suppression
-from syndicate.email import dkim
+from syndicate.email import dkim, routing
 from syndicate.email.message import MessageTemplate
 from syndicate.email.recipients import (
     BatchReport,
@@ -224,7 +224,7 @@ class SmtpProvider(Provider):
         # the substitution of their address, token and Message-ID.
         message_id = _message_id(job, recipient, sender)
         envelope = self.envelope_sender(sender, job.delivery_id, recipient)
-        data = self.signed(MessageTemplate.for_payload(job.payload).for_recipient(recipient, token, message_id))
+        data = self.signed(MessageTemplate.for_payload(routing.payload_for(job.payload, recipient)).for_recipient(recipient, token, message_id))
         try:
             code = _transaction(conn, envelope, recipient, data, before_content=lambda: book.issue([recipient]))
         except _Deferred as exc:

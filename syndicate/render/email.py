@@ -239,7 +239,8 @@ MAX_DIGEST_HEADLINES = 60  # more than this and the list says "and N more on our
 
 
 def render_digest_email(posts: list[PostData], settings: Settings, channel: str, *,
-                        edition_at: datetime | None = None, overrides: dict | None = None) -> EmailContent:
+                        edition_at: datetime | None = None, overrides: dict | None = None,
+                        view_url: str | None = None) -> EmailContent:
     """One digest edition of POSTS (oldest first as given) for the email channel CHANNEL:
     a headline list, then a card per post; HTML under 100 KB (cards beyond what fits are
     left to the headline list)."""
@@ -255,6 +256,7 @@ def render_digest_email(posts: list[PostData], settings: Settings, channel: str,
         "edition": {"date": _long_date(edition_at, settings) if edition_at else "",
                     "every": ch.digest.every if ch.digest else ""},
         "preheader": truncate_to(_one_line(f"In this issue: {titles}"), PREHEADER_LENGTH, len),
+        "view_url": view_url,  # the edition in the public archive (web/signup.py): no token in it
     }
     context["subject"] = subject_line(render(settings, DIGEST_SUBJECT_TEMPLATE, context), settings.site.name)
     _with_overrides(context, overrides)

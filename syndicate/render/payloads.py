@@ -41,8 +41,14 @@ def digest_payload(posts: list[PostData], settings: Settings, channel_name: str,
                    overrides: dict | None = None) -> dict:
     """One digest edition (EDITION: key, since, until, at, post ids) for a digest channel."""
     content = render_digest_email(posts, settings, channel_name,
-                                  edition_at=datetime.fromisoformat(edition["at"]), overrides=overrides)
+                                  edition_at=datetime.fromisoformat(edition["at"]), overrides=overrides,
+                                  view_url=archive_url(settings, channel_name, edition["key"]))
     return {**_email_fields(content, settings, settings.channels[channel_name]), "edition": edition}
+
+
+def archive_url(settings: Settings, channel_name: str, key: str) -> str:
+    """Where the public archive shows an edition ("view in browser")."""
+    return f"{settings.public_url}/archive/{channel_name}-{key}"
 
 
 def _email_fields(content, settings: Settings, channel: Channel) -> dict:

@@ -24,7 +24,7 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-act
 
 
 def create_app(settings: Settings) -> Flask:
-    from syndicate.web import core, desk, hooks, ops, subscriptions
+    from syndicate.web import core, desk, hooks, ops, signup, subscriptions
 
     app = Flask(__name__)
     app.url_map.converters["int"] = _RowId  # before any route is added: every <int:...> is bounded
@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(subscriptions.bp)
     desk.init_app(app, settings)  # the preview desk and its sign-in (/desk)
     hooks.init_app(app)  # bounce and complaint webhooks (/hooks/*), signed: no CSRF
+    signup.init_app(app)  # /subscribe (Origin and ticket checked), /preferences (signed token), /archive
     ops.init_app(app)  # / (to the desk), /healthz, /metrics, static caching
 
     @app.after_request

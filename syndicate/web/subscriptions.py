@@ -7,14 +7,18 @@ authority, and one-click must work from a mail client. ``GET`` never changes any
 scanners and previewers fetch links); it shows a page with the button. ``?u=<token>`` works
 too, for unsubscribe URLs configured in that style. A bad or forged token is a 400 page.
 
-``/confirm/<token>`` works the same way for double opt-in: GET shows, POST confirms.
+``/confirm/<token>`` works the same way for double opt-in: GET shows, POST confirms (and
+lifts the person's own earlier unsubscribe: audience/signup.py). With
+``audience.signup.welcome`` a welcome email follows. A bad or expired link says so and offers
+the signup form for a new one.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
 
-from syndicate.audience import subscribers
+from syndicate.audience import signup, subscribers
+from syndicate.engine.notices import NoticeError, send_notice
 from syndicate.settings import SettingsError
 from syndicate.web import ledger, settings
 
@@ -25,9 +29,9 @@ def _token(token: str | None) -> str:
     return token or request.args.get("u") or request.args.get("token") or ""
 
 
-def _bad(message: str):
+def _bad(message: str, link: tuple[str, str] | None = None):
     return render_template("web/message.html", site=settings().site, title="This link does not work",
-                           message=message), 400
+                           message=message, link=link), 400
 
 
 @bp.app_errorhandler(SettingsError)
@@ -52,7 +56,7 @@ def unsubscribe(token: str | None = None):
         return render_template("web/unsubscribed.html", site=settings().site, address=address)
     already = subscribers.is_suppressed(ledger(), address)
     return render_template("web/unsubscribe.html", site=settings().site, address=address, already=already,
-                           brand=settings().site.brand)
+                           brand=settings().site.brand, preferences_url=f"/preferences/{token}")
 
 
 def _one_click() -> bool:
@@ -64,9 +68,17 @@ def confirm(token: str):
     try:
         address = subscribers.read_confirm_token(settings(), token)
     except subscribers.BadToken as exc:
-        return _bad(str(exc))
+        return _bad(str(exc), ("Get a new confirmation link", "/subscribe"))
     if request.method == "POST":
-        status = subscribers.confirm(ledger(), address)
-        return render_template("web/confirmed.html", site=settings().site, address=address, status=status)
+        was = subscribers.is_suppressed(ledger(), address) or not subscribers.list_active(ledger(), address)
+        status = signup.confirm(ledger(), settings(), address)
+        if status == "active" and was and settings().audience.signup.welcome:
+            try:
+                send_notice(ledger(), settings(), "welcome", address)
+            except NoticeError as exc:
+                current_app.logger.error("welcome email not sent: %s", exc)
+        prefs = f"/preferences/{subscribers.unsubscribe_token(settings(), address)}" if status == "active" else None
+        return render_template("web/confirmed.html", site=settings().site, address=address, status=status,
+                               preferences_url=prefs)
     return render_template("web/confirm.html", site=settings().site, address=address,
                            brand=settings().site.brand)
