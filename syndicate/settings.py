@@ -345,6 +345,8 @@ class Channel(_Strict):
     hashtags: dict[str, str] = {}  # category -> hashtag (without '#')
     max_hashtags: int = Field(default=3, ge=0)
     utm: dict[str, str] = {}  # e.g. {source = "x", medium = "social"}; off when empty
+    # Also utm_campaign = the post's slug (a digest: its edition) and utm_content = the channel's name.
+    utm_per_post: bool = False
     # Provider-specific options (board id, author URN, instance URL, ...); secrets as *_env names.
     # Checked against the provider's declared options (syndicate/options.py): a typo is an error.
     options: dict[str, Any] = {}

@@ -41,7 +41,8 @@ def digest_payload(posts: list[PostData], settings: Settings, channel_name: str,
                    overrides: dict | None = None) -> dict:
     """One digest edition (EDITION: key, since, until, at, post ids) for a digest channel."""
     content = render_digest_email(posts, settings, channel_name,
-                                  edition_at=datetime.fromisoformat(edition["at"]), overrides=overrides)
+                                  edition_at=datetime.fromisoformat(edition["at"]), overrides=overrides,
+                                  edition=str(edition.get("key") or "digest"))
     return {**_email_fields(content, settings, settings.channels[channel_name]), "edition": edition}
 
 

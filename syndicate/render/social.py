@@ -19,7 +19,7 @@ import regex
 
 from syndicate.model import PostData
 from syndicate.render.errors import NotApplicable, RenderError
-from syndicate.render.links import absolute, is_http, with_utm
+from syndicate.render.links import absolute, channel_utm, is_http, post_slug, with_utm
 from syndicate.render.safety import matched_topics, mentions_topic
 from syndicate.render.sanitize import to_text
 from syndicate.render.templating import render
@@ -103,7 +103,7 @@ def _job(kind: str, post: PostData, settings: Settings, channel: str, now: datet
         title=_one_line(post.title),
         # Safe messaging: no excerpt of a sensitive post, whose wording may sensationalize.
         lead=f"A new article from {settings.site.name}." if topics else _lead(post),
-        link=with_utm(post.url, ch.utm),
+        link=with_utm(post.url, channel_utm(ch.utm, ch.utm_per_post, post_slug(post.url), channel)),
         hashtags=tuple(f"#{tag}" for tag in hashtags(post.categories, ch, settings)),
         help_line=_one_line(settings.safety.crisis_line) if topics else "",
         site_name=settings.site.name,
