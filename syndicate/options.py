@@ -24,6 +24,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 Id = str | int  # numeric ids may be written as TOML integers; the adapters send str(value)
 Seconds = Annotated[float, Field(gt=0)]
+# "card": the link card (the default); "image": the post's image uploaded with the post
+# (providers/http.py, "image posts"), falling back to the card when that cannot be done.
+Media = Literal["card", "image"]
 
 
 def _lower(value: Any) -> Any:
@@ -50,6 +53,7 @@ class _Social(_Http):
 
 
 class XOptions(_Social):
+    media: Media | None = None
     token_env: str | None = None
     refresh_token_env: str | None = None
     client_id_env: str | None = None
@@ -62,6 +66,7 @@ class XOptions(_Social):
 
 
 class FacebookOptions(_Social):
+    media: Media | None = None
     page_id: Id | None = None
     page_token_env: str | None = None
     version: str | None = None
@@ -80,18 +85,21 @@ class PinterestOptions(_Social):
 
 
 class MastodonOptions(_Social):
+    media: Media | None = None
     instance: str | None = None
     token_env: str | None = None
     max_characters: Annotated[int, Field(ge=1)] | None = None
 
 
 class BlueskyOptions(_Social):
+    media: Media | None = None
     identifier: str | None = None
     identifier_env: str | None = None
     app_password_env: str | None = None
 
 
 class ThreadsOptions(_Social):
+    media: Media | None = None
     token_env: str | None = None
     user_id: Id | None = None
     version: str | None = None

@@ -328,6 +328,26 @@ class Carry(_Strict):
     tags: list[str] = []
 
 
+class Reshare(_Strict):
+    """Evergreen re-share (engine/reshare.py): a social channel shares an older post again, at
+    most one a slot of EVERY, only inside the channel's send window. A post qualifies when it
+    went out on this channel before, was published more than MIN_AGE ago, has had no delivery
+    on the channel for REPEAT_AFTER, and is neither sensitive nor withdrawn."""
+
+    min_age: Duration = timedelta(days=30)  # N: only posts older than this
+    repeat_after: Duration = timedelta(days=90)  # M: each post at most once per this, per channel
+    every: Duration = timedelta(days=1)  # one re-share per this slot (aligned to local midnight)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Reshare:
+        for name in ("min_age", "repeat_after", "every"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"reshare.{name} must be positive")
+        if self.every < timedelta(minutes=1):
+            raise ValueError("reshare.every must be at least one minute")
+        return self
+
+
 class Channel(_Strict):
     kind: Literal["email", "x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads"]
     provider: str = "outbox"
@@ -359,6 +379,9 @@ class Channel(_Strict):
     hashtags: dict[str, str] = {}  # category -> hashtag (without '#')
     max_hashtags: int = Field(default=3, ge=0)
     utm: dict[str, str] = {}  # e.g. {source = "x", medium = "social"}; off when empty
+    # Also utm_campaign = the post's slug (a digest: its edition) and utm_content = the channel's name.
+    utm_per_post: bool = False
+    reshare: Reshare | None = None  # evergreen re-share of older posts (social channels); off when unset
     # Provider-specific options (board id, author URN, instance URL, ...); secrets as *_env names.
     # Checked against the provider's declared options (syndicate/options.py): a typo is an error.
     options: dict[str, Any] = {}
@@ -393,6 +416,8 @@ class Channel(_Strict):
                 raise ValueError("send_window and quiet_hours do not apply to digests; set digest.at instead")
         elif self.digest is not None:
             raise ValueError('digest is set but mode is "per_post"; add mode = "digest"')
+        if self.reshare is not None and self.kind not in SOCIAL_KINDS:
+            raise ValueError("reshare applies to social channels only")
         if not self._has_send_time():
             raise ValueError("send_window and quiet_hours leave no time in the week to send")
         author = str(self.options.get("author_urn") or "").strip()

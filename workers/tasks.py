@@ -22,6 +22,7 @@ from syndicate.engine.heartbeat import beat
 from syndicate.engine.planner import plan_pending
 from syndicate.engine.poll import poll_feed as poll_one
 from syndicate.engine.ratelimit import limiter_for
+from syndicate.engine.reshare import plan_reshares
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
 
@@ -68,6 +69,7 @@ def dispatch(self) -> dict:
     reaped = reap_expired(factory, now, actor="reaper", settings=settings)
     plan_pending(factory, settings, now)
     plan_digests(factory, settings, now)
+    plan_reshares(factory, settings, now)  # evergreen re-shares: one per channel and slot, at most
     # Back-pressure: claim only what the workers can start before the claims' leases run out;
     # claims waiting in a long queue would expire and be claimed again (harmless, but waste).
     queued = _queued(self)

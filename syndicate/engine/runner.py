@@ -23,6 +23,7 @@ from syndicate.engine.heartbeat import beat
 from syndicate.engine.pause import PauseState, paused
 from syndicate.engine.planner import PlanResult, plan_pending
 from syndicate.engine.poll import PollResult, poll_feeds
+from syndicate.engine.reshare import plan_reshares
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import utcnow
 from syndicate.settings import Settings
@@ -57,6 +58,7 @@ def run_once(settings: Settings, now: datetime | None = None,
     say("planning deliveries")
     summary.plan = plan_pending(factory, settings, now)
     plan_digests(factory, settings, now, into=summary.plan)
+    summary.plan.planned += len(plan_reshares(factory, settings, now))  # evergreen (engine/reshare.py)
     # Leases and the reaper always use the real clock (other workers judge them by it);
     # NOW (--at) only decides what is due.
     summary.reaped = reap_expired(factory, utcnow(), settings=settings)

@@ -66,6 +66,13 @@ def due_at(channel: Channel, settings: Settings, seen_at: datetime, index: int =
     return _first_allowed(first + offset, channel, zone) if offset else first
 
 
+def may_send_at(channel: Channel, settings: Settings, t: datetime) -> bool:
+    """True when T is inside CHANNEL's send window and outside its quiet hours."""
+    _require_aware(t, "t")
+    t = t.astimezone(UTC)
+    return _first_allowed(t, channel, settings.site.tz) == t
+
+
 def next_digest(channel: Channel, settings: Settings, after: datetime) -> datetime:
     """The instant of CHANNEL's next digest edition strictly after AFTER."""
     _require_aware(after, "after")

@@ -115,7 +115,7 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)  # idempotency key sent to providers
-    subject: Mapped[str] = mapped_column(String(200))  # "post:<id>" or "digest:<edition>"
+    subject: Mapped[str] = mapped_column(String(200))  # "post:<id>", "digest:<edition>" or "reshare:<slot>"
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
     channel: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20))

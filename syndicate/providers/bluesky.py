@@ -15,6 +15,11 @@ itself). Here the adapter adds what only it can:
   host(s) (at most 10 MB), re-encoded smaller when it is over 1,000,000 bytes (the lexicon's
   ``thumb maxSize``), uploaded with ``com.atproto.repo.uploadBlob``; otherwise the card goes
   without a thumbnail;
+* with option ``media = "image"``, an ``app.bsky.embed.images`` embed instead of the card: the
+  post's image (site's own hosts only), re-encoded when over 1,000,000 bytes (the images
+  lexicon now allows 2 MB, "formerly limited to 1 MB": the smaller size goes everywhere),
+  uploaded with ``uploadBlob``, with the image's alt text and its ``aspectRatio``; the link stays
+  in the text with its facet. A failed upload keeps the card;
 * ``createdAt`` set to the moment of the first attempt (a stale one, from planning time, would
   sort the post back in time on the timeline; a later one would make a retry's record differ).
 
@@ -50,6 +55,7 @@ from syndicate.providers.base import (
     Job,
     OutcomeUnknown,
     Permanent,
+    ProviderError,
     RateLimited,
     Retryable,
     SendResult,
@@ -62,6 +68,7 @@ _AUTH_ERRORS = frozenset({"ExpiredToken", "InvalidToken", "AuthenticationRequire
                           "AccountTakedown", "AccountDeactivated"})
 
 
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 FETCH_MAX_BYTES = 10_000_000  # a featured image larger than this is not worth shrinking
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable (atproto "tid" format)
 
@@ -249,6 +256,8 @@ class BlueskyProvider(HttpProvider):
         first_attempt = job.first_attempt_at or datetime.now(UTC)
         record["createdAt"] = _timestamp(first_attempt)
         embed = record.get("embed")
+        if self.options.get("media") == "image" and self.has_image(job) and (images := self._images_embed(job)):
+            record["embed"] = embed = images
         if isinstance(embed, dict) and embed.get("$type") == "app.bsky.embed.external":
             external = embed.get("external")
             if isinstance(external, dict) and not external.get("thumb"):
@@ -287,6 +296,27 @@ class BlueskyProvider(HttpProvider):
             return None
         blob = self.json_of(resp).get("blob")
         return blob if isinstance(blob, dict) else None
+
+    def _images_embed(self, job: Job) -> dict[str, Any] | None:
+        """An ``app.bsky.embed.images`` embed of the post's uploaded image, or None (the post
+        keeps its link card). The blob may be uploaded again by a retry; the record is one."""
+        image = self.site_image(job, max_bytes=self.image_max_bytes, accept=IMAGE_TYPES)
+        if image is None:
+            self.media_fallback(job, "no usable image on the site's own host")
+            return None
+        try:
+            resp = self.call("POST", "com.atproto.repo.uploadBlob", data=image.data, idempotent=True,
+                             headers={"Content-Type": image.content_type}, what="uploading the image")
+        except ProviderError as exc:
+            self.media_fallback(job, str(exc))
+            return None
+        blob = self.json_of(resp).get("blob")
+        if not isinstance(blob, dict):
+            self.media_fallback(job, "the upload answered without a blob")
+            return None
+        return {"$type": "app.bsky.embed.images",
+                "images": [{"image": blob, "alt": image.alt,
+                            "aspectRatio": {"width": image.width, "height": image.height}}]}
 
     def check(self) -> str:
         info = self.json_of(self.call("GET", "com.atproto.server.getSession", what="reading the session"))

@@ -21,6 +21,14 @@ created the post on exactly these answers (arsduo/koala#699: code 2 "An unexpect
 occurred" on HTTP 500, seven identical posts; facebookarchive/php-graph-sdk#1141: code 1, "the
 link gets posted"), and its duplicate refusal (506) did not fire then.
 
+Images (option ``media = "image"``): the post's image is uploaded unpublished first (``POST
+/{page_id}/photos``, multipart ``source``, ``published=false``, the alt text as
+``alt_text_custom``; at most 4 MB, JPEG, PNG, GIF, BMP or TIFF, else re-encoded), then the page
+post attaches it (``attached_media[0]={"media_fbid": <photo id>}``) with the link at the end of
+the message, as Meta documents for a post with photos (Pages API, "Publish a post with photos").
+The unpublished upload may be repeated by a retry; the page post is the one create, looked up
+as below. A failed upload posts the card (``link``) instead.
+
 Exactly once on Facebook: a Page post has no idempotency key, so an unknown outcome is settled by
 ``lookup``: ``GET /{page}/posts?since=<first attempt - 5 min>&fields=id,message,created_time``,
 matched on our message. The engine asks it before any resend (``Provider.lookup``).
@@ -51,6 +59,9 @@ GRAPH_BLOCKED_CODE = "368"
 GRAPH_POSTING_TOO_FAST = "1390008"  # 368's subcode for "We limit how often you can post"
 # Meta's error guide: 368 "Temporarily blocked ... Wait and retry"; how long is not said.
 POSTING_TOO_FAST_WAIT = timedelta(hours=1)
+# Page photos (developers.facebook.com/docs/graph-api/reference/page/photos): at most 4 MB.
+IMAGE_MAX_BYTES = 4_000_000
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/bmp", "image/tiff")
 
 
 class GraphApiProvider(HttpProvider):
@@ -132,6 +143,8 @@ class FacebookProvider(GraphApiProvider):
 
     def send(self, job: Job) -> SendResult:
         body = {k: v for k, v in body_of(job.payload).items() if v is not None}
+        if self.options.get("media") == "image" and self.has_image(job) and (photo := self._upload_photo(job)):
+            body = {"message": photo_message(body), "attached_media[0]": json.dumps({"media_fbid": photo})}
         resp = self.request("POST", f"/{self.version}/{quote(self.page_id, safe='')}/feed", data=body,
                             what="publishing to the page")
         post_id = self.json_of(resp).get("id")
@@ -141,19 +154,43 @@ class FacebookProvider(GraphApiProvider):
     def lookup(self, job: Job) -> SendResult | None:
         """The page post an earlier attempt made: among the page's posts since the first
         attempt, the one carrying our message (Facebook refuses a second identical one anyway)."""
-        message = (body_of(job.payload).get("message") or "").strip()
-        if not message:
+        body = body_of(job.payload)
+        # The card's message, or the photo post's (the link at its end): whichever went out.
+        messages = {m for m in ((body.get("message") or "").strip(), photo_message(body).strip()) if m}
+        if not messages:
             return None
         since = (job.first_attempt_at or datetime.now(UTC)) - timedelta(minutes=5)
         resp = self.request("GET", f"/{self.version}/{quote(self.page_id, safe='')}/posts",
                             params={"fields": "id,message,created_time", "since": str(int(since.timestamp())),
                                     "limit": "100"}, what="looking for the post an earlier attempt made")
         for post in self.json_of(resp).get("data") or []:
-            if isinstance(post, dict) and (post.get("message") or "").strip() == message and post.get("id"):
+            if isinstance(post, dict) and (post.get("message") or "").strip() in messages and post.get("id"):
                 post_id = str(post["id"])
                 return SendResult(ref=post_id, url=f"https://www.facebook.com/{post_id}",
                                   details={"found_by": "lookup"})
         return None
+
+    def _upload_photo(self, job: Job) -> str | None:
+        """The id of the post's image uploaded unpublished to the page, or None (the post keeps
+        its link card)."""
+        image = self.site_image(job, max_bytes=IMAGE_MAX_BYTES, accept=IMAGE_TYPES)
+        if image is None:
+            self.media_fallback(job, "no usable image on the site's own host")
+            return None
+        fields = {"published": "false", **({"alt_text_custom": image.alt} if image.alt else {})}
+        try:
+            resp = self.request("POST", f"/{self.version}/{quote(self.page_id, safe='')}/photos", idempotent=True,
+                                files={"source": (f"image.{image.content_type.split('/')[-1]}", image.data,
+                                                  image.content_type)},
+                                data=fields, what="uploading the image")
+        except ProviderError as exc:
+            self.media_fallback(job, str(exc))
+            return None
+        photo = self.json_of(resp).get("id")
+        if not photo:
+            self.media_fallback(job, "the photo upload answered without an id")
+            return None
+        return str(photo)
 
     def check(self) -> str:
         resp = self.request("GET", f"/{self.version}/{quote(self.page_id, safe='')}",
@@ -162,3 +199,11 @@ class FacebookProvider(GraphApiProvider):
         sunset = graph_sunset(self.version)
         return (f"Facebook page {page.get('name', '?')} ({page.get('id', self.page_id)}), Graph {self.version} "
                 f"(available until {sunset or '?'}){sunset_note('Graph API', 'version', self.version, sunset)}")
+
+
+def photo_message(body: dict) -> str:
+    """A photo post's message: the card's message with the link at its end (no card shows it)."""
+    message, link = (body.get("message") or "").strip(), (body.get("link") or "").strip()
+    if link and link not in message:
+        return f"{message}\n\n{link}" if message else link
+    return message

@@ -41,6 +41,16 @@ renderer to the adapter and are never sent (``body_of()`` strips them):
     ``image/*`` no larger than the network's cap; otherwise the post goes out without a
     thumbnail (never fails because of it).
 
+``_image_url``, ``_image_alt``
+    The post's image and its alt text, for a channel whose option ``media = "image"`` asks for
+    an image post instead of the link card (X, Mastodon, Threads, Facebook, Bluesky). The
+    adapter fetches it by the same rule as a thumbnail (``site_image``: the site's own hosts,
+    no redirects, ``image/*``), fits it to the network's size and type limits (re-encoded with
+    Pillow where needed), uploads it and posts referencing it. Any failure on the way (fetch,
+    fit, upload) falls back to the card, never to a lost post (``media_fallback`` notes why in
+    the delivery's events). An upload may be repeated by a retry; the post itself keeps the
+    network's exactly-once rule (idempotency key, record key, lookup).
+
 Options every HTTP adapter reads: ``api_base`` (default: the real API host; tests point it at a
 local fake), ``timeout`` (read timeout in seconds, default 15), ``connect_timeout`` (default 5).
 """
@@ -78,6 +88,9 @@ log = logging.getLogger(__name__)
 
 HINT_PREFIX = "_"
 THUMBNAIL_HINT = "_thumbnail_url"
+IMAGE_HINT = "_image_url"
+IMAGE_ALT_HINT = "_image_alt"
+IMAGE_FETCH_MAX = 20_000_000  # a featured image larger than this is not worth fetching to shrink
 MAX_MESSAGE = 300
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -413,6 +426,83 @@ class HttpProvider(Provider):
                 return bytes(data), ctype
         except requests.RequestException:
             return None
+
+    # -- image posts (option media = "image") -------------------------------------------------
+
+    @staticmethod
+    def has_image(job) -> bool:
+        """True when the renderer gave JOB an image to post (a channel with ``media = "image"``;
+        the adapter checks its option too, so a channel switched back to cards gets cards)."""
+        return bool(job.payload.get(IMAGE_HINT))
+
+    def site_image(self, job, *, max_bytes: int, accept: Iterable[str],
+                   max_pixels: int | None = None) -> SiteImage | None:
+        """The post's image (payload hint ``_image_url``) fitted to a network's limits, or None
+        (then the post goes out with its card). Only from the site's own hosts, as thumbnails."""
+        fetched = self.fetch_site_image(job.payload.get(IMAGE_HINT), IMAGE_FETCH_MAX)
+        if fetched is None:
+            return None
+        fitted = fit_image(fetched[0], fetched[1], max_bytes=max_bytes, accept=accept, max_pixels=max_pixels)
+        if fitted is None:
+            log.info("%s channel %s: the post's image cannot be fitted to the network's limits",
+                     self.service, self.channel_name)
+            return None
+        data, ctype, width, height = fitted
+        return SiteImage(data, ctype, width, height, str(job.payload.get(IMAGE_ALT_HINT) or "").strip())
+
+    def media_fallback(self, job, why: str) -> None:
+        """Record that JOB goes out with its link card instead of the image, and why (in the
+        delivery's events, via the job's notes). Never raises: the post matters more."""
+        log.warning("%s channel %s: image post falls back to the link card: %s", self.service, self.channel_name,
+                    why)
+        try:
+            job.remember("media", f"card: {why}"[:300])
+        except Exception:  # noqa: BLE001 - a note that cannot be written must not stop the post
+            log.debug("could not note the media fallback", exc_info=True)
+
+
+@dataclass(frozen=True)
+class SiteImage:
+    """An image ready to upload: its bytes, type, size in pixels and alt text."""
+
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    alt: str
+
+
+def fit_image(data: bytes, content_type: str, *, max_bytes: int, accept: Iterable[str],
+              max_pixels: int | None = None) -> tuple[bytes, str, int, int] | None:
+    """DATA as (bytes, type, width, height) within a network's limits: kept as it is when its type
+    is in ACCEPT, it is at most MAX_BYTES and MAX_PIXELS, else re-encoded as a JPEG (scaled down as
+    needed). None when Pillow cannot read it or it cannot be made to fit."""
+    import io
+
+    from PIL import Image
+
+    accept = {a.lower() for a in accept}
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if (content_type in accept and len(data) <= max_bytes
+                    and (max_pixels is None or width * height <= max_pixels)):
+                return data, content_type, width, height
+            if "image/jpeg" not in accept:
+                return None
+            img = img.convert("RGB")
+            if max_pixels and width * height > max_pixels:
+                scale = (max_pixels / (width * height)) ** 0.5
+                img = img.resize((max(1, int(width * scale)), max(1, int(height * scale))))
+            for _ in range(10):
+                out = io.BytesIO()
+                img.save(out, "JPEG", quality=85, optimize=True)
+                if out.tell() <= max_bytes:
+                    return out.getvalue(), "image/jpeg", img.width, img.height
+                img = img.resize((max(1, img.width * 3 // 4), max(1, img.height * 3 // 4)))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return None
 
 
 def shrink_image(data: bytes, max_bytes: int) -> bytes | None:

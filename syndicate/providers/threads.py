@@ -19,6 +19,14 @@ threads_publish does not return the published media ID, query GET /{threads-cont
 text); ``FINISHED`` means publish *that* container again; ``ERROR``/``EXPIRED`` (containers
 expire after 24 hours) means make a new one.
 
+Images (option ``media = "image"``): the container is an IMAGE one (``media_type=IMAGE``,
+``image_url``, ``text``, ``alt_text``) instead of TEXT. Threads fetches the image itself from
+``image_url``, so it is checked first by the same rule as every image upload (the site's own
+hosts, no redirects) and against Threads' limits (JPEG or PNG, at most 8 MB; it cannot be
+re-encoded, since Threads reads the site's copy). When the check, the container or its
+processing fails (status ERROR), a TEXT container with the link card is made instead; the
+saved container id keeps a post from being published twice either way.
+
 The public URL is read afterwards (``GET /{id}?fields=permalink``), best-effort.
 
 Options: ``token_env`` (a long-lived Threads user access token with ``threads_basic`` and
@@ -40,10 +48,14 @@ from urllib.parse import quote
 
 from syndicate.providers.base import Job, OutcomeUnknown, Permanent, ProviderError, Retryable, SendResult
 from syndicate.providers.facebook import GraphApiProvider
-from syndicate.providers.http import body_of
+from syndicate.providers.http import IMAGE_ALT_HINT, IMAGE_HINT, body_of
 
 CONTAINER_NOTE = "threads_container"
 MAX_POLL_INTERVAL = 8.0
+# developers.facebook.com/docs/threads/overview#image-specifications: JPEG or PNG, 8 MB at most
+IMAGE_MAX_BYTES = 8 * 1024 * 1024
+IMAGE_TYPES = ("image/jpeg", "image/png")
+ALT_TEXT_MAX = 1000
 
 
 class ThreadsProvider(GraphApiProvider):
@@ -77,6 +89,8 @@ class ThreadsProvider(GraphApiProvider):
                 return self._published(job, container)
             if status in ("ERROR", "EXPIRED"):
                 container = None
+        if not container and self.options.get("media") == "image" and self.has_image(job):
+            container = self._image_container(job, body)
         if not container:
             container = self._create_container(body)
             job.remember(CONTAINER_NOTE, container)  # in the ledger before anything is published
@@ -102,6 +116,31 @@ class ThreadsProvider(GraphApiProvider):
                 and self.options.get("link_attachment", True)):
             body["link_attachment"] = job.post_url
         return body
+
+    def _image_container(self, job: Job, body: dict) -> str | None:
+        """A FINISHED IMAGE container of the post (saved in the ledger), or None: the post then
+        goes out as text with its link card."""
+        url = job.payload.get(IMAGE_HINT)
+        fetched = self.fetch_site_image(url, IMAGE_MAX_BYTES)
+        if fetched is None or fetched[1] not in IMAGE_TYPES:
+            self.media_fallback(job, "no JPEG or PNG of at most 8 MB on the site's own host")
+            return None
+        image = {"media_type": "IMAGE", "image_url": url, "text": body.get("text") or ""}
+        alt = str(job.payload.get(IMAGE_ALT_HINT) or "").strip()
+        if alt:
+            image["alt_text"] = alt[:ALT_TEXT_MAX]
+        try:
+            container = self._create_container(image)
+        except (Permanent, Retryable) as exc:  # no container, nothing published: the text post instead
+            self.media_fallback(job, str(exc))
+            return None
+        job.remember(CONTAINER_NOTE, container)  # in the ledger before anything is published
+        try:
+            self._wait_until_finished(container)
+        except Permanent as exc:  # the container failed (Threads could not use the image)
+            self.media_fallback(job, str(exc))
+            return None
+        return container
 
     def _published(self, job: Job, container: str) -> SendResult:
         """The post a published CONTAINER became: the profile's thread with our text."""

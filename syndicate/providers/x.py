@@ -16,6 +16,12 @@ Auth, one of:
 * OAuth 1.0a user context: ``consumer_key_env``, ``consumer_secret_env``, ``access_token_env``,
   ``access_token_secret_env`` (signed by oauthlib, not by hand).
 
+Images (option ``media = "image"``): the post's image is uploaded with ``POST /2/media/upload``
+(``MediaUploadRequest``: base64 ``media``, ``media_category = tweet_image``; at most 5 MB, JPEG,
+PNG, GIF or WEBP, else re-encoded), its alt text set with ``POST /2/media/metadata``
+(``alt_text.text``, at most 1,000 characters), and the post sent with ``media.media_ids``. The
+token needs the ``media.write`` scope. A failed upload posts the card instead.
+
 Other options: ``username`` (for the public URL; else https://x.com/i/web/status/<id>),
 ``api_base`` (default https://api.x.com), ``timeout``.
 
@@ -31,6 +37,7 @@ so both are AuthExpired: a person must raise the plan or top up, then ``resolve 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,13 +48,17 @@ from requests_oauthlib import OAuth1
 from syndicate.ledger.db import open_ledger
 from syndicate.ledger.models import utcnow
 from syndicate.providers import tokens
-from syndicate.providers.base import AuthExpired, Job, Permanent, SendResult
+from syndicate.providers.base import AuthExpired, Job, Permanent, ProviderError, Retryable, SendResult
 from syndicate.providers.http import ErrorInfo, HttpProvider, body_of, generic_error_info, reset_from_headers
 
 # X problem types / reasons meaning "these credentials can't do this": a human must fix them.
 _BILLING_PROBLEMS = ("usage-capped", "UsageCapExceeded", "CreditsDepleted")
 _BILLING_ADVICE = ("the X account's monthly usage cap (or its credit) is spent: a person must raise the plan "
                    "in the X developer console, or wait for the cap to reset, then resolve --retry")
+# docs.x.com media best practices: images up to 5 MB, JPG, PNG, GIF, WEBP; alt text 1,000 characters
+IMAGE_MAX_BYTES = 5_000_000
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+ALT_TEXT_MAX = 1000
 _AUTH_PROBLEMS = ("unsupported-authentication", "client-forbidden", "client-not-enrolled",
                   "oauth1-permissions", "not-authorized-for-resource")
 
@@ -204,10 +215,35 @@ class XProvider(HttpProvider):
     # -- the calls ----------------------------------------------------------------------------
 
     def send(self, job: Job) -> SendResult:
-        resp = self.call("POST", "/2/tweets", json=body_of(job.payload), what="creating the post")
+        body = body_of(job.payload)
+        if self.options.get("media") == "image" and self.has_image(job) and (media_id := self._upload_image(job)):
+            body = {**body, "media": {"media_ids": [media_id]}}
+        resp = self.call("POST", "/2/tweets", json=body, what="creating the post")
         data = self.json_of(resp).get("data") or {}
         post_id = str(data["id"]) if data.get("id") else None
         return SendResult(ref=post_id, url=self.public_url(post_id), details={"text": data.get("text")})
+
+    def _upload_image(self, job: Job) -> str | None:
+        """The media id of the post's uploaded image, or None (the post keeps its card). An
+        upload may be repeated by a retry: an unused media id simply expires."""
+        image = self.site_image(job, max_bytes=IMAGE_MAX_BYTES, accept=IMAGE_TYPES)
+        if image is None:
+            self.media_fallback(job, "no usable image on the site's own host")
+            return None
+        try:
+            resp = self.call("POST", "/2/media/upload", idempotent=True, what="uploading the image",
+                             json={"media": base64.b64encode(image.data).decode("ascii"),
+                                   "media_category": "tweet_image"})
+            media_id = str((self.json_of(resp).get("data") or {}).get("id") or "")
+            if not media_id:
+                raise Retryable("X: the image upload answered without a media id")
+            if image.alt:
+                self.call("POST", "/2/media/metadata", idempotent=True, what="setting the image's alt text",
+                          json={"id": media_id, "metadata": {"alt_text": {"text": image.alt[:ALT_TEXT_MAX]}}})
+        except ProviderError as exc:
+            self.media_fallback(job, str(exc))
+            return None
+        return media_id
 
     def public_url(self, post_id: str | None) -> str | None:
         if not post_id:

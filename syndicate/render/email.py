@@ -21,7 +21,7 @@ from markupsafe import Markup
 from syndicate.model import PostData
 from syndicate.render import sanitize
 from syndicate.render.errors import RenderError
-from syndicate.render.links import absolute, is_http, with_utm
+from syndicate.render.links import absolute, channel_utm, is_http, post_slug, with_utm
 from syndicate.render.safety import is_sensitive
 from syndicate.render.templating import first_existing, render
 from syndicate.render.textlength import truncate_to
@@ -62,8 +62,9 @@ def render_post_email(post: PostData, settings: Settings, channel: str,
     templates' (``_with_overrides``)."""
     ch = _email_channel(settings, channel)
     sensitive = is_sensitive(post, settings.safety)
-    link = with_utm(post.url, ch.utm)
-    content = _content_html(post, settings, ch)
+    utm = channel_utm(ch.utm, ch.utm_per_post, post_slug(post.url), channel)
+    link = with_utm(post.url, utm)
+    content = _content_html(post, settings, utm)
     context = _context(post, settings, ch, link=link, sensitive=sensitive)
     context["subject"] = subject_line(render(settings, SUBJECT_TEMPLATE, context), post.title,
                                       # Untitled: what social posts lead with; never a sensitive post's words.
@@ -93,12 +94,12 @@ def _email_channel(settings: Settings, channel: str) -> Channel:
     return ch
 
 
-def _content_html(post: PostData, settings: Settings, ch: Channel) -> str:
+def _content_html(post: PostData, settings: Settings, utm: dict[str, str]) -> str:
     site_host = _host(settings.site.url)
 
     def tag_own_links(url: str) -> str:
         # Links back to the practice's own site carry the channel's UTM tags; others don't.
-        return with_utm(url, ch.utm) if _host(url) == site_host else url
+        return with_utm(url, utm) if _host(url) == site_host else url
 
     html = sanitize.sanitize(post.content_html, post.url, fallback_alt=post.title, rewrite_link=tag_own_links)
     if not html and post.summary:
@@ -240,14 +241,16 @@ MAX_DIGEST_HEADLINES = 60  # more than this and the list says "and N more on our
 
 def render_digest_email(posts: list[PostData], settings: Settings, channel: str, *,
                         edition_at: datetime | None = None, overrides: dict | None = None,
-                        view_url: str | None = None) -> EmailContent:
+                        view_url: str | None = None, edition: str = "digest") -> EmailContent:
     """One digest edition of POSTS (oldest first as given) for the email channel CHANNEL:
     a headline list, then a card per post; HTML under 100 KB (cards beyond what fits are
     left to the headline list)."""
     if not posts:
         raise RenderError("a digest needs at least one post")
     ch = _email_channel(settings, channel)
-    items = [_digest_item(post, settings, ch) for post in posts]
+    # Per-post UTM values: every link of an edition carries the edition's key as its campaign.
+    utm = channel_utm(ch.utm, ch.utm_per_post, edition, channel)
+    items = [_digest_item(post, settings, utm) for post in posts]
     sensitive = any(item["sensitive"] for item in items)
     titles = " · ".join(item["title"] for item in items)
     context = {
@@ -268,8 +271,8 @@ def render_digest_email(posts: list[PostData], settings: Settings, channel: str,
                         text=_tidy_text(text), sensitive=sensitive)
 
 
-def _digest_item(post: PostData, settings: Settings, ch: Channel) -> dict:
-    link = with_utm(post.url, ch.utm)
+def _digest_item(post: PostData, settings: Settings, utm: dict[str, str]) -> dict:
+    link = with_utm(post.url, utm)
     image = absolute(post.image_url, post.url)
     if not is_http(image) or _content_has_image(post, image):
         # No featured image of its own: the first picture the sanitizer kept (it drops

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 
@@ -20,6 +20,24 @@ def with_utm(url: str, utm: dict[str, str]) -> str:
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in tags]
     query = urlencode(kept + sorted(tags.items()))
     return urlunsplit(parts._replace(query=query))
+
+
+def channel_utm(utm: dict[str, str], per_post: bool, campaign: str, channel: str) -> dict[str, str]:
+    """The UTM tags of one post (or digest edition) on one channel: the channel's static ``utm``
+    and, with ``utm_per_post``, ``utm_campaign`` = CAMPAIGN (the post's slug, or the edition) and
+    ``utm_content`` = the channel's name, which win over static values of the same names."""
+    tags = {(k if k.startswith("utm_") else f"utm_{k}"): v for k, v in utm.items()}
+    if per_post:
+        tags.update({"utm_campaign": campaign, "utm_content": channel})
+    return tags
+
+
+def post_slug(url: str) -> str:
+    """The last segment of a post's path, without an extension: ".../2026/01/coping-with-grief/"
+    -> "coping-with-grief"; "post" when the path has none (a post at the site's root)."""
+    segments = [unquote(part) for part in urlsplit(url).path.split("/") if part]
+    slug = segments[-1].rsplit(".", 1)[0] if segments else ""
+    return slug or "post"
 
 
 def absolute(url: str | None, base: str) -> str | None:

@@ -42,7 +42,8 @@ def digest_payload(posts: list[PostData], settings: Settings, channel_name: str,
     """One digest edition (EDITION: key, since, until, at, post ids) for a digest channel."""
     content = render_digest_email(posts, settings, channel_name,
                                   edition_at=datetime.fromisoformat(edition["at"]), overrides=overrides,
-                                  view_url=archive_url(settings, channel_name, edition["key"]))
+                                  view_url=archive_url(settings, channel_name, edition["key"]),
+                                  edition=str(edition.get("key") or "digest"))
     return {**_email_fields(content, settings, settings.channels[channel_name]), "edition": edition}
 
 

@@ -19,7 +19,7 @@ import regex
 
 from syndicate.model import PostData
 from syndicate.render.errors import NotApplicable, RenderError
-from syndicate.render.links import absolute, is_http, with_utm
+from syndicate.render.links import absolute, channel_utm, is_http, post_slug, with_utm
 from syndicate.render.safety import matched_topics, mentions_topic
 from syndicate.render.sanitize import to_text
 from syndicate.render.templating import render
@@ -103,7 +103,7 @@ def _job(kind: str, post: PostData, settings: Settings, channel: str, now: datet
         title=_one_line(post.title),
         # Safe messaging: no excerpt of a sensitive post, whose wording may sensationalize.
         lead=f"A new article from {settings.site.name}." if topics else _lead(post),
-        link=with_utm(post.url, ch.utm),
+        link=with_utm(post.url, channel_utm(ch.utm, ch.utm_per_post, post_slug(post.url), channel)),
         hashtags=tuple(f"#{tag}" for tag in hashtags(post.categories, ch, settings)),
         help_line=_one_line(settings.safety.crisis_line) if topics else "",
         site_name=settings.site.name,
@@ -118,12 +118,12 @@ def _job(kind: str, post: PostData, settings: Settings, channel: str, now: datet
 
 def _x(job: _Job) -> dict:
     # POST https://api.x.com/2/tweets (schema CreatePostsRequest)
-    return {"text": _fitted_text(job, rule_for("x"))}
+    return {"text": _fitted_text(job, rule_for("x"))} | _image_hint(job)
 
 
 def _facebook(job: _Job) -> dict:
     # POST /{page-id}/feed: the link becomes the preview card, so the message leaves it out.
-    return {"message": _fitted_text(job, rule_for("facebook")), "link": job.parts.link}
+    return {"message": _fitted_text(job, rule_for("facebook")), "link": job.parts.link} | _image_hint(job)
 
 
 def _linkedin(job: _Job) -> dict:
@@ -186,7 +186,7 @@ def _mastodon(job: _Job) -> dict:
     body = {"status": status, "visibility": "public", "language": _primary_language(job.settings)}
     if warning:
         body["spoiler_text"] = warning
-    return body
+    return body | _image_hint(job)
 
 
 def _bluesky(job: _Job) -> dict:
@@ -209,14 +209,14 @@ def _bluesky(job: _Job) -> dict:
             "title": truncate_to(job.parts.title, BLUESKY_CARD_TEXT_MAX, grapheme_length),
             "description": truncate_to(job.parts.lead, BLUESKY_CARD_TEXT_MAX, grapheme_length),
         }},
-    } | _thumbnail_hint(job)
+    } | _thumbnail_hint(job) | _image_hint(job)
 
 
 def _threads(job: _Job) -> dict:
     # POST /{threads-user-id}/threads (then threads_publish): a text post.
     rule = rule_for("threads")
     try:
-        return {"media_type": "TEXT", "text": _fitted_text(job, rule)}
+        return {"media_type": "TEXT", "text": _fitted_text(job, rule)} | _image_hint(job)
     except RenderError:
         # Threads counts a link in full, so a very long one cannot be in the text; the preview
         # card (link_attachment) carries it instead.
@@ -360,6 +360,19 @@ def _thumbnail_hint(job: _Job) -> dict:
     """
     image = absolute(job.post.image_url, job.post.url)
     return {"_thumbnail_url": image} if is_http(image) else {}
+
+
+def _image_hint(job: _Job) -> dict:
+    """The post's image and alt text, for a channel posting images (option ``media = "image"``):
+    the adapter uploads it with the post, or falls back to the card (providers/http.py)."""
+    if job.channel.options.get("media") != "image" or job.parts.sensitive:
+        # Safe messaging: a sensitive post goes out as its neutral text and card, no picture.
+        return {}
+    image = absolute(job.post.image_url, job.post.url)
+    if not is_http(image):
+        return {}
+    # The image's own alt text only: the title is in the post already, read twice it is noise.
+    return {"_image_url": image, "_image_alt": _one_line(job.post.image_alt)}
 
 
 def _content_warning(job: _Job) -> str:

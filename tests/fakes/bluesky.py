@@ -7,7 +7,7 @@ JWT; ``refreshSession`` (refresh JWT as Bearer) rotates both; an access JWT made
 most 1,000,000 here) and answers a blob ref. ``createRecord`` and ``putRecord`` are strict: the
 input against the ``com.atproto.repo.*`` lexicon, the record against ``app.bsky.feed.post`` and
 the facet/embed lexicons (``../shared/specs/atproto``, see ``lexicon.py``), the record key against
-the collection's key type (``tid``), facet byte ranges against the text, and an embed's ``thumb``
+the collection's key type (``tid``), facet byte ranges against the text, and an embed's ``thumb`` and ``images``
 against the blobs this fake returned; a violation answers 400 ``InvalidRequest`` "Invalid
 app.bsky.feed.post record: …" like a PDS. ``putRecord`` on an existing key replaces the record
 (one post); ``createRecord`` on one answers 500, as indigo#873 reports. 429 carries
@@ -171,6 +171,9 @@ class BlueskyFake(FakeAPI):
         thumb = ((record.get("embed") or {}).get("external") or {}).get("thumb")
         if thumb is not None and (thumb.get("ref") or {}).get("$link") not in self.blobs:
             return self.error(400, "Could not find blob: the thumb was not uploaded", "InvalidRequest")
+        for image in (record.get("embed") or {}).get("images") or []:
+            if (image["image"].get("ref") or {}).get("$link") not in self.blobs:
+                return self.error(400, "Could not find blob: the image was not uploaded", "InvalidRequest")
         with self.lock:
             rkey = rkey or f"3l{self.next_id():011d}"
             uri = f"at://{self.DID}/{collection}/{rkey}"

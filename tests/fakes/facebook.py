@@ -12,6 +12,11 @@ Documented rules it enforces (no machine-readable schema exists for the Graph AP
   (developers.facebook.com/docs/graph-api/changelog/versions), so tests assert what was asked for;
 - ``POST /feed`` takes ``message`` and/or ``link`` as form fields (docs/graph-api/reference/page/feed,
   "Publishing"); anything else is (#100) Invalid parameter;
+- ``POST /photos`` takes the image as multipart ``source`` (or ``url``), ``published``, ``caption``/
+  ``message`` and ``alt_text_custom`` (docs/graph-api/reference/page/photos): an image of at most
+  4 MB, else (#324) "Requires upload file"; ``published=false`` keeps it unpublished, to attach;
+- ``POST /feed`` with ``attached_media[N]={"media_fbid": id}`` attaches unpublished photos of this
+  page, each once (docs/pages-api/posts, "Publish a post with photos"); not with ``link``;
 - the same message twice is (#506) "Duplicate status message";
 - ``GET /posts`` lists the page's posts newest first, ``since`` (epoch seconds) bounding them
   (docs/graph-api/reference/page/feed, "Reading"; ``/posts`` is the page's own posts).
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -104,6 +110,7 @@ class FacebookFake(GraphFake):
     def reset_state(self) -> None:
         super().reset_state()
         self.posts: dict[str, dict[str, Any]] = {}
+        self.photos: dict[str, dict[str, Any]] = {}  # id -> {"bytes", "published", "alt_text", "attached"}
         self.refusals: list[tuple[int, str, int, int | None]] = []  # (status, message, code, subcode)
 
     def refuse_next(self, message: str, code: int, subcode: int | None = None, status: int = 400) -> None:
@@ -127,18 +134,56 @@ class FacebookFake(GraphFake):
         if req.json is not None:
             return self.error(400, "(#100) The parameters must be form-encoded", 100)
         params = req.form or {}
-        unknown = set(params) - {"message", "link", "published", "scheduled_publish_time"}
+        attached = {k: v for k, v in params.items() if re.fullmatch(r"attached_media\[\d+\]", k)}
+        unknown = set(params) - {"message", "link", "published", "scheduled_publish_time"} - set(attached)
         if unknown:
             return self.error(400, f"(#100) Invalid parameter: {', '.join(sorted(unknown))}", 100)
         message, link = params.get("message"), params.get("link")
-        if not message and not link:
+        if not message and not link and not attached:
             return self.error(400, "(#100) Missing message or attachment", 100)
+        if attached and link:
+            return self.error(400, "(#100) Cannot specify both link and attached_media", 100)
+        photo_ids = []
+        for value in attached.values():
+            try:
+                photo_ids.append(str(json.loads(value)["media_fbid"]))
+            except (ValueError, KeyError, TypeError):
+                return self.error(400, "(#100) attached_media must be {\"media_fbid\": <photo id>}", 100)
         with self.lock:
+            for photo_id in photo_ids:
+                photo = self.photos.get(photo_id)
+                if photo is None or photo["published"] or photo["attached"]:
+                    return self.error(400, f"(#100) Invalid media_fbid: {photo_id}", 100)
             if message and any(p.get("message") == message for p in self.posts.values()):
                 return self.error(400, "(#506) Duplicate status message", 506)
             post_id = f"{page}_{900000000000 + self.next_id()}"
-            self.posts[post_id] = {"message": message, "link": link, "version": version, "created": time.time()}
+            for photo_id in photo_ids:
+                self.photos[photo_id]["attached"] = post_id
+            self.posts[post_id] = {"message": message, "link": link, "version": version, "created": time.time(),
+                                   "photos": photo_ids}
         return reply(200, {"id": post_id})
+
+    PHOTO_MAX = 4 * 1024 * 1024
+
+    @route("POST", r"/(?P<version>v\d+\.\d+)/(?P<page>[^/]+)/photos")
+    def photos_upload(self, req: Request, version: str, page: str) -> Reply:
+        if page != self.PAGE_ID:
+            return self.error(400, "(#100) Unsupported post request. Object with ID does not exist.", 100, 33,
+                              type_="GraphMethodException")
+        params = req.form or {}
+        unknown = set(params) - {"published", "caption", "message", "alt_text_custom", "url", "temporary"}
+        if unknown:
+            return self.error(400, f"(#100) Invalid parameter: {', '.join(sorted(unknown))}", 100)
+        source = (req.files or {}).get("source")
+        if source is None or not source[2] or len(source[2]) > self.PHOTO_MAX:
+            return self.error(400, "(#324) Requires upload file", 324)
+        if not source[1].startswith("image/"):
+            return self.error(400, "(#324) Missing or invalid image file", 324)
+        with self.lock:
+            photo_id = str(950000000000 + self.next_id())
+            self.photos[photo_id] = {"bytes": source[2], "published": params.get("published", "true") != "false",
+                                     "alt_text": params.get("alt_text_custom"), "attached": None}
+        return reply(200, {"id": photo_id})
 
     @route("GET", r"/(?P<version>v\d+\.\d+)/(?P<page>[^/]+)/posts")
     def page_posts(self, req: Request, version: str, page: str) -> Reply:

@@ -48,6 +48,8 @@ class Request:
     json: Any = None
     form: dict[str, str] | None = None
     base_url: str = ""
+    # multipart/form-data file parts: name -> (filename, content type, bytes); text parts go to form
+    files: dict[str, tuple[str, str, bytes]] | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -234,6 +236,8 @@ class FakeAPI:
                  "headers": req.headers, "json": req.json, "form": req.form,
                  "body": None if req.json is not None or req.form is not None
                  else req.body[:2000].decode("utf-8", "replace"),
+                 "files": {name: {"filename": f[0], "content_type": f[1], "size": len(f[2])}
+                           for name, f in (req.files or {}).items()} or None,
                  "body_size": len(req.body), "fault": fault.kind if fault else None, "status": None,
                  "time": time.time()}
         with self.lock:
@@ -311,6 +315,27 @@ class FakeAPI:
         return reply(404, {"error": "unknown control endpoint"})
 
 
+def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, tuple[str, str, bytes]]]:
+    """The text fields and the file parts of a multipart/form-data body (RFC 7578)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    form: dict[str, str] = {}
+    files: dict[str, tuple[str, str, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        filename = part.get_filename()
+        data = part.get_payload(decode=True) or b""
+        if filename is not None:
+            files[name] = (filename, part.get_content_type(), data)
+        else:
+            form[name] = data.decode("utf-8", "replace")
+    return form, files
+
+
 def _handler_for(fake: FakeAPI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -334,8 +359,11 @@ def _handler_for(fake: FakeAPI) -> type[BaseHTTPRequestHandler]:
                     data = None
             elif body and ctype == "application/x-www-form-urlencoded":
                 form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            files = None
+            if body and ctype == "multipart/form-data":
+                form, files = _multipart(headers.get("content-type", ""), body)
             req = Request(method=self.command, path=parts.path, query=dict(parse_qsl(parts.query, keep_blank_values=True)),
-                          headers=headers, body=body, json=data, form=form, base_url=fake.base_url)
+                          headers=headers, body=body, json=data, form=form, base_url=fake.base_url, files=files)
             try:
                 answer = fake.handle(req)
             except Exception as exc:  # a bug in a fake: answer 500 rather than hang the client

@@ -10,6 +10,10 @@ Documented rules it enforces (no machine-readable schema exists for the Threads 
 - ``text`` at most 500 characters, "Emojis are counted as the number of UTF-8 bytes"
   (developers.facebook.com/docs/threads/posts, and /reference/publishing);
 - ``media_type`` TEXT, IMAGE, VIDEO or CAROUSEL; TEXT needs ``text`` (docs/threads/posts);
+- IMAGE needs ``image_url``, a public http(s) URL Meta fetches itself: the fake fetches it too
+  when the container is made, and a container whose image is not a JPEG or PNG of at most 8 MB
+  ends ERROR (docs/threads/overview, "Image specifications"); ``alt_text`` at most 1,000
+  characters (docs/threads/reference/publishing);
 - ``link_attachment`` only on TEXT posts, an http(s) URL (docs/threads/posts, "Links");
 - a container is published once; a second ``threads_publish`` of it is refused (error 24,
   subcode 4279021), and a container not published within 24 hours is EXPIRED
@@ -59,17 +63,26 @@ class ThreadsFake(GraphFake):
         if not self._user_ok(user):
             return self.error(400, "Invalid user id", 100)
         params = req.params()
-        if params.get("media_type") != "TEXT":
+        media_type = params.get("media_type")
+        if media_type not in ("TEXT", "IMAGE"):
             return self.error(400, "Param media_type must be one of {TEXT, IMAGE, VIDEO, CAROUSEL}", 100)
         text = params.get("text") or ""
-        if not text or threads_count(text) > 500:
+        if (media_type == "TEXT" and not text) or threads_count(text) > 500:
             return self.error(400, "Param text must be 1 to 500 characters", 100)
         link = params.get("link_attachment")
-        if link is not None and not regex.match(r"https?://\S+$", link):
-            return self.error(400, "Param link_attachment must be a valid URL", 100)
+        if link is not None and (media_type != "TEXT" or not regex.match(r"https?://\S+$", link)):
+            return self.error(400, "Param link_attachment must be a valid URL on a TEXT post", 100)
+        image_error = None
+        if media_type == "IMAGE":
+            image_url = params.get("image_url") or ""
+            if not regex.match(r"https?://\S+$", image_url):
+                return self.error(400, "Param image_url must be a valid URL", 100)
+            if len(params.get("alt_text") or "") > 1000:
+                return self.error(400, "Param alt_text must be at most 1000 characters", 100)
+            image_error = self._fetch_image(image_url)
         with self.lock:
             cid = str(18000000000000000 + self.next_id())
-            self.containers[cid] = {"params": params, "polls": 0, "published": None}
+            self.containers[cid] = {"params": params, "polls": 0, "published": None, "image_error": image_error}
         return reply(200, {"id": cid})
 
     @route("POST", r"/(?P<version>v\d+\.\d+)/(?P<user>[^/]+)/threads_publish")
@@ -89,9 +102,27 @@ class ThreadsFake(GraphFake):
             self.posts[media_id] = {"container": cid, "created": time.time(), **container["params"]}
         return reply(200, {"id": media_id})
 
+    @staticmethod
+    def _fetch_image(url: str) -> str | None:
+        """What Meta's fetch of URL would complain about, or None for a usable image."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - a local test server
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
+                data = resp.read(8 * 1024 * 1024 + 1)
+        except (urllib.error.URLError, OSError) as exc:
+            return f"Media download has failed. ({type(exc).__name__})"
+        if ctype not in ("image/jpeg", "image/png") or len(data) > 8 * 1024 * 1024:
+            return "The image format is not supported or the file is too large."
+        return None
+
     def _status(self, container: dict[str, Any], peek: bool = False) -> str:
         if container["published"]:
             return "PUBLISHED"
+        if container.get("image_error"):
+            return "ERROR"
         if container["polls"] < self.in_progress_polls:
             if not peek:
                 container["polls"] += 1
@@ -120,7 +151,7 @@ class ThreadsFake(GraphFake):
                 status = self._status(self.containers[node])
                 body = {"id": node, "status": status}
                 if status == "ERROR":
-                    body["error_message"] = self.error_message
+                    body["error_message"] = self.containers[node].get("image_error") or self.error_message
                 return reply(200, body)
             if node in self.posts:
                 return reply(200, {"id": node,

@@ -10,10 +10,18 @@ X v2 OpenAPI (``../shared/specs/x-v2-openapi.json``, ``additionalProperties: fal
 against X's weighted 280 (docs.x.com counting-characters: URLs 23, emoji and CJK 2); a violation
 answers X's 400 ``invalid-request`` problem. ``fake.usage_capped`` answers the monthly product cap
 as X does: 429 ``UsageCapExceeded`` with ``x-rate-limit-remaining`` far from 0 (xdevplatform/xdk#25).
+
+Media: ``POST /2/media/upload`` (``MediaUploadRequest`` of the spec: base64 ``media`` in a JSON
+body, ``media_category``; the bytes must be an image of at most 5 MB, docs.x.com media best
+practices) answers ``MediaUploadResponse``; ``POST /2/media/metadata``
+(``CreateMediaMetadataRequest``) sets ``alt_text`` on a known media id; a post's
+``media.media_ids`` must name uploaded media (X answers 400 otherwise).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 import unicodedata
@@ -66,7 +74,9 @@ class XFake(FakeAPI):
         self.refreshes = 0
         self.daily_cap_reset: int | None = None  # seconds: 429s say the 24-hour user cap is spent
         self.usage_capped = False  # the app's monthly post cap is spent
+        self.media: dict[str, dict[str, Any]] = {}  # media id -> {"bytes", "category", "alt_text"}
         openapi_validator(SPEC, "CreatePostsRequest")  # strict from the start: fails without the spec
+        openapi_validator(SPEC, "MediaUploadRequest")
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -175,12 +185,58 @@ class XFake(FakeAPI):
         text = body.get("text")
         if not isinstance(text, str) or not (text or body.get("media")):
             return self.error(400, "The `text` field is required")
+        media_ids = (body.get("media") or {}).get("media_ids") or []
+        with self.lock:
+            unknown = [m for m in media_ids if m not in self.media]
+        if unknown:
+            return self.error(400, f"Your media IDs are invalid: {', '.join(unknown)}")
         with self.lock:
             if any(p["text"] == text for p in self.posts.values()):
                 return self.error(403, "You are not allowed to create a Tweet with duplicate content.")
             post_id = str(1_800_000_000_000_000_000 + self.next_id())
             self.posts[post_id] = {"id": post_id, "text": text, "body": body}
         return reply(201, {"data": {"id": post_id, "text": text, "edit_history_tweet_ids": [post_id]}})
+
+    IMAGE_MAX = 5 * 1024 * 1024
+
+    @route("POST", r"/2/media/upload")
+    def media_upload(self, req: Request) -> Reply:
+        body = req.json
+        if not isinstance(body, dict):
+            return self.error(400, "The request body must be a JSON object")
+        problems = openapi_problems(SPEC, "MediaUploadRequest", body)
+        if problems:
+            return self.error(400, problems[0])
+        try:
+            data = base64.b64decode(body["media"], validate=True)
+        except (binascii.Error, ValueError):
+            return self.error(400, "media: not valid base64")
+        if body["media_category"] == "tweet_image":
+            if len(data) > self.IMAGE_MAX:
+                return self.error(400, f"File size exceeds {self.IMAGE_MAX} bytes.")
+            if not data.startswith((b"\x89PNG", b"\xff\xd8", b"GIF8", b"RIFF")):
+                return self.error(400, "media type unrecognized.")
+        with self.lock:
+            media_id = str(1_900_000_000_000_000_000 + self.next_id())
+            self.media[media_id] = {"bytes": data, "category": body["media_category"], "alt_text": None}
+        return reply(200, {"data": {"id": media_id, "media_key": f"3_{media_id}", "size": len(data),
+                                    "expires_after_secs": 86400, "image": {"image_type": "image/png"}}})
+
+    @route("POST", r"/2/media/metadata")
+    def media_metadata(self, req: Request) -> Reply:
+        body = req.json
+        if not isinstance(body, dict):
+            return self.error(400, "The request body must be a JSON object")
+        problems = openapi_problems(SPEC, "CreateMediaMetadataRequest", body)
+        if problems:
+            return self.error(400, problems[0])
+        with self.lock:
+            media = self.media.get(body["id"])
+            if media is None:
+                return self.error(400, "The media ID is invalid")
+            alt = ((body.get("metadata") or {}).get("alt_text") or {}).get("text")
+            media["alt_text"] = alt
+        return reply(200, {"data": {"id": body["id"], "associated_metadata": True}})
 
     @route("GET", r"/2/users/me")
     def users_me(self, req: Request) -> Reply:

@@ -102,6 +102,8 @@ def build(s: Session, settings: Settings, view: str, anchor: date, channel: str 
             continue
         title = r.title or (f"Digest {r.subject.removeprefix('digest:')}" if r.subject.startswith("digest:")
                             else r.subject)
+        if r.subject.startswith("reshare:"):  # an evergreen re-share of an older post (engine/reshare.py)
+            title = f"Re-share: {title}"
         lanes[r.channel].days[i].entries.append(Entry(r.id, at, title, r.channel, r.kind, r.state))
     for lane in lanes.values():
         for d in lane.days:

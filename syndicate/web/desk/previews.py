@@ -60,7 +60,8 @@ class QueueRow:
 
     @property
     def group_key(self) -> str:
-        return f"post:{self.post_id}" if self.post_id else self.subject
+        # An evergreen re-share (engine/reshare.py) is its own group, apart from the first sharing.
+        return f"post:{self.post_id}" if self.post_id and not self.subject.startswith("reshare:") else self.subject
 
 
 @dataclass
@@ -139,8 +140,10 @@ def _tab_query(settings: Settings, tab: str, channel: str | None, day: date | No
 def _queue_row(d: Delivery, title: str | None, settings: Settings) -> QueueRow:
     when = d.sent_at if d.state == "sent" and d.sent_at else d.due_at
     note = explain(d.error_class, d.last_error, d.channel, settings, d.state) or d.hold_reason or ""
-    return QueueRow(d.id, d.post_id, d.subject, title or _digest_title(d.subject), d.channel, d.kind, d.state,
-                    when, note)
+    title = title or _digest_title(d.subject)
+    if d.subject.startswith("reshare:"):
+        title = f"Re-share: {title}"
+    return QueueRow(d.id, d.post_id, d.subject, title, d.channel, d.kind, d.state, when, note)
 
 
 def _make_cursor(value: datetime, delivery_id: int) -> str:
