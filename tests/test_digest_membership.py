@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import PG_ADMIN_URL
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import MetaData, create_engine, insert, select, text
 from test_digest import EDITION_1, EDITION_2, EDITION_3, add_post, editions
 from test_poll import item, rss
 
@@ -23,7 +23,7 @@ from syndicate.engine.digest import NO_POSTS, plan_digests
 from syndicate.engine.poll import poll_feed
 from syndicate.engine.runner import ledger
 from syndicate.ledger.db import alembic_config, close_ledger, transaction
-from syndicate.ledger.models import Delivery, DigestItem, Feed, Post
+from syndicate.ledger.models import DigestItem, Post
 
 WEEKLY = {"kind": "email", "mode": "digest", "digest": {"every": "week", "day": "tue", "at": "09:00"},
           "to": ["reader@example.org"]}
@@ -187,14 +187,18 @@ def test_editions_planned_before_0004_keep_their_posts(fresh_url, make_settings)
     command.upgrade(alembic_config(fresh_url), "0003")
     engine = create_engine(fresh_url)
     with engine.begin() as conn:  # the tables as 0003 left them (0004 only adds digest_items)
-        feed = conn.execute(insert(Feed.__table__).values(name="wellness", url="f", polls=1)).inserted_primary_key[0]
-        old = [conn.execute(insert(Post.__table__).values(
+        # Read from the database, not today's models: later migrations add columns 0003 lacks.
+        tables = MetaData()
+        tables.reflect(conn, only=("feeds", "posts", "deliveries"))
+        feeds, posts, deliveries = (tables.tables[name] for name in ("feeds", "posts", "deliveries"))
+        feed = conn.execute(insert(feeds).values(name="wellness", url="f", polls=1)).inserted_primary_key[0]
+        old = [conn.execute(insert(posts).values(
             feed_id=feed, identity=f"post-{d}", fingerprint=f"post-{d}", url=f"post-{d}", title=f"post-{d}",
             content_hash="", data={}, plan="send", first_seen_at=EDITION_1 + timedelta(days=d))).inserted_primary_key[0]
             for d in (1, 2)]
         edition = {"key": "2026-W48", "at": EDITION_2.isoformat(), "since": EDITION_1.isoformat(),
                    "until": EDITION_2.isoformat(), "post_ids": old[::-1]}
-        w48 = conn.execute(insert(Delivery.__table__).values(
+        w48 = conn.execute(insert(deliveries).values(
             key="k", subject="digest:2026-W48", channel="weekly", kind="email", provider="outbox",
             state="sent", due_at=EDITION_2, payload={"edition": edition}, attempts=1,
             created_at=EDITION_2, updated_at=EDITION_2)).inserted_primary_key[0]

@@ -44,13 +44,24 @@ def alembic_config(url: str) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (safe to call on every open, from any process)."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Two workers starting at once must not both create the tables.
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7420117)")
-        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename); with foreign keys on, the
+            # drop would cascade into every row that points at it (digest items, deliveries).
+            # SQLite ignores this pragma inside a transaction: it is set before one begins.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # Two workers starting at once must not both create the tables.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7420117)")
+            cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
 
 
 def _store_error(url: str, error: Exception) -> StoreError:

@@ -15,11 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("subscribers") as batch:
-        batch.add_column(sa.Column("cadence", sa.String(length=20), nullable=True))
-        batch.add_column(sa.Column("confirm_sent_at", sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table("posts") as batch:
-        batch.add_column(sa.Column("no_email", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # Plain ADD COLUMN (SQLite has it): a batch here rebuilt `posts`, a table others point at.
+    op.add_column("subscribers", sa.Column("cadence", sa.String(length=20), nullable=True))
+    op.add_column("subscribers", sa.Column("confirm_sent_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("posts", sa.Column("no_email", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "subscriber_topics",
         sa.Column("id", sa.Integer(), primary_key=True),
