@@ -111,7 +111,7 @@ def test_open_a_post_and_approve_a_held_pin(page, served):
     section = page.locator(f"#d{pin.id}")
     assert "Waiting for approval" in section.locator(".delivery-head").inner_text()
     assert page.locator(".care").is_visible()
-    section.get_by_role("button", name="Approve").click()
+    section.get_by_role("button", name="Approve", exact=True).click()
     page.wait_for_load_state()
     assert "Approved. Pinterest (pinterest) goes out" in page.locator(".flash-success").inner_text()
     assert "Scheduled" in page.locator(f"#d{pin.id} .delivery-head").inner_text()

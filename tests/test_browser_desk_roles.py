@@ -42,7 +42,7 @@ def test_edit_a_subject_with_its_live_counter_approve_and_send(page, served):  #
     assert "goes out with the new subject and preheader" in page.locator(".flash-success").inner_text()
     assert served.row(email.id).payload["subject"] == new
     assert page.locator(f"#d{email.id} .email-meta .subject").inner_text() == new  # the preview, rendered again
-    page.locator(f"#d{email.id}").get_by_role("button", name="Approve").click()
+    page.locator(f"#d{email.id}").get_by_role("button", name="Approve", exact=True).click()
     page.wait_for_load_state()
     assert served.row(email.id).state == "planned"
     page.once("dialog", lambda dialog: dialog.accept())
