@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install services browser lint bench clean
+.PHONY: demo test install services browser axe lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,11 @@ services:
 browser:
 	bash scripts/browser.sh
 
-test: $(STAMP) services browser
+# axe-core from npm into .cache/axe for the accessibility test (tests/test_accessibility.py).
+axe:
+	bash scripts/axe.sh
+
+test: $(STAMP) services browser axe
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

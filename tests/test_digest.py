@@ -198,7 +198,8 @@ def test_digest_layout_cards_and_frame(make_settings):
     content = render_digest_email(posts, settings, "weekly", edition_at=EDITION_2)
     html, text = content.html, content.text
     assert "Weekly digest · November 24, 2026" in html
-    assert html.count("Read more") == 3 and html.count('alt="A calm lake at dawn"') == 3  # a card each
+    # a card each; its link names the post ("Read more" five times would say nothing on its own)
+    assert html.count("Read “Post ") == 3 and html.count('alt="A calm lake at dawn"') == 3
     assert "By Dana Rivera, LCSW" in html
     assert "Harbor Wellness Counseling" in html  # header
     assert "Contact us" in html and "120 Water Street" in html  # contact and footer partials
@@ -227,7 +228,7 @@ def test_many_posts_stay_under_100_kb(make_settings):
     assert len(content.html.encode()) < MAX_HTML_BYTES
     assert "Contact us" in content.html and "Unsubscribe" in content.html  # the footer survived
     assert "And 60 more on" in content.html  # the headline list is capped too
-    assert 0 < content.html.count("Read more") < 120
+    assert 0 < content.html.count("Read “A rather long title") < 120
     assert not lint_html(content.html, site_hosts(settings))
 
 

@@ -231,7 +231,10 @@ def cmd_lint_email(args) -> int:
     from syndicate.settings import SettingsError
 
     try:
-        hosts = lint_email.site_hosts(load_settings(args), args.allow_host or [])
+        settings = load_settings(args)
+        hosts = lint_email.site_hosts(settings, args.allow_host or [])
+        for warning in lint_email.brand_warnings(settings):
+            out.print(f"warning: {warning}", markup=False)
     except SettingsError:
         if not args.allow_host:
             raise

@@ -4,7 +4,8 @@ Rules (each finding names one):
 
 ==================  ==========================================================================
 size                the HTML is at most 100,000 bytes (Gmail clips at ~102 KB, hiding the footer)
-alt                 every <img> has non-empty alt text
+alt                 every <img> has an alt attribute (alt="" marks a decorative image), and a
+                    link made only of images has a name (one of them has non-empty alt text)
 relative-url        every link and image URL is absolute (http, https, mailto or tel)
 unsafe-url          no javascript:, data:, vbscript: or file: URL
 third-party         nothing is *loaded* (images, backgrounds, styles, fonts) from a host that
@@ -18,6 +19,10 @@ header              (.eml only) From, Subject, Date, Message-ID; List-Unsubscrib
                     and a mailto target; List-Unsubscribe-Post: List-Unsubscribe=One-Click;
                     a text/plain part beside the text/html part
 ==================  ==========================================================================
+
+And a warning (not a finding: the email is not wrong, the settings are) when text in the
+configured brand colour ``site.brand.primary_color`` is under 4.5:1 on white
+(``brand_warnings``): the renderer then darkens the links and puts dark text on the buttons.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from syndicate.render import colors
 from syndicate.render.email import MAX_HTML_BYTES
 from syndicate.settings import Settings
 
@@ -57,6 +63,18 @@ def site_hosts(settings: Settings, extra: list[str] | tuple[str, ...] = ()) -> s
     urls = [settings.site.url, settings.public_url, settings.site.brand.logo_url or ""]
     hosts = {_host(u) for u in urls if _host(u)}
     return hosts | {h.lower().removeprefix("www.") for h in extra if h}
+
+
+def brand_warnings(settings: Settings) -> list[str]:
+    """What in the configured brand colours people will find hard to read (WCAG 1.4.3)."""
+    primary = settings.site.brand.primary_color
+    ratio = colors.contrast(primary, "#ffffff") if primary else None
+    if ratio is None or ratio >= colors.TEXT_CONTRAST:
+        return []
+    return [f"site.brand.primary_color {primary} on white is {ratio:.2f}:1, under the {colors.TEXT_CONTRAST}:1 "
+            "that text needs (WCAG 1.4.3): links are drawn darker "
+            f"({colors.readable(primary, '#ffffff')}) and button text dark; choose a darker brand colour "
+            "to keep your own"]
 
 
 def lint_file(path: Path, hosts: set[str]) -> list[Finding]:
@@ -195,6 +213,8 @@ class _Scan(HTMLParser):
         self.loads: list[tuple[str, str]] = []
         self.anchor: list[str] | None = None
         self.anchor_href = ""
+        self.anchor_images: list[str] = []  # the src of each image in the open link without alt text
+        self.anchor_named = False  # the open link holds an image with alt text
         self.in_style = False
         self.unsubscribe_link = False
 
@@ -218,7 +238,8 @@ class _Scan(HTMLParser):
         if tag in {"a", "area"} and "href" in values:
             self.links.append((values["href"], f"<{tag} href>"))
             if tag == "a":
-                self.anchor, self.anchor_href = [], values["href"]
+                self.anchor, self.anchor_href, self.anchor_images = [], values["href"], []
+                self.anchor_named = False
         for url in _CSS_URL.findall(values.get("style", "")):
             self.loads.append((url, f"<{tag} style>"))
         self.in_style = tag == "style" or self.in_style
@@ -233,6 +254,9 @@ class _Scan(HTMLParser):
             text = " ".join("".join(self.anchor).split()).lower()
             if "unsubscribe" in text or ("unsubscribe" in self.anchor_href.lower() and text):
                 self.unsubscribe_link = True
+            if self.anchor_images and not text and not self.anchor_named:
+                self.findings.append(Finding("alt", f"a link to {self.anchor_href[:80]!r} holds only an image with "
+                                                    f"empty alt text ({self.anchor_images[0]!r}): it has no name"))
             self.anchor = None
 
     def handle_data(self, data: str) -> None:
@@ -244,8 +268,13 @@ class _Scan(HTMLParser):
 
     def _image(self, values: dict[str, str]) -> None:
         src = values.get("src", "")[:80]
-        if not values.get("alt", "").strip():
-            self.findings.append(Finding("alt", f"<img src={src!r}> has no alt text"))
+        if "alt" not in values:
+            self.findings.append(Finding("alt", f"<img src={src!r}> has no alt text (alt=\"\" if it is decoration)"))
+        if self.anchor is not None:
+            if values.get("alt", "").strip():
+                self.anchor_named = True
+            else:
+                self.anchor_images.append(src)
         sizes = {values.get("width", "").strip().removesuffix("px"), values.get("height", "").strip().removesuffix("px")}
         style = re.sub(r"\s+", "", values.get("style", "").lower())
         if sizes & {"0", "1"} or re.search(r"(?:^|;)(?:width|height):[01]px|display:none|visibility:hidden",

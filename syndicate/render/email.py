@@ -19,7 +19,7 @@ import mjml
 from markupsafe import Markup
 
 from syndicate.model import PostData
-from syndicate.render import sanitize
+from syndicate.render import colors, sanitize
 from syndicate.render.errors import RenderError
 from syndicate.render.links import absolute, channel_utm, is_http, post_slug, with_utm
 from syndicate.render.safety import is_sensitive
@@ -42,6 +42,8 @@ INBOX_LINE = 100
 DEFAULT_TEMPLATE = "email/post.mjml"
 DEFAULT_TEXT_TEMPLATE = "email/post.txt.j2"
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
+# Dark mode (layout.mjml's prefers-color-scheme styles): the page and the footer behind text.
+DARK_BACKGROUNDS = ("#1e2326", "#15191b")
 _COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20}")
 
 
@@ -117,7 +119,9 @@ def _context(post: PostData, settings: Settings, ch: Channel, *, link: str, sens
             "date": _long_date(post.published, settings),
             # The featured image is shown above the post unless the content has it already.
             "image_url": image if is_http(image) and not _content_has_image(post, image) else None,
-            "image_alt": post.image_alt or post.title,
+            # No alt from the feed: none here either. The title is the heading right under the
+            # picture, and a screen reader would read it twice (the template then drops the link).
+            "image_alt": post.image_alt or "",
         },
         "preheader": truncate_to(_one_line(post.summary or text), PREHEADER_LENGTH, len),
         "author_bio": _author_bio(post.author, settings),
@@ -142,14 +146,21 @@ def unsubscribe_url_template(settings: Settings, ch: Channel) -> str:
 def _frame_context(settings: Settings, ch: Channel, sensitive: bool) -> dict:
     """What the shared frame (layout, header, contact, crisis, footer) needs."""
     site, brand, safety = settings.site, settings.site.brand, settings.safety
+    primary, accent = _color(brand.primary_color, "#2f6f6a"), _color(brand.accent_color, "#f4efe6")
     return {
         "site": {"name": site.name, "url": site.url, "language": site.language,
                  "address_lines": [line.strip() for line in site.address.splitlines() if line.strip()]},
         "brand": {
             "logo_url": absolute(brand.logo_url, site.url + "/") if brand.logo_url else None,
-            "primary_color": _color(brand.primary_color, "#2f6f6a"),
-            "accent_color": _color(brand.accent_color, "#f4efe6"),
+            "primary_color": primary,
+            "accent_color": accent,
             "text_color": _color(brand.text_color, "#1f2a30"),
+            # Text in brand colours reads at 4.5:1 at least (WCAG 1.4.3): links are the brand
+            # colour, darkened only if it is too light on white and on the accent; the header's
+            # and buttons' text is white, or dark on a light brand colour. lint-email warns.
+            "link_color": colors.readable(primary, "#ffffff", accent),
+            "on_primary": colors.text_on(primary),
+            "dark_link_color": colors.readable(primary, *DARK_BACKGROUNDS, ratio=7),
         },
         "contact": {"text": site.contact_text, "url": absolute(site.contact_url, site.url + "/")
                     if site.contact_url else None},
@@ -286,7 +297,7 @@ def _digest_item(post: PostData, settings: Settings, utm: dict[str, str]) -> dic
         "title": post.title or "(untitled)", "url": link, "author": post.author,
         "date": _long_date(post.published, settings),
         "image_url": image if is_http(image) else None,
-        "image_alt": post.image_alt or post.title,
+        "image_alt": post.image_alt or "",  # as in the post email: not the title again
         "excerpt": truncate_to(_one_line(text), DIGEST_EXCERPT_LENGTH, len),
         "sensitive": is_sensitive(post, settings.safety),
     }

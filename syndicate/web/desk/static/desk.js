@@ -36,7 +36,13 @@
       count(input);
     });
     var refused = document.querySelector(".email-edit [role=alert], .edit [role=alert]");
-    if (refused) { refused.setAttribute("tabindex", "-1"); refused.focus(); }
+    if (refused) {
+      // Focus on the error, so keyboard and screen-reader users land where the save failed.
+      // Again once the page has loaded: going to the #d… fragment moves focus back to the page.
+      refused.setAttribute("tabindex", "-1");
+      refused.focus();
+      window.addEventListener("load", function () { setTimeout(function () { refused.focus(); }, 0); });
+    }
     var forms = document.querySelectorAll("form[data-confirm]");
     Array.prototype.forEach.call(forms, function (form) {
       form.addEventListener("submit", function (event) {
