@@ -53,12 +53,17 @@ PUBLIC_PAGES = [
     "/unsubscribe/not-a-valid-token",
     "/confirm/not-a-valid-token",
     "/desk/post/999999",  # the 404 page (signed out: the sign-in page)
+    "/subscribe",  # the hosted signup form (audience/signup.py)
+    "/preferences/not-a-valid-token",
+    "/archive",
 ]
 # Top-level email templates (templates/email/*.mjml, the layout aside) and where the scan gets
 # an email made from each. A new template fails the test until it is named here.
 TEMPLATES = {
     "post.mjml": "the demo's outbox (syndicate run --once)",
     "digest.mjml": "syndicate preview digest",
+    "confirm.mjml": "engine/notices.py send_notice (a signup's confirmation, to the outbox)",
+    "welcome.mjml": "engine/notices.py send_notice (the welcome after confirming, to the outbox)",
 }
 CRAWL_LIMIT = 80  # pages at most
 SAME_SHAPE = 6  # pages at most whose URLs differ only in numbers (posts, calendar weeks)
@@ -109,9 +114,24 @@ def _syndicate(config: Path, *args: str) -> None:
 
 
 # How the scan gets emails: each source writes .eml files under the folder it is given.
+_NOTICES = ("from syndicate import settings as m; from syndicate.engine.notices import send_notice; "
+            "from syndicate.ledger.db import open_ledger; import sys; s = m.load(sys.argv[1]); "
+            "[send_notice(open_ledger(s.store_url), s, kind, 'reader@example.org') for kind in ('confirm', 'welcome')]")
+
+
+def _notices(config: Path) -> None:
+    """The signup's confirmation and welcome emails, as they would be sent, into the outbox."""
+    env = {**os.environ, "SYNDICATE_SECRET": ds.SECRET}
+    done = subprocess.run([sys.executable, "-c", _NOTICES, str(config)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"the signup notices failed: {done.stderr or done.stdout}")
+
+
 EMAIL_SOURCES = [
     lambda config: _syndicate(config, "run", "--once"),
     lambda config: _syndicate(config, "preview", "digest", "--out", str(config.parent / "preview")),
+    _notices,
 ]
 
 
