@@ -224,6 +224,8 @@ PROVIDERS: dict[str, type[BaseModel]] = {
 }
 EMAIL_PROVIDERS = ("smtp", "mailchimp", "buttondown", "sendgrid_singlesend", "sendgrid", "postmark", "mailgun",
                    "ses")
+# The audience lives at the provider: it mails its own list, never one address we name.
+CAMPAIGN_PROVIDERS = ("mailchimp", "buttondown", "sendgrid_singlesend")
 
 
 def _union(name: str, models: list[type[BaseModel]]) -> type[BaseModel]:

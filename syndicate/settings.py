@@ -598,6 +598,40 @@ class Settings(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _signup_channel(self) -> Settings:
+        # Signup asked for outright (audience.signup.enabled or .channel set) with no way to mail
+        # a confirmation is an error; left at the default, signup is simply off (signup_open).
+        problem = self._signup_problem()
+        if problem and self.audience.signup.model_fields_set & {"enabled", "channel"}:
+            raise ValueError(problem)
+        return self
+
+    def _signup_problem(self) -> str | None:
+        """Why the signup channel cannot mail one confirmation, or None: a campaign provider
+        mails only its own audience (unless the channel has options.test_smtp)."""
+        name = self.signup_channel() if self.audience.signup.enabled else None
+        channel = self.channels.get(name) if name else None
+        if channel is None or channel.provider not in options_mod.CAMPAIGN_PROVIDERS or channel.options.get("test_smtp"):
+            return None
+        return (f"audience.signup.enabled: channel {name!r} sends through {channel.provider}, which cannot mail one "
+                "confirmation; set audience.signup.channel to an SMTP or API channel, give it options.test_smtp, "
+                "or set audience.signup.enabled = false")
+
+    @property
+    def signup_open(self) -> bool:
+        """Whether ``GET/POST /subscribe`` answer: signup enabled, with a way to mail confirmations."""
+        return self.audience.signup.enabled and self._signup_problem() is None
+
+    def signup_channel(self) -> str | None:
+        """The email channel that carries confirmation and welcome emails: audience.signup.channel,
+        else the first enabled one mailing the subscriber list, else the first enabled email one."""
+        if self.audience.signup.channel:
+            return self.audience.signup.channel
+        emails = [n for n, ch in self.enabled_channels().items() if ch.kind == "email"]
+        listed = [n for n in emails if self.channels[n].options.get("audience") == "subscribers"]
+        return (listed or emails or [None])[0]
+
+    @model_validator(mode="after")
     def _alerts_channel(self) -> Settings:
         channel = self.alerts.channel
         if self.alerts.to and not channel:

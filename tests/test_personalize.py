@@ -72,6 +72,10 @@ VARIANTS = {
                                          "html": '<a href="https://wellness.example/u?a=1&amp;t={token}">x</a> '
                                                  "https://wellness.example/u?a=1&t={token}",
                                          "text": "https://wellness.example/u?a=1&t={token}\n"},
+    "preferences link only (no unsubscribe token)": _payload(unsubscribe_https="https://wellness.example/leave"),
+    "no preferences link": _payload(preferences_https=None),
+    "both links on one line": {**_payload(), "text": "Leave https://wellness.example/unsubscribe?u={token} or "
+                               "choose https://wellness.example/preferences/{token}\n" + LONG_LINE * 3 + "\n"},
 }
 
 
@@ -134,6 +138,19 @@ def test_tokens_land_in_headers_and_both_parts():
     html = msg.get_body(("html",)).get_content()
     assert 'href="https://wellness.example/u?a=1&amp;t=a&lt;b"' in html and "u?a=1&t=a<b" in html
     assert msg.get_body(("plain",)).get_content() == "https://wellness.example/u?a=1&t=a<b\n"
+
+
+def test_the_preferences_link_carries_the_same_token_in_both_parts():
+    payload = _payload()
+    assert payload["preferences_https"] == "https://wellness.example/preferences/{token}"
+    for message in (personalize(payload, "ana@example.org", "a<b"),
+                    message_from_bytes(MessageTemplate.from_payload(payload).for_recipient("ana@example.org", "a<b"),
+                                       policy=policy.default)):
+        html = message.get_body(("html",)).get_content()
+        text = message.get_body(("plain",)).get_content()
+        assert '<a href="https://wellness.example/preferences/a&lt;b">Manage your preferences</a>' in html
+        assert "Manage your preferences: https://wellness.example/preferences/a<b" in text.splitlines()
+        assert "{token}" not in html + text
 
 
 def test_list_unsubscribe_is_never_rfc2047_encoded():

@@ -34,6 +34,9 @@ def test_creates_an_email_about_to_send(make_settings, monkeypatch, bd):
     assert body["metadata"] == {"syndicate_delivery": "delivery-42-3f9a"}
     assert body["body"].startswith("<!-- buttondown-editor-mode: fancy -->\n<!doctype html>")
     assert 'href="{{ unsubscribe_url }}"' in body["body"] and "/unsubscribe/" not in body["body"]
+    # Buttondown documents no preferences page: our link is left out, not sent with "{token}".
+    assert "/preferences/" not in body["body"] and "Manage your preferences" not in body["body"]
+    assert 'href="{{ unsubscribe_url }}">Unsubscribe</a></p>' in body["body"]
     (email,) = bd.emails
     assert result.ref == email["id"] and result.url == email["absolute_url"]
 

@@ -44,6 +44,9 @@ def test_creates_sets_content_and_sends(make_settings, monkeypatch, chimp):
     # Our unsubscribe link (with its {token}) became Mailchimp's merge tag, in HTML and text.
     assert '<a href="*|UNSUB|*"' in html and "*|UNSUB|*" in text
     assert "/unsubscribe/" not in html and "{token}" not in html + text
+    # Our preferences link became Mailchimp's own "update profile" page.
+    assert '<a href="*|UPDATE_PROFILE|*">Manage your preferences</a>' in html
+    assert "Manage your preferences: *|UPDATE_PROFILE|*" in text and "/preferences/" not in html + text
     assert campaign["status"] == "sending" and chimp.sends == [result.ref]
     assert result.url == campaign["long_archive_url"] and result.details["status"] == "sending"
     assert provider.looks_up is True and provider.deduplicates is False

@@ -11,6 +11,7 @@ from test_providers_email_support import (
     recipients,
 )
 
+from syndicate.audience import subscribers
 from syndicate.providers.base import AuthExpired, Permanent, Retryable, Unresolved
 
 
@@ -37,6 +38,10 @@ def test_batch_request_shape(make_settings, monkeypatch, pm):
     assert first["Metadata"] == {"syndicate_delivery": "delivery-42-3f9a"}
     assert {h["Name"] for h in first["Headers"]} == {"List-Unsubscribe", "List-Unsubscribe-Post"}
     assert first["HtmlBody"] != second["HtmlBody"]  # each carries its own unsubscribe token
+    # ... in the unsubscribe link and the preferences link alike (the same token).
+    token = subscribers.unsubscribe_token(provider.settings, "ana@example.org")
+    assert f'/preferences/{token}">Manage your preferences</a>' in first["HtmlBody"]
+    assert f"/preferences/{token}\n" in first["TextBody"] and "{token}" not in first["HtmlBody"] + first["TextBody"]
 
 
 def test_inactive_recipient_is_failed_and_not_retried(make_settings, monkeypatch, pm):

@@ -142,6 +142,9 @@ def test_single_send_created_and_sent_now(make_settings, monkeypatch, sg):
     assert config["suppression_group_id"] == sg.GROUP_ID and config["editor"] == "code"
     assert 'href="{{{unsubscribe}}}"' in config["html_content"] and "{{{unsubscribe}}}" in config["plain_content"]
     assert "/unsubscribe/" not in config["html_content"]
+    assert '<a href="{{{unsubscribe_preferences}}}">Manage your preferences</a>' in config["html_content"]
+    assert "Manage your preferences: {{{unsubscribe_preferences}}}" in config["plain_content"]
+    assert "/preferences/" not in config["html_content"] + config["plain_content"]
     schedule, = sg.calls("PUT", r"/schedule$")
     assert schedule["json"] == {"send_at": "now"}
     assert sg.singlesends[result.ref]["status"] == "scheduled" and sg.schedules == [result.ref]

@@ -135,3 +135,63 @@ def test_a_bad_or_expired_link_offers_a_new_one(client):
     assert page.status_code == 400 and 'href="/subscribe"' in page.text
     page = client.get("/preferences/not-a-token")
     assert page.status_code == 400 and 'href="/subscribe"' in page.text
+
+
+# -- confirmations through an email API, and a channel that cannot send one ------------------
+
+
+def test_the_confirmation_goes_through_a_direct_send_api(make_settings, monkeypatch):
+    from fakes import start_fake
+
+    from syndicate.engine.notices import send_notice
+    from syndicate.ledger.models import Event
+
+    with start_fake("postmark") as (_base, pm):
+        for name, value in pm.env().items():
+            monkeypatch.setenv(name, value)
+        settings = make_settings(channels={"news": {"kind": "email", "provider": "postmark", "options": {
+            **pm.options(), "audience": "subscribers"}, "from_address": "news@harborwellness.example"}},
+            audience={"limits": "memory", "signup": {"min_fill_seconds": 0, "welcome": True}})
+        assert send_notice(ledger(settings), settings, "confirm", "ana@example.org") == "via the Postmark API"
+        (sent,) = pm.delivered
+        assert sent["to"] == "ana@example.org" and sent["subject"].startswith("Please confirm")
+        call, = pm.calls("POST", r"^/email/batch$")
+        (message,) = call["json"]
+        assert subscribers.confirm_url(settings, "ana@example.org") in message["TextBody"]
+        assert message["TrackOpens"] is False and "Headers" in message
+        send_notice(ledger(settings), settings, "welcome", "ana@example.org")
+        welcome = pm.calls("POST", r"^/email/batch$")[-1]["json"][0]
+        assert {h["Name"] for h in welcome["Headers"]} == {"List-Unsubscribe", "List-Unsubscribe-Post"}
+        pm.revoke()
+        with pytest.raises(Exception, match="Postmark"):
+            send_notice(ledger(settings), settings, "confirm", "ben@example.org")
+    with transaction(ledger(settings)) as s:
+        notes = s.scalars(select(Event.detail).where(Event.action == "notice")).all()
+    assert notes == ["confirm via the Postmark API", "welcome via the Postmark API"]
+
+
+def test_settings_refuse_signup_through_a_campaign_provider(make_settings):
+    from syndicate.settings import SettingsError
+
+    chimp = {"kind": "email", "provider": "mailchimp", "options": {"api_key_env": "X", "audience_id": "a1"}}
+    with pytest.raises(SettingsError, match=r"audience.signup.enabled: channel 'news' sends through mailchimp, "
+                                            r"which cannot mail one confirmation; set audience.signup.channel"):
+        make_settings(channels={"news": chimp}, audience={"signup": {"enabled": True}})
+    # Left at the default, signup is off rather than broken; test_smtp gives it a way.
+    assert make_settings(channels={"news": chimp}).signup_open is False
+    client = create_app(make_settings(channels={"news": chimp})).test_client()
+    assert client.get("/subscribe").status_code == 404
+    smtp = {**chimp, "options": {**chimp["options"], "test_smtp": {"host": "127.0.0.1", "port": 2525}}}
+    assert make_settings(channels={"news": smtp}, audience={"signup": {"enabled": True}}).signup_open
+    # An SMTP or API channel named for signup is fine.
+    both = {"news": chimp, "mail": {"kind": "email", "provider": "outbox"}}
+    assert make_settings(channels=both, audience={"signup": {"channel": "mail"}}).signup_open
+
+
+def test_campaign_providers_are_the_email_providers_that_cannot_mail_one_address():
+    from syndicate import options, providers
+    from syndicate.providers.batching import DirectSendProvider
+
+    one_address = {n for n in options.EMAIL_PROVIDERS
+                   if n == "smtp" or issubclass(providers.get(n), DirectSendProvider)}
+    assert set(options.CAMPAIGN_PROVIDERS) == set(options.EMAIL_PROVIDERS) - one_address

@@ -58,7 +58,7 @@ def run(config_path: str, *args) -> int:
 def listed(config_path, capsys) -> list[dict]:
     capsys.readouterr()
     assert run(config_path, "subscribers", "list", "--json") == 0
-    return json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out)["subscribers"]
 
 
 def test_import_validates_counts_and_is_idempotent(config, tmp_path, capsys):
@@ -169,3 +169,56 @@ def test_tokens_are_signed_per_purpose(make_settings):
         subscribers.read_unsubscribe_token(settings, forged)
     with pytest.raises(subscribers.BadToken):
         subscribers.read_confirm_token(settings, subscribers.confirm_token(settings, "a@example.org"), max_age=-1)
+
+
+def test_list_json_shows_each_persons_status_and_choices_and_the_counts(config, tmp_path, capsys):
+    from sqlalchemy import select
+
+    from syndicate.audience import preferences
+    from syndicate.ledger.db import transaction
+    from syndicate.ledger.models import Subscriber
+
+    cfg = config('''
+[channels.news]
+kind = "email"
+options = { audience = "subscribers" }
+[channels.weekly]
+kind = "email"
+mode = "digest"
+digest = { every = "week", day = "tue", at = "09:00" }
+options = { audience = "subscribers" }
+[audience.topics.anxiety]
+label = "Anxiety"
+categories = ["Anxiety"]
+[audience.topics.sleep]
+label = "Sleep"
+categories = ["Sleep"]
+''')
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text("email\nana@example.org\nben@example.org\ncleo@example.org\ndev@example.org\n")
+    assert run(cfg, "subscribers", "import", str(csv_file)) == 0
+    settings = load(cfg)
+    with transaction(ledger(settings)) as s:
+        people = {p.email: p for p in s.scalars(select(Subscriber))}
+        preferences.save(s, settings, people["ana@example.org"], ["week"], ["anxiety"])
+        preferences.save(s, settings, people["ben@example.org"], ["post", "week"], ["anxiety", "sleep"])
+    subscribers.remove(ledger(settings), "dev@example.org")
+    capsys.readouterr()
+    assert run(cfg, "subscribers", "list", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {r["email"]: (r["status"], r["cadence"], r["topics"]) for r in data["subscribers"]}
+    assert rows == {"ana@example.org": ("active", ["week"], ["anxiety"]),
+                    "ben@example.org": ("active", ["post", "week"], ["anxiety", "sleep"]),
+                    "cleo@example.org": ("active", [], []),
+                    "dev@example.org": ("unsubscribed", [], [])}
+    assert data["counts"] == {
+        "status": {"active": 3, "unsubscribed": 1, "suppressed": 1},
+        "cadence": {"week": 2, "post": 1, "all": 1},
+        "topics": {"anxiety": 2, "sleep": 1, "all": 1},
+        "channels": {"news": 2, "weekly": 3},  # cleo never chose: every channel
+    }
+    # The table prints the same counts.
+    assert run(cfg, "subscribers", "list") == 0
+    out = capsys.readouterr().out
+    assert "active per cadence: 1 all, 1 post, 2 week; per topic: 1 all, 2 anxiety, 1 sleep" in out
+    assert "per channel: 2 news, 3 weekly" in out

@@ -114,6 +114,21 @@ def asked_for_both(choices: Choices | None, one: str, other: str) -> bool:
     return choices is not None and one in choices.cadences and other in choices.cadences
 
 
+def audience_counts(s: Session, settings: Settings) -> dict[str, dict[str, int]]:
+    """What staff see, in one place (``syndicate subscribers list [--json]`` and the desk's
+    Audience page): subscribers per status; active readers per cadence, per topic, and per
+    list channel (those whose cadence it serves, before topics and channel filters)."""
+    from syndicate.audience.subscribers import status_counts
+
+    tallies = counts(s)
+    channels = {}
+    for name, ch in settings.enabled_channels().items():
+        if ch.kind == "email" and ch.options.get("audience") == "subscribers":
+            cadence = tallies["cadence"]
+            channels[name] = cadence.get(channel_cadence(ch), 0) + cadence.get(UNCHOSEN, 0)
+    return {"status": status_counts(s), **tallies, "channels": channels}
+
+
 def counts(s: Session) -> dict[str, dict[str, int]]:
     """Active subscribers per cadence and per topic (a person in two counts in both)."""
     active = Subscriber.status == "active"

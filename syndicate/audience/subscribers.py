@@ -330,8 +330,13 @@ def list_subscribers(factory: sessionmaker[Session], status: str | None = None,
 
 def counts(factory: sessionmaker[Session]) -> dict[str, int]:
     with transaction(factory) as s:
-        result = dict(s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
-        result["suppressed"] = s.scalar(select(func.count()).select_from(Suppression)) or 0
+        return status_counts(s)
+
+
+def status_counts(s: Session) -> dict[str, int]:
+    """Subscribers per status, and the suppressed addresses."""
+    result = dict(s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
+    result["suppressed"] = s.scalar(select(func.count()).select_from(Suppression)) or 0
     return result
 
 

@@ -34,18 +34,6 @@ def cmd_subscribers_import(args) -> int:
 SUBSCRIBERS_LIMIT = 200  # addresses `subscribers list` prints by default (a list may hold 100,000)
 
 
-def _per_channel(settings, tallies: dict) -> dict[str, int]:
-    """Active readers each list channel serves by cadence (before topics and channel filters)."""
-    from syndicate.audience import preferences
-
-    found = {}
-    for name, ch in settings.enabled_channels().items():
-        if ch.kind == "email" and ch.options.get("audience") == "subscribers":
-            c = preferences.channel_cadence(ch)
-            found[name] = tallies["cadence"].get(c, 0) + tallies["cadence"].get(preferences.UNCHOSEN, 0)
-    return found
-
-
 def cmd_subscribers_list(args) -> int:
 
     from syndicate.audience import subscribers
@@ -60,7 +48,7 @@ def cmd_subscribers_list(args) -> int:
     rows = subscribers.list_subscribers(factory, args.status, limit or None)
     with transaction(factory) as s:
         chosen = preferences.choices_of(s, [r.email for r in rows])
-        tallies = preferences.counts(s)
+        tallies = preferences.audience_counts(s, settings)  # the desk's Audience page reads the same
 
     def cadence(r) -> str:
         return ",".join(chosen[r.email].cadences) if chosen.get(r.email) and chosen[r.email].cadences else "all"
@@ -69,13 +57,13 @@ def cmd_subscribers_list(args) -> int:
         return ",".join(chosen[r.email].topics) if chosen.get(r.email) and chosen[r.email].topics else "all"
 
     if args.json:
-        print(json.dumps([{"email": r.email, "name": r.name, "status": r.status, "source": r.source,
-                           "created_at": r.created_at.isoformat(),
-                           "cadence": chosen[r.email].cadences if r.email in chosen else [],
-                           "topics": chosen[r.email].topics if r.email in chosen else []} for r in rows],
-                         indent=2, ensure_ascii=False))
+        people = [{"email": r.email, "name": r.name, "status": r.status, "source": r.source,
+                   "created_at": r.created_at.isoformat(),
+                   "cadence": chosen[r.email].cadences if r.email in chosen else [],
+                   "topics": chosen[r.email].topics if r.email in chosen else []} for r in rows]
+        print(json.dumps({"subscribers": people, "counts": tallies}, indent=2, ensure_ascii=False))
         return 0
-    totals = subscribers.counts(factory)
+    totals = tallies["status"]
     matching = totals.get(args.status, 0) if args.status else sum(
         totals.get(k, 0) for k in ("active", "pending", "unsubscribed"))
     out.print(f"{matching} {args.status or 'subscribers'}: "
@@ -83,7 +71,7 @@ def cmd_subscribers_list(args) -> int:
               + (f"; showing the first {len(rows)} by address (--limit N, 0 for all)" if len(rows) < matching else ""))
     out.print("active per cadence: " + ", ".join(f"{n} {k}" for k, n in sorted(tallies["cadence"].items()))
               + "; per topic: " + ", ".join(f"{n} {k}" for k, n in sorted(tallies["topics"].items())))
-    out.print("per channel: " + ", ".join(f"{n} {k}" for k, n in _per_channel(settings, tallies).items()))
+    out.print("per channel: " + ", ".join(f"{n} {k}" for k, n in tallies["channels"].items()))
     table = Table("email", "name", "status", "since", "source", "cadence", "topics")
     for r in rows:
         table.add_row(r.email, r.name or "-", r.status, f"{r.created_at:%Y-%m-%d}", r.source or "-",

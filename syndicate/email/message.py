@@ -31,7 +31,7 @@ from syndicate.settings import Settings
 
 def personalize(payload: dict, recipient: str, token: str, *, message_id: str | None = None) -> EmailMessage:
     """RECIPIENT's own message: "{token}" in the unsubscribe links (headers, HTML and text)
-    replaced by TOKEN, their signed unsubscribe token.
+    and in the preferences link (HTML and text) replaced by TOKEN, their signed unsubscribe token.
 
     Built from the payload's ``MessageTemplate`` (made once per payload and kept in a small
     cache): ``bytes(message)`` and ``message.as_bytes(policy=SMTP)`` are the template's bytes,
@@ -45,17 +45,24 @@ def _personalize_slow(payload: dict, recipient: str, token: str, *, message_id: 
     """The message built by the email package: what the template reproduces, byte for byte."""
     from syndicate.render import EmailContent
 
-    template = payload.get("unsubscribe_https")
     web, mailto = unsubscribe_links(payload, token)
     html, text = payload["html"], payload["text"]
-    if template and "{token}" in template:
-        html = html.replace(escape(template), escape(web)).replace(template, web)
-        text = text.replace(template, web)
+    for template in token_urls(payload):
+        url = template.replace("{token}", token)
+        html = html.replace(escape(template), escape(url)).replace(template, url)
+        text = text.replace(template, url)
     content = EmailContent(subject=payload["subject"], preheader=payload["preheader"], html=html, text=text,
                            sensitive=payload.get("sensitive", False))
     return build_message(content, from_addr=payload["from"], to_addr=recipient, reply_to=payload.get("reply_to"),
                          unsubscribe_https=web, unsubscribe_mailto=mailto, message_id_domain=_domain(payload),
                          message_id=message_id, date=date)
+
+
+def token_urls(payload: dict) -> list[str]:
+    """The payload's links that carry each recipient's token ("{token}"): the unsubscribe
+    link, then the preferences page's (the same token)."""
+    urls = (payload.get("unsubscribe_https"), payload.get("preferences_https"))
+    return [url for url in urls if url and "{token}" in url]
 
 
 def _domain(payload: dict) -> str:
@@ -134,14 +141,15 @@ class MessageTemplate:
     def __init__(self, payload: dict):
         self.payload = payload
         self.domain = _domain(payload)
-        url = payload.get("unsubscribe_https")
-        self.per_token = bool(url and "{token}" in url)
+        urls = token_urls(payload)
+        self.per_token = bool(urls)
         html, text = payload["html"], payload["text"]
         # Two stand-ins for the token in the bodies: as written raw, and HTML-escaped.
         self.raw = self.escaped = b""
         if self.per_token:
             seed = secrets.token_hex(8)
             self.raw, self.escaped = f"Zr{seed}Zr".encode(), f"Ze{seed}Ze".encode()
+        for url in urls:
             raw_url, esc_url = url.replace("{token}", self.raw.decode()), url.replace("{token}", self.escaped.decode())
             html = html.replace(escape(url), escape(esc_url)).replace(url, raw_url)
             text = text.replace(url, raw_url)
@@ -202,7 +210,7 @@ class MessageTemplate:
 
 
 _TEMPLATE_FIELDS = ("subject", "preheader", "html", "text", "sensitive", "from", "reply_to",
-                    "unsubscribe_https", "unsubscribe_mailto")
+                    "unsubscribe_https", "unsubscribe_mailto", "preferences_https")
 
 
 class _Frozen:

@@ -59,6 +59,25 @@ def cancel(factory, delivery_id: int, actor: str) -> Delivery:
                 actor=actor, what="cancel", claim_token=None)
 
 
+def keep_out_of_email(factory, post_id: int, keep: bool, actor: str) -> list[int]:
+    """Set the post's "keep out of email" (``posts.no_email``, honoured by planning:
+    ``engine/carry.py``). Keeping it out cancels its email deliveries not yet sent (planned or
+    held; one already sending goes on); each change is in the audit trail. Letting it back in
+    plans nothing again: a cancelled delivery stays cancelled. The ids cancelled."""
+    with transaction(factory) as s:
+        post = s.get(Post, post_id)
+        if post is None:
+            raise ActionRefused(f"post {post_id}: no such post")
+        post.no_email = keep
+        ids = list(s.scalars(select(Delivery.id).where(Delivery.post_id == post_id, Delivery.kind == "email",
+                                                        Delivery.state.in_(("planned", "held"))))) if keep else []
+        cancelled = [i for i in ids if transition(s, i, from_states=("planned", "held"), to_state="cancelled",
+                                                  actor=actor, detail="kept out of email", claim_token=None)]
+        record(s, None, actor, "no-email", f"post {post_id}: {'kept out of' if keep else 'let back into'} email"
+               + (f"; cancelled {len(cancelled)} email deliveries" if cancelled else ""))
+    return cancelled
+
+
 def send_now(factory, delivery_id: int, actor: str, now: datetime | None = None, approve: bool = False) -> Delivery:
     """Make a planned delivery due at once; a held one only with APPROVE (a person's explicit go).
 

@@ -1,11 +1,14 @@
 """Sending one notice (a signup confirmation, a welcome) to one person, now.
 
 Through the signup channel (``audience.signup.channel``, else the first email channel): its own
-SMTP server when its provider is "smtp", the SMTP server of its ``options.test_smtp``, or the
-outbox (``<outbox>/<channel>/notices/``) when its provider is the outbox (the demo). A channel
-sent through an email service's API without ``test_smtp`` cannot send notices: ``notice_channel``
-says so, and signup answers that mail cannot be sent just now. A notice goes to one address
-the person typed; it is recorded in the audit trail (``events``, action "notice").
+SMTP server when its provider is "smtp", the SMTP server of its ``options.test_smtp``, the
+outbox (``<outbox>/<channel>/notices/``) when its provider is the outbox (the demo), or, for a
+direct-send API (Postmark, Mailgun, SendGrid Mail Send, SES), one API call for this one
+recipient through the channel's own adapter (``send_batch``, the call a list send makes). A
+campaign provider (Mailchimp, Buttondown, SendGrid Single Sends) mails only its own audience
+and cannot send one email: settings refuse signup through such a channel without
+``test_smtp`` (``settings.Settings._signup_channel``). A notice goes to one address the person
+typed; it is recorded in the audit trail (``events``, action "notice").
 """
 
 from __future__ import annotations
@@ -33,14 +36,10 @@ class NoticeError(Exception):
 
 
 def notice_channel(settings: Settings) -> str:
-    name = settings.audience.signup.channel
-    if name:
-        return name
-    emails = [n for n, ch in settings.enabled_channels().items() if ch.kind == "email"]
-    if not emails:
+    name = settings.signup_channel()
+    if not name:
         raise NoticeError("no email channel to send signup confirmations through")
-    listed = [n for n in emails if settings.channels[n].options.get("audience") == "subscribers"]
-    return (listed or emails)[0]
+    return name
 
 
 def send_notice(factory, settings: Settings, kind: str, address: str) -> str:
@@ -55,8 +54,11 @@ def send_notice(factory, settings: Settings, kind: str, address: str) -> str:
                             reply_to=channel.reply_to, unsubscribe_https=unsubscribe if kind == "welcome" else None,
                             unsubscribe_mailto=None, message_id_domain=_domain(channel, settings))
     transport = _smtp(channel)
+    api = _direct_send(settings, name, channel) if transport is None else None
     if transport is not None:
         where = _send_smtp(settings, name, transport, message, address)
+    elif api is not None:
+        where = _send_api(api, kind, content, message, address)
     elif channel.provider == "outbox":
         folder = settings.outbox_dir / name / "notices"
         folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,7 @@ def send_notice(factory, settings: Settings, kind: str, address: str) -> str:
         where = "written to the outbox"
     else:
         raise NoticeError(f"channel {name!r} sends through {channel.provider}, which cannot send one email; "
-                          "set options.test_smtp on it or audience.signup.channel")
+                          "set options.test_smtp on it or audience.signup.channel")  # settings refuse this
     with transaction(factory) as s:
         record(s, None, "signup", "notice", f"{kind} {where}")
     return where
@@ -82,6 +84,40 @@ def _smtp(channel: Channel) -> Channel | None:
     if isinstance(test, dict) and test.get("host"):
         return Channel(kind="email", provider="smtp", options=dict(test))
     return None
+
+
+def _direct_send(settings: Settings, name: str, channel: Channel):
+    """CHANNEL's direct-send adapter (an email service's API that mails one address), else None."""
+    from syndicate import providers
+    from syndicate.providers.batching import DirectSendProvider
+
+    try:
+        cls = providers.get(channel.provider)
+    except providers.UnknownProvider:
+        return None
+    return cls(settings, name, channel) if issubclass(cls, DirectSendProvider) else None
+
+
+def _send_api(provider, kind: str, content, message, address: str) -> str:
+    """CONTENT as one recipient's API call, the body made by the adapter as for a list send (its
+    own escaping); no token to merge: the links in it are this person's already."""
+    from syndicate.providers.base import Job
+    from syndicate.providers.batching import Recipient
+
+    payload = {"subject": content.subject, "preheader": content.preheader, "html": content.html,
+               "text": content.text, "sensitive": False, "from": str(message["From"]),
+               "reply_to": provider.channel.reply_to, "unsubscribe_https": None, "unsubscribe_mailto": None}
+    headers = {h: str(message[h]) for h in ("List-Unsubscribe", "List-Unsubscribe-Post") if message[h]}
+    job = Job(delivery_id=0, key=f"notice-{kind}-{utcnow():%Y%m%dT%H%M%S%f}", channel=provider.channel_name,
+              kind="email", payload=payload)
+    try:
+        answer = provider.send_batch(job, provider.content(job), [Recipient(address, "", headers)])
+    except ProviderError as exc:
+        raise NoticeError(str(exc)) from None
+    outcome = answer.outcomes.get(address)
+    if outcome is None or outcome.state != "sent":
+        raise NoticeError(f"{provider.service} did not accept it: {outcome.error if outcome else 'no answer'}")
+    return f"via the {provider.service} API"
 
 
 def _send_smtp(settings: Settings, name: str, channel: Channel, message, address: str) -> str:

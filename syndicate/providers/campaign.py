@@ -5,6 +5,9 @@ preheader, HTML, text) and the provider mails its own list, with its own unsubsc
 its own RFC 8058 headers. So before the content leaves, the footer's unsubscribe link (the
 channel's unsubscribe URL, ``{token}`` and all) is replaced by the provider's merge tag:
 Mailchimp ``*|UNSUB|*``, SendGrid ``{{{unsubscribe}}}``, Buttondown ``{{ unsubscribe_url }}``.
+The footer's "Manage your preferences" link (our preferences page, the same token) becomes the
+provider's own preferences link where it documents one (Mailchimp ``*|UPDATE_PROFILE|*``,
+SendGrid ``{{{unsubscribe_preferences}}}``); Buttondown documents none, so the link is left out.
 The swap happens at send time, on the stored payload, so the shared templates stay the same
 for every provider (the preview desk shows Syndicate's own link in that place).
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from html import escape
@@ -38,14 +42,16 @@ log = logging.getLogger(__name__)
 LOOKUP_WINDOW = timedelta(days=7)
 
 
-def with_merge_tag(payload: dict[str, Any], tag: str, *, html_tag: str | None = None) -> tuple[str, str, bool]:
-    """(html, text, found): the payload's bodies with our unsubscribe URL replaced by TAG.
+def with_merge_tag(payload: dict[str, Any], tag: str, *, html_tag: str | None = None,
+                   preferences_tag: str | None = None) -> tuple[str, str, bool]:
+    """(html, text, found): the payload's bodies with our unsubscribe URL replaced by TAG, and
+    our preferences link by PREFERENCES_TAG (None: the link is taken out).
 
     ``html_tag`` is what goes into the HTML when it must differ from the text's tag. ``found``
     is False when the bodies carry no unsubscribe URL (a custom template without a footer):
     the provider then adds its own footer, or refuses to send, as its rules say.
     """
-    html, text = payload.get("html") or "", payload.get("text") or ""
+    html, text = _with_preferences(payload, preferences_tag)
     web = payload.get("unsubscribe_https")
     if not web:
         return html, text, False
@@ -56,6 +62,22 @@ def with_merge_tag(payload: dict[str, Any], tag: str, *, html_tag: str | None = 
     if not found:
         log.warning("campaign content carries no unsubscribe link (%s); the provider's footer must supply it", web)
     return html, text, found
+
+
+def _with_preferences(payload: dict[str, Any], tag: str | None) -> tuple[str, str]:
+    """The bodies with our preferences URL replaced by TAG; without a TAG, the link (HTML: the
+    ``<a>``, with its paragraph when it is alone in one; text: its line) is removed."""
+    html, text = payload.get("html") or "", payload.get("text") or ""
+    url = payload.get("preferences_https")
+    if not url:
+        return html, text
+    if tag is not None:
+        return html.replace(escape(url), tag).replace(url, tag), text.replace(url, tag)
+    for written in {escape(url), url}:
+        link = r"<a\b[^>]*?href=\"" + re.escape(written) + r"\"[^>]*>.*?</a>"
+        html = re.sub(rf"<p\b[^>]*>\s*{link}\s*</p>|{link}", "", html, flags=re.S)
+    text = "".join(line for line in text.splitlines(keepends=True) if url not in line)
+    return html, text
 
 
 def sender(payload: dict[str, Any]) -> tuple[str, str]:

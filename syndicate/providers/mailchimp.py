@@ -45,6 +45,7 @@ from syndicate.providers.http import ErrorInfo, HttpProvider
 from syndicate.render.textlength import char_length, truncate_to
 
 UNSUB_TAG = "*|UNSUB|*"
+PREFERENCES_TAG = "*|UPDATE_PROFILE|*"  # Mailchimp's "update profile" page
 DONE_STATUSES = {"schedule", "sending", "sent"}
 LOOKUP_COUNT = 100  # newest campaigns of the audience searched for the delivery key
 MAX_SUBJECT = 150  # "Mailchimp limits email subject to 150 characters" (VulcanJS/Vulcan PR #783)
@@ -111,7 +112,7 @@ class MailchimpProvider(HttpProvider):
             if status not in (None, "save"):
                 raise Permanent(f"Mailchimp campaign {campaign_id} for this delivery is {status!r}; "
                                 f"resolve it in Mailchimp")
-            html, text, _ = campaign.with_merge_tag(job.payload, UNSUB_TAG)
+            html, text, _ = campaign.with_merge_tag(job.payload, UNSUB_TAG, preferences_tag=PREFERENCES_TAG)
             self.request("PUT", f"/3.0/campaigns/{campaign_id}/content", idempotent=True,
                          json={"html": html, "plain_text": text}, what="setting the campaign content")
             self.ready(campaign_id)

@@ -48,6 +48,7 @@ from syndicate.providers.batching import BatchAnswer, Content, DirectSendProvide
 from syndicate.providers.http import ErrorInfo, HttpProvider
 
 UNSUB_TAG = "{{{unsubscribe}}}"
+PREFERENCES_TAG = "{{{unsubscribe_preferences}}}"  # the unsubscribe group preferences page
 DONE_STATUSES = {"scheduled", "triggered"}
 # A refused recipient, as SendGrid names it in errors[].field: personalizations.3.to.0.email
 RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.(?:to|cc|bcc)\b")
@@ -199,7 +200,7 @@ class SendGridSingleSendProvider(_SendGrid):
 
     def create(self, job: Job) -> dict[str, Any]:
         payload = job.payload
-        html, text, _ = campaign.with_merge_tag(payload, UNSUB_TAG)
+        html, text, _ = campaign.with_merge_tag(payload, UNSUB_TAG, preferences_tag=PREFERENCES_TAG)
         send_to: dict[str, Any]
         if self.options.get("send_to_all"):
             send_to = {"all": True}

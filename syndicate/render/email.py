@@ -143,6 +143,11 @@ def unsubscribe_url_template(settings: Settings, ch: Channel) -> str:
     return ch.unsubscribe_url or f"{settings.public_url}/unsubscribe/{{token}}"
 
 
+def preferences_url_template(settings: Settings) -> str:
+    """The reader's preferences page; ``{token}`` is the same signed token as the unsubscribe link's."""
+    return f"{settings.public_url}/preferences/{{token}}"
+
+
 def _frame_context(settings: Settings, ch: Channel, sensitive: bool) -> dict:
     """What the shared frame (layout, header, contact, crisis, footer) needs."""
     site, brand, safety = settings.site, settings.site.brand, settings.safety
@@ -167,6 +172,7 @@ def _frame_context(settings: Settings, ch: Channel, sensitive: bool) -> dict:
         "sensitive": sensitive,
         "safety": {"enabled": safety.enabled, "crisis_line": safety.crisis_line, "inbox_note": safety.inbox_note},
         "unsubscribe_url": unsubscribe_url_template(settings, ch),
+        "preferences_url": preferences_url_template(settings),
     }
 
 

@@ -12,7 +12,12 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from syndicate.model import PostData
-from syndicate.render.email import render_digest_email, render_post_email, unsubscribe_url_template
+from syndicate.render.email import (
+    preferences_url_template,
+    render_digest_email,
+    render_post_email,
+    unsubscribe_url_template,
+)
 from syndicate.render.social import render_social
 from syndicate.settings import Channel, Settings
 
@@ -67,6 +72,8 @@ def _email_fields(content, settings: Settings, channel: Channel) -> dict:
         # "{token}" in both is each recipient's signed unsubscribe token (see personalize).
         "unsubscribe_https": unsubscribe_url_template(settings, channel),
         "unsubscribe_mailto": channel.unsubscribe_mailto,
+        # The footer's "Manage your preferences" link: the same token, another page.
+        "preferences_https": preferences_url_template(settings),
     }
 
 

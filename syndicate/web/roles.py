@@ -32,7 +32,7 @@ ROLES = ("editor", "approver", "admin")  # each includes the ones before it
 # The least role each action needs.
 NEEDS = {
     "edit": "editor", "edit-email": "editor", "edit-digest": "editor", "hold": "editor",
-    "reschedule": "editor", "test-email": "editor",
+    "reschedule": "editor", "test-email": "editor", "no-email": "editor",
     "approve": "approver", "send-now": "approver", "cancel": "approver", "resolve": "approver",
     "users": "admin", "settings": "admin", "pause": "admin",
 }

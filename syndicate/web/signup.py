@@ -101,7 +101,7 @@ def ticket():
 
 @bp.get("/subscribe")
 def form():
-    if not settings().audience.signup.enabled:
+    if not settings().signup_open:
         return _closed()
     return _form()
 
@@ -116,7 +116,7 @@ def subscribe():
     wants_json = request.is_json
     if not _allowed(request.headers.get("Origin")):
         return Response("origin not allowed", status=403, mimetype="text/plain")
-    if not settings().audience.signup.enabled:
+    if not settings().signup_open:
         return _closed()
     data = (request.get_json(silent=True) or {}) if wants_json else request.form
     email = str(data.get("email") or "")[:320]

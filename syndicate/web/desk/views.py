@@ -536,6 +536,36 @@ _ACTIONS = {"approve": _approve, "hold": _hold, "cancel": _cancel, "send-now": _
             "resolve": _resolve}
 
 
+@bp.post("/post/<int:post_id>/no-email")
+@auth.login_required
+def keep_out_of_email(post_id: int):
+    """The post's "keep out of email" toggle: its email deliveries not yet sent are cancelled."""
+    roles.check("no-email")
+    keep = request.form.get("keep") == "1"
+    try:
+        cancelled = actions.keep_out_of_email(ledger(), post_id, keep, auth.current_user().actor)
+    except ActionRefused:
+        abort(404)
+    flash(f"Kept out of email; {len(cancelled)} email{'s' if len(cancelled) != 1 else ''} cancelled." if keep
+          else "Email may carry this post again (cancelled emails stay cancelled).", "ok")
+    return redirect(url_for("desk.post_page", post_id=post_id))
+
+
+@bp.get("/audience")
+@auth.login_required
+def audience_page():
+    """Subscribers per status; active readers per channel, topic and cadence (the same counts
+    as ``syndicate subscribers list``)."""
+    from syndicate.audience import preferences
+
+    cfg = settings()
+    with transaction(ledger()) as s:
+        counts = preferences.audience_counts(s, cfg)
+    labels = {name: topic.label for name, topic in cfg.audience.topics.items()}
+    return _page("desk/audience.html", tallies=counts, topic_labels=labels,
+                 cadence_labels=preferences.CADENCE_LABELS)
+
+
 @bp.get("/deliverability")
 @auth.login_required
 def deliverability_page():
