@@ -20,7 +20,7 @@ from syndicate.engine.dispatch import Claim, release
 from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
 from syndicate.engine.retry import retry_due
 from syndicate.engine.states import record, transition
-from syndicate.ledger.db import transaction
+from syndicate.ledger.db import durable, transaction
 from syndicate.ledger.models import Delivery, Event, utcnow
 from syndicate.providers.base import (
     Duplicate,
@@ -119,6 +119,7 @@ def _note_saver(factory, delivery_id: int, actor: str):
     """``Job.note``: commits one note to the audit trail at once (it must outlive a crash)."""
     def save(name: str, value: str) -> None:
         with transaction(factory) as s:
+            durable(s)  # what the next outside call relies on
             record(s, delivery_id, actor, NOTE_ACTION, json.dumps({name: value}))
     return save
 
@@ -157,6 +158,7 @@ def _account(settings: Settings, channel_name: str) -> str:
 def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limiter) -> float | None:
     """None if this claim is not ours any more; else seconds to wait for the account's limit."""
     with transaction(factory) as s:
+        durable(s)  # `sending` is committed before the provider call: it must survive a power loss
         row = s.get(Delivery, delivery_id)
         if row is None or row.state != "claimed" or row.claim_token != token:
             return None
@@ -173,6 +175,7 @@ def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limite
 
 def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta) -> Job | None:
     with transaction(factory) as s:
+        durable(s)  # `sending` is committed before the provider call: it must survive a power loss
         row = s.get(Delivery, delivery_id)
         if row is None or row.state != "claimed" or row.claim_token != token:
             return None
