@@ -141,3 +141,22 @@ def test_unique_constraints_make_creation_idempotent(factory):
         assert insert_ignore(s, Post, row, ["feed_id", "identity"])
         assert not insert_ignore(s, Post, row, ["feed_id", "identity"])
         assert s.scalar(select(func.count(Post.id))) == 1
+
+
+def test_a_current_ledger_opens_without_alembic(tmp_path):
+    """The cheap check of the schema revision reads the same head as Alembic, and a ledger at
+    that head is opened without loading Alembic (start-up cost); a new one is migrated."""
+    import subprocess
+    import sys
+
+    from alembic.script import ScriptDirectory
+
+    from syndicate.ledger.db import alembic_config, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    probe = ("import sys; from syndicate.ledger.db import open_ledger, table_names; f = open_ledger(sys.argv[1]); "
+             "print('alembic' in sys.modules, 'posts' in table_names(f.kw['bind']))")
+    runs = [subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True).stdout.split()
+            for _ in range(2)]
+    assert runs == [["True", "True"], ["False", "True"]]  # migrated once, then only checked

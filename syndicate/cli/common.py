@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from syndicate import settings as settings_mod
 
-from syndicate import settings as settings_mod
 
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal:  # piped or captured: tables need more than rich's 80-column default
-    out.width = 150
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+class _Console:
+    """A rich Console made on first use: `syndicate --help` (and a command that prints nothing
+    until it is done) does not wait for rich to load."""
+
+    def __init__(self, **options):
+        self._options = options
+        self._console = None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+            if not self._options.get("stderr") and not self._console.is_terminal:
+                self._console.width = 150  # piped or captured: tables need more than rich's 80 columns
+        return getattr(self._console, name)
+
+
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 _HEADROOM = timedelta(days=800)  # the longest look-ahead from an --at time (digest editions, windows)
@@ -38,6 +55,8 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def load_settings(args) -> settings_mod.Settings:
+    from syndicate import settings as settings_mod
+
     return settings_mod.load(args.config)
 
 

@@ -6,8 +6,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from rich.table import Column, Table
-
 from syndicate.cli.common import UsageError, load_settings, out
 
 
@@ -52,6 +50,8 @@ def cmd_subscribers_list(args) -> int:
     out.print(f"{matching} {args.status or 'subscribers'}: "
               + ", ".join(f"{totals.get(k, 0)} {k}" for k in ("active", "pending", "unsubscribed", "suppressed"))
               + (f"; showing the first {len(rows)} by address (--limit N, 0 for all)" if len(rows) < matching else ""))
+    from rich.table import Table
+
     table = Table("email", "name", "status", "since", "source")
     for r in rows:
         table.add_row(r.email, r.name or "-", r.status, f"{r.created_at:%Y-%m-%d}", r.source or "-")
@@ -101,6 +101,8 @@ def cmd_recipients(args) -> int:
         out.print(f"delivery {args.id}: no recipient records (not an email delivery to our own list, or not "
                   "sent yet)")
         return 0
+    from rich.table import Column, Table
+
     table = Table("state", "code", "attempts", "detail")
     table.columns.insert(0, Column("recipient", no_wrap=True))  # an address is never cut
     for r in rows:

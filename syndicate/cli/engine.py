@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.table import Table
-
 from syndicate.cli.common import UsageError, actor, load_settings, out, parse_time
-from syndicate.ledger.models import STATES
+from syndicate.model import STATES
 
 STATUS_LIMIT = 200  # rows `status` prints by default: a flood must not print 30,000 lines
 
@@ -84,6 +82,8 @@ def cmd_schedule(args) -> int:
     if not rows:
         out.print("nothing scheduled")
         return 0
+    from rich.table import Table
+
     table = Table(title=f"What goes out next (local time: {settings.site.timezone})")
     for col in ("when (local)", "when (UTC)", "channel", "what", "state"):
         table.add_column(col, overflow="fold")

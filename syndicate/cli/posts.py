@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.table import Table
-
 from syndicate.cli.common import UsageError, load_settings, out, parse_time
 
 
@@ -27,6 +25,8 @@ def cmd_feed_inspect(args) -> int:
               f"{len(parsed.posts)} posts[/]")
     for warning in parsed.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
+    from rich.table import Table
+
     table = Table(show_lines=False)
     for col in ("published", "title", "url", "author", "categories", "image"):
         table.add_column(col, overflow="fold")
@@ -84,6 +84,8 @@ def cmd_post(args) -> int:
                   "(the email's HTML too)[/]")
         return 0
     results = send_post_now(factory, settings, post, channels, actor="cli")
+    from rich.table import Table
+
     table = Table("channel", "delivery", "state", "detail")
     for r in results:
         table.add_row(r.channel, str(r.delivery_id or "-"), r.state, r.detail)

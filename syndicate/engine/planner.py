@@ -20,9 +20,6 @@ from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, Post
 from syndicate.ledger.upsert import insert_ignore_many
 from syndicate.model import PostData
-from syndicate.render import NotApplicable
-from syndicate.render.payloads import build_payload
-from syndicate.render.safety import is_sensitive
 from syndicate.settings import SOCIAL_KINDS, Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +72,8 @@ def plan_post(s: Session, settings: Settings, post: Post, now: datetime,
 
 def delivery_rows(settings: Settings, post: Post, now: datetime, channels: list[str] | None = None) -> list[dict]:
     """POST's deliveries, rendered (for CHANNELS, default all enabled), as rows to insert."""
+    from syndicate.render.safety import is_sensitive  # loaded when there is something to render
+
     data = PostData.from_dict(post.data)
     sensitive = is_sensitive(data, settings.safety)
     rows = []
@@ -109,6 +108,9 @@ def insert_deliveries(s: Session, rows: list[dict], now: datetime) -> list[str]:
 
 def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive: bool):
     """(state, hold reason, payload, error) for one channel."""
+    from syndicate.render import NotApplicable
+    from syndicate.render.payloads import build_payload
+
     channel = settings.channels[name]
     try:
         payload = build_payload(data, settings, name)

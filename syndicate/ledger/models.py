@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from syndicate.model import FINAL_STATES, STATES  # noqa: F401  (imported from here too)
+
 
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (no tz) and PostgreSQL alike."""
@@ -96,9 +98,8 @@ class Post(Base):
     planned_at: Mapped[datetime | None]  # deliveries created (None: the planner has not run yet)
 
 
-# planned -> claimed -> sending -> sent | failed | unknown; also held, skipped, cancelled.
-STATES = ("planned", "held", "claimed", "sending", "sent", "failed", "unknown", "skipped", "cancelled")
-FINAL_STATES = ("sent", "failed", "skipped", "cancelled")
+# planned -> claimed -> sending -> sent | failed | unknown; also held, skipped, cancelled:
+# STATES and FINAL_STATES, in syndicate/model.py (the command line offers them without SQLAlchemy).
 
 
 class Delivery(Base):
