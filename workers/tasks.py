@@ -72,17 +72,10 @@ def dispatch(self) -> dict:
     room = settings.run.batch_size if queued is None else max(0, settings.run.max_queued - queued)
     limit = min(settings.run.batch_size, room)
     claims = claim_due(factory, now, limit=limit, ttl=settings.run.claim_ttl, actor="dispatcher") if limit else []
-    published = 0
-    for claim in claims:
-        try:
-            deliver.apply_async((claim.delivery_id, claim.token), retry=False)
-            published += 1
-        except OperationalError as exc:
-            # The broker is down: hand the rest back at once instead of waiting for the reaper.
-            log.warning("broker unavailable (%s); releasing %d claims", exc, len(claims) - published)
-            for rest in claims[published:]:
-                release(factory, rest, actor="dispatcher")
-            break
+    published = _publish(self, claims)
+    if published < len(claims):
+        for rest in claims[published:]:
+            release(factory, rest, actor="dispatcher")
     beat(factory, "dispatcher", now, now + settings.run.tick)  # for the desk: when due work last and next goes out
     if claims and len(claims) == limit and published == len(claims):
         self.apply_async(expires=settings.run.tick.total_seconds())  # a backlog: go on now, not next tick
@@ -90,11 +83,29 @@ def dispatch(self) -> dict:
             "unknown": reaped.unknown, "queued": queued}
 
 
+def _publish(task, claims) -> int:
+    """One deliver message per claim, all through one producer (one connection and channel for
+    the batch); how many went out. The broker down: the caller hands the rest back at once
+    instead of leaving them to the reaper."""
+    published = 0
+    if not claims:
+        return 0
+    try:
+        with task.app.producer_or_acquire() as producer:
+            for claim in claims:
+                deliver.apply_async((claim.delivery_id, claim.token), {"channel": claim.channel}, retry=False,
+                                    producer=producer)
+                published += 1
+    except OperationalError as exc:
+        log.warning("broker unavailable (%s); releasing %d claims", exc, len(claims) - published)
+    return published
+
+
 @shared_task(name="syndicate.deliver", bind=True)
-def deliver(self, delivery_id: int, token: str) -> str:
+def deliver(self, delivery_id: int, token: str, channel: str | None = None) -> str:
     settings = _settings()
     outcome = deliver_mod.deliver(_ledger(), settings, delivery_id, token, actor=_actor(self),
-                                  limiter=limiter_for(settings))
+                                  limiter=limiter_for(settings), channel=channel)
     return outcome.state
 
 

@@ -47,16 +47,17 @@ class Outcome:
 
 def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str, *,
             actor: str = "worker", now: datetime | None = None, ttl: timedelta | None = None,
-            provider_cache: dict | None = None, limiter=None) -> Outcome:
+            provider_cache: dict | None = None, limiter=None, channel: str | None = None) -> Outcome:
     """Send one claimed delivery. Safe to call twice with the same claim: the second is a no-op.
 
     LIMITER (engine.ratelimit) paces sends per provider account; a delivery over the limit is
-    handed back with a later due time instead of waiting in the worker.
+    handed back with a later due time instead of waiting in the worker. CHANNEL (the claim's,
+    when the caller knows it) saves reading the row before pacing; the start is fenced anyway.
     """
     now = now or utcnow()
     ttl = ttl or settings.run.claim_ttl
     limiter = limiter or limiter_for(settings, shared=False)
-    wait = _rate_wait(factory, settings, delivery_id, token, limiter)
+    wait = _rate_wait(factory, settings, delivery_id, token, limiter, channel)
     if wait is None:
         return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
     if wait > 0:
@@ -155,14 +156,16 @@ def _account(settings: Settings, channel_name: str) -> str:
     return account_key(channel_name, channel) if channel else f"unknown:{channel_name}"
 
 
-def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limiter) -> float | None:
-    """None if this claim is not ours any more; else seconds to wait for the account's limit."""
-    with transaction(factory) as s:
-        durable(s)  # `sending` is committed before the provider call: it must survive a power loss
-        row = s.get(Delivery, delivery_id)
-        if row is None or row.state != "claimed" or row.claim_token != token:
-            return None
-        channel_name = row.channel
+def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limiter,
+               channel_name: str | None) -> float | None:
+    """None if this claim is not ours any more (known only when CHANNEL_NAME is not given: the
+    row is read for it); else seconds to wait for the account's limit."""
+    if channel_name is None:
+        with transaction(factory) as s:
+            row = s.get(Delivery, delivery_id)
+            if row is None or row.state != "claimed" or row.claim_token != token:
+                return None
+            channel_name = row.channel
     channel = settings.channels.get(channel_name)
     if channel is None:
         return 0.0
@@ -176,18 +179,20 @@ def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limite
 def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta) -> Job | None:
     with transaction(factory) as s:
         durable(s)  # `sending` is committed before the provider call: it must survive a power loss
-        row = s.get(Delivery, delivery_id)
-        if row is None or row.state != "claimed" or row.claim_token != token:
+        row = transition(s, delivery_id, from_states=("claimed",), token=token, to_state="sending", actor=actor,
+                         now=now, attempts=Delivery.attempts + 1, lease_until=now + ttl,
+                         returning=(Delivery.key, Delivery.channel, Delivery.kind, Delivery.payload,
+                                    Delivery.post_url))
+        if row is None:
             return None
+        s.flush()
         # Counted from the audit trail, not ``attempts`` (a person's retry may reset that): any
-        # earlier start means an earlier call may have reached the provider.
+        # earlier start means an earlier call may have reached the provider. (This start is
+        # among them: it was just recorded.)
         first_try, starts = s.execute(select(func.min(Event.at), func.count(Event.id)).where(
             Event.delivery_id == delivery_id, Event.to_state == "sending")).one()
-        if not transition(s, delivery_id, from_states=("claimed",), token=token, to_state="sending", actor=actor,
-                          now=now, attempts=row.attempts + 1, lease_until=now + ttl):
-            return None
-        return Job(delivery_id=row.id, key=row.key, channel=row.channel, kind=row.kind,
-                   payload=row.payload, post_url=row.post_url, token=token, attempt=starts + 1,
+        return Job(delivery_id=delivery_id, key=row.key, channel=row.channel, kind=row.kind,
+                   payload=row.payload, post_url=row.post_url, token=token, attempt=starts,
                    first_attempt_at=min(first_try, now) if first_try else now, notes=_notes(s, delivery_id),
                    note=_note_saver(factory, delivery_id, actor))
 
