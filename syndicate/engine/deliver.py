@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
@@ -104,11 +104,21 @@ def _settled_by_lookup(provider: providers.Provider, job: Job):
 NOTE_ACTION = "provider-note"
 
 
-def _notes(s: Session, delivery_id: int) -> dict[str, str]:
-    """What earlier attempts noted (``Job.remember``), oldest first, so the newest value wins."""
+def _history(s: Session, delivery_id: int) -> tuple[datetime | None, int, dict[str, str]]:
+    """From the audit trail, in one query: the first start, how many starts, and what earlier
+    attempts noted (``Job.remember``; oldest first, so the newest value wins)."""
+    rows = s.execute(select(Event.at, Event.to_state, Event.action, Event.detail)
+                     .where(Event.delivery_id == delivery_id,
+                            or_(Event.to_state == "sending", Event.action == NOTE_ACTION))
+                     .order_by(Event.id)).all()
+    starts = [row.at for row in rows if row.to_state == "sending"]
+    return (min(starts) if starts else None), len(starts), _parse_notes(row.detail for row in rows
+                                                                        if row.action == NOTE_ACTION)
+
+
+def _parse_notes(details) -> dict[str, str]:
     notes: dict[str, str] = {}
-    for detail in s.scalars(select(Event.detail).where(Event.delivery_id == delivery_id,
-                                                        Event.action == NOTE_ACTION).order_by(Event.id)):
+    for detail in details:
         try:
             notes.update(json.loads(detail or "{}"))
         except ValueError:
@@ -189,11 +199,10 @@ def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl
         # Counted from the audit trail, not ``attempts`` (a person's retry may reset that): any
         # earlier start means an earlier call may have reached the provider. (This start is
         # among them: it was just recorded.)
-        first_try, starts = s.execute(select(func.min(Event.at), func.count(Event.id)).where(
-            Event.delivery_id == delivery_id, Event.to_state == "sending")).one()
+        first_try, starts, notes = _history(s, delivery_id)
         return Job(delivery_id=delivery_id, key=row.key, channel=row.channel, kind=row.kind,
                    payload=row.payload, post_url=row.post_url, token=token, attempt=starts,
-                   first_attempt_at=min(first_try, now) if first_try else now, notes=_notes(s, delivery_id),
+                   first_attempt_at=min(first_try, now) if first_try else now, notes=notes,
                    note=_note_saver(factory, delivery_id, actor))
 
 
