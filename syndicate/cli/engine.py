@@ -72,10 +72,11 @@ def cmd_status(args) -> int:
 
 
 def cmd_schedule(args) -> int:
-    from syndicate.engine.upcoming import upcoming
+    from syndicate.engine.upcoming import pending_count, upcoming
 
     settings = load_settings(args)
-    rows = upcoming(settings, parse_time(args.at))
+    limit = args.limit if args.limit is not None else (None if args.json else STATUS_LIMIT)
+    rows = upcoming(settings, parse_time(args.at), limit or None)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
@@ -91,6 +92,9 @@ def cmd_schedule(args) -> int:
         table.add_row(r["local"][:16].replace("T", " "), r["utc"][:16].replace("T", " "), r["channel"],
                       r["what"], r["state"] + (f" ({r['note']})" if r.get("note") else ""))
     out.print(table)
+    shown = sum(1 for r in rows if r["delivery_id"] is not None)
+    if limit and shown == limit and (more := pending_count(settings) - shown) > 0:
+        out.print(f"[yellow]{more} more[/] not shown: raise --limit (0 shows all), or see `syndicate status`")
     return 0
 
 
@@ -253,7 +257,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("schedule", help="what will go out and when (local time and UTC), next digest editions")
     p.add_argument("--at", metavar="TIME", help="as seen at TIME (ISO 8601; default now)")
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--json", action="store_true", help="print as JSON (every pending delivery unless --limit)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"show the first N deliveries by due time (default {STATUS_LIMIT}; 0: all)")
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("check", help="try each channel's credentials with a harmless read call")

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -80,6 +81,9 @@ class Post(Base):
         UniqueConstraint("feed_id", "identity", name="uq_posts_feed_identity"),
         Index("ix_posts_feed_fingerprint", "feed_id", "fingerprint"),
         Index("ix_posts_url", "url"),
+        # The planner's question every tick: which posts are not planned yet (migration 0008).
+        Index("ix_posts_unplanned", "id", postgresql_where=text("planned_at IS NULL"),
+              sqlite_where=text("planned_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -109,6 +113,8 @@ class Delivery(Base):
         Index("ix_deliveries_state_due", "state", "due_at"),
         Index("ix_deliveries_state_sent", "state", "sent_at"),  # the desk's dated Sent tab (migration 0007)
         Index("ix_deliveries_updated", "updated_at"),  # `status --since`
+        Index("ix_deliveries_due", "due_at", "id"),  # `status` by due time, keyset order (migration 0008)
+        Index("ix_deliveries_channel_due", "channel", "due_at", "id"),  # `status --channel`
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

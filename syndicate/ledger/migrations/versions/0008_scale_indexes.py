@@ -1,0 +1,28 @@
+"""Indexes for a full ledger (1,000,000 deliveries, 100,000 posts; bench/bench_scale.py): the
+planner's pending posts, `status` by due time (all, or one channel) without a full sort
+
+Revision ID: 0008_scale
+Revises: 0007_flood
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008_scale"
+down_revision = "0007_flood"
+branch_labels = None
+depends_on = None
+
+UNPLANNED = sa.text("planned_at IS NULL")
+
+
+def upgrade() -> None:
+    # Only the few posts the planner has yet to plan: every tick asks, and the rest never change.
+    op.create_index("ix_posts_unplanned", "posts", ["id"], postgresql_where=UNPLANNED, sqlite_where=UNPLANNED)
+    op.create_index("ix_deliveries_due", "deliveries", ["due_at", "id"])
+    op.create_index("ix_deliveries_channel_due", "deliveries", ["channel", "due_at", "id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_deliveries_channel_due", "deliveries")
+    op.drop_index("ix_deliveries_due", "deliveries")
+    op.drop_index("ix_posts_unplanned", "posts")
