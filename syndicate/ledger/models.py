@@ -115,6 +115,10 @@ class Delivery(Base):
         Index("ix_deliveries_updated", "updated_at"),  # `status --since`
         Index("ix_deliveries_due", "due_at", "id"),  # `status` by due time, keyset order (migration 0008)
         Index("ix_deliveries_channel_due", "channel", "due_at", "id"),  # `status --channel`
+        # What is still to go out, by due time (`schedule`, the desk's queue tabs; migration 0008).
+        Index("ix_deliveries_pending_due", "due_at", "id",
+              postgresql_where=text("state IN ('planned', 'held', 'claimed', 'sending')"),
+              sqlite_where=text("state IN ('planned', 'held', 'claimed', 'sending')")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,5 +1,6 @@
 """Indexes for a full ledger (1,000,000 deliveries, 100,000 posts; bench/bench_scale.py): the
-planner's pending posts, `status` by due time (all, or one channel) without a full sort
+planner's pending posts, `status` by due time (all, or one channel), and what is still to go
+out (`schedule`, the desk's queue tabs) by due time, without a full sort
 
 Revision ID: 0008_scale
 Revises: 0007_flood
@@ -13,6 +14,9 @@ branch_labels = None
 depends_on = None
 
 UNPLANNED = sa.text("planned_at IS NULL")
+# The states `schedule` lists (engine/upcoming.py PENDING): a few thousand rows among a million sent
+# ones. Without this partial index PostgreSQL walks ix_deliveries_due past every sent row.
+PENDING = sa.text("state IN ('planned', 'held', 'claimed', 'sending')")
 
 
 def upgrade() -> None:
@@ -20,9 +24,12 @@ def upgrade() -> None:
     op.create_index("ix_posts_unplanned", "posts", ["id"], postgresql_where=UNPLANNED, sqlite_where=UNPLANNED)
     op.create_index("ix_deliveries_due", "deliveries", ["due_at", "id"])
     op.create_index("ix_deliveries_channel_due", "deliveries", ["channel", "due_at", "id"])
+    op.create_index("ix_deliveries_pending_due", "deliveries", ["due_at", "id"], postgresql_where=PENDING,
+                    sqlite_where=PENDING)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_pending_due", "deliveries")
     op.drop_index("ix_deliveries_channel_due", "deliveries")
     op.drop_index("ix_deliveries_due", "deliveries")
     op.drop_index("ix_posts_unplanned", "posts")
