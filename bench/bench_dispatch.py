@@ -119,7 +119,8 @@ def _in_process(factory, config, now, count: int) -> float:
     while done < count and (claims := claim_due(factory, now - timedelta(seconds=2), limit=min(100, count - done),
                                                 ttl=timedelta(minutes=30), actor="bench")):
         for claim in claims:
-            deliver(factory, settings, claim.delivery_id, claim.token, actor="bench", provider_cache=providers)
+            deliver(factory, settings, claim.delivery_id, claim.token, actor="bench", provider_cache=providers,
+                    channel=claim.channel)
             done += 1
     return done / (time.perf_counter() - start)
 

@@ -5,7 +5,7 @@
     python bench/run.py --quick             # 10x smaller counts, one repeat (a smoke run)
     python bench/run.py --scale 0.1         # 10,000 instead of 100,000 due deliveries
 
-Names: poll, render, send, dispatch, latency. The peers are installed on first use under
+Names: command, poll, render, send, dispatch, latency, scale. The peers are installed on first use under
 bench/.work/ (rss2email from PyPI in its own venv, npm mjml with the machine's node). A full
 run (all names) rewrites the generated part of bench/RESULTS.md; --no-write keeps it.
 Everything talks over loopback only, and every loop is bounded in count and time.
@@ -29,7 +29,7 @@ from rich.table import Table  # noqa: E402
 
 from bench.common import BENCH, WORK, Context, Row, fmt, machine  # noqa: E402
 
-NAMES = ("poll", "render", "send", "dispatch", "latency")
+NAMES = ("command", "poll", "render", "send", "dispatch", "latency", "scale")
 RESULTS = BENCH / "RESULTS.md"
 BEGIN, END = "<!-- bench:begin (written by bench/run.py) -->", "<!-- bench:end -->"
 

@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
+# A delivery's states: planned -> claimed -> sending -> sent | failed | unknown; also held,
+# skipped, cancelled. Here (not in ledger/models.py) so the command line can offer them without
+# loading SQLAlchemy.
+STATES = ("planned", "held", "claimed", "sending", "sent", "failed", "unknown", "skipped", "cancelled")
+FINAL_STATES = ("sent", "failed", "skipped", "cancelled")
+
 
 @dataclass
 class PostData:

@@ -212,6 +212,24 @@ def test_kill9_worker_mid_send_and_before_send(cluster):
         assert "mid-send" in s.get(Delivery, stalled).last_error
 
 
+def test_kill9_worker_mid_chunk_of_a_backlog(cluster):
+    """A backlog goes out in deliver_many messages (a chunk of claims each); the worker dies
+    while the provider holds one send of a chunk: that one is unknown, the rest of its chunk
+    (claimed, never started) and every other chunk are sent, each once."""
+    _, fake = cluster.fakes["x"]
+    fake.fail_next("stall", delay=40, path=r"^/2/tweets$")
+    ids = cluster.seed(60)
+    worker = cluster.worker()
+    cluster.beat()
+    wait_until(lambda: fake.calls("POST", r"^/2/tweets$"), 60, "the first send to reach the provider")
+    worker.kill9()
+    cluster.worker(name="worker2")
+    states = cluster.wait_final(ids, timeout=180)
+    assert Counter(states.values()) == {"sent": 59, "unknown": 1}
+    assert_exactly_once(cluster, fake)
+    assert any("syndicate.deliver_many" in log.read_text(errors="replace") for log in cluster.tmp.glob("worker*.log"))
+
+
 def test_duplicate_messages_and_two_dispatchers(cluster):
     _, fake = cluster.fakes["x"]
     ids = cluster.seed(30)

@@ -375,3 +375,18 @@ def test_subscribers_list_says_the_total_first_and_shows_a_page(config, capsys):
     assert main(["--config", str(path), "subscribers", "list", "--limit", "0"]) == 0
     assert capsys.readouterr().out.count("@example.org") == 450
     assert len(subscribers.list_subscribers(factory, limit=7)) == 7
+
+
+def test_cli_schedule_of_a_flood_shows_the_first_rows_and_says_how_many_more(config, capsys):
+    """`schedule` on 300 held deliveries prints the first --limit by due time and a line saying
+    how many more, instead of loading (and printing) every one; --json --limit pages the same way."""
+    path, factory = config
+    flood(factory, 100)
+    c = ["--config", str(path)]
+    assert main([*c, "schedule", "--limit", "20"]) == 0
+    assert "280 more not shown" in capsys.readouterr().out
+    assert main([*c, "schedule", "--json", "--limit", "5"]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["delivery_id"] is not None]
+    assert [r["what"] for r in rows] == ["Flood post 0"] * 3 + ["Flood post 1"] * 2  # by due time
+    assert main([*c, "schedule", "--json"]) == 0
+    assert sum(r["delivery_id"] is not None for r in json.loads(capsys.readouterr().out)) == 300

@@ -64,6 +64,25 @@ def test_claim_takes_only_due_planned_rows(factory):
     assert claim_due(factory, NOW, limit=10, ttl=TTL) == []  # a second tick finds nothing
 
 
+def test_a_batch_claim_takes_limit_rows_in_due_order_each_with_its_own_token(factory):
+    """One statement claims the batch: no more than LIMIT (PostgreSQL may rescan an `IN
+    (subquery)`, so this is a real risk), the earliest due first, a fresh token per row, and an
+    audit event per claim."""
+    later = _deliveries(factory, 10, due=NOW - timedelta(minutes=1))
+    earlier = _deliveries(factory, 10, due=NOW - timedelta(minutes=2))
+    claims = claim_due(factory, NOW, limit=12, ttl=TTL)
+    assert [c.delivery_id for c in claims] == earlier + later[:2]
+    assert len({c.token for c in claims}) == 12 and all(len(c.token) == 32 for c in claims)
+    assert {c.channel for c in claims} == {"x"}
+    with transaction(factory) as s:
+        rows = {d.id: d for d in s.scalars(select(Delivery).where(Delivery.id.in_(earlier + later)))}
+        events = s.execute(select(Event.delivery_id, Event.from_state, Event.to_state)
+                           .where(Event.delivery_id.in_(earlier + later))).all()
+    assert all(rows[c.delivery_id].state == "claimed" and rows[c.delivery_id].claim_token == c.token for c in claims)
+    assert sorted(events) == sorted((c.delivery_id, "planned", "claimed") for c in claims)
+    assert len(claim_due(factory, NOW, limit=12, ttl=TTL)) == 8
+
+
 def test_two_dispatchers_never_claim_the_same_row(factory):
     ids = _deliveries(factory, 40)
     results: list = []
@@ -141,3 +160,22 @@ def test_unique_constraints_make_creation_idempotent(factory):
         assert insert_ignore(s, Post, row, ["feed_id", "identity"])
         assert not insert_ignore(s, Post, row, ["feed_id", "identity"])
         assert s.scalar(select(func.count(Post.id))) == 1
+
+
+def test_a_current_ledger_opens_without_alembic(tmp_path):
+    """The cheap check of the schema revision reads the same head as Alembic, and a ledger at
+    that head is opened without loading Alembic (start-up cost); a new one is migrated."""
+    import subprocess
+    import sys
+
+    from alembic.script import ScriptDirectory
+
+    from syndicate.ledger.db import alembic_config, head_revision
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    probe = ("import sys; from syndicate.ledger.db import open_ledger, table_names; f = open_ledger(sys.argv[1]); "
+             "print('alembic' in sys.modules, 'posts' in table_names(f.kw['bind']))")
+    runs = [subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True).stdout.split()
+            for _ in range(2)]
+    assert runs == [["True", "True"], ["False", "True"]]  # migrated once, then only checked

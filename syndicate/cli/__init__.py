@@ -17,7 +17,6 @@ import os
 import sys
 
 from syndicate import __version__
-from syndicate import settings as settings_mod
 from syndicate.cli import email, engine, ops, posts, web, workers
 from syndicate.cli.common import UsageError, err, load_settings, out, parse_time
 from syndicate.ledger import StoreError
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args) or 0
-    except (settings_mod.SettingsError, UsageError) as exc:
+    except UsageError as exc:
         return _fail(str(exc))
     except StoreError as exc:
         return _fail(f"{_store_setting()}: {exc}")
@@ -69,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("syndicate: interrupted", markup=False)
         return 130
+    except Exception as exc:
+        if not _is_settings_error(exc):
+            raise
+        return _fail(str(exc))
+
+
+def _is_settings_error(exc: Exception) -> bool:
+    # Settings are loaded by the commands that need them (pydantic is not loaded for --help); a
+    # SettingsError can only come from a command that did.
+    settings_mod = sys.modules.get("syndicate.settings")
+    return settings_mod is not None and isinstance(exc, settings_mod.SettingsError)
 
 
 def _fail(message: str) -> int:

@@ -5,15 +5,32 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from syndicate import settings as settings_mod
 
-from syndicate import settings as settings_mod
 
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal:  # piped or captured: tables need more than rich's 80-column default
-    out.width = 150
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+class _Console:
+    """A rich Console made on first use: `syndicate --help` (and a command that prints nothing
+    until it is done) does not wait for rich to load."""
+
+    def __init__(self, **options):
+        self._options = options
+        self._console = None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+            if not self._options.get("stderr") and not self._console.is_terminal:
+                self._console.width = 150  # piped or captured: tables need more than rich's 80 columns
+        return getattr(self._console, name)
+
+
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 _HEADROOM = timedelta(days=800)  # the longest look-ahead from an --at time (digest editions, windows)
@@ -41,6 +58,8 @@ def parse_time(value: str | None) -> datetime | None:
 def load_settings(args, *, signing: bool = False) -> settings_mod.Settings:
     """The settings; with SIGNING (serve, run, worker, beat) a weak link-signing key stops the
     command here, with how to make a good one. Unset is allowed: the demo mails nobody."""
+    from syndicate import settings as settings_mod
+
     settings = settings_mod.load(args.config)
     if signing:
         if (os.environ.get(settings.web.secret_env or "") or "").strip():

@@ -6,8 +6,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from rich.table import Column, Table
-
 from syndicate.cli.common import UsageError, load_settings, out
 
 
@@ -69,6 +67,8 @@ def cmd_subscribers_list(args) -> int:
     out.print(f"{matching} {args.status or 'subscribers'}: "
               + ", ".join(f"{totals.get(k, 0)} {k}" for k in ("active", "pending", "unsubscribed", "suppressed"))
               + (f"; showing the first {len(rows)} by address (--limit N, 0 for all)" if len(rows) < matching else ""))
+    from rich.table import Table
+
     out.print("active per cadence: " + ", ".join(f"{n} {k}" for k, n in sorted(tallies["cadence"].items()))
               + "; per topic: " + ", ".join(f"{n} {k}" for k, n in sorted(tallies["topics"].items())))
     out.print("per channel: " + ", ".join(f"{n} {k}" for k, n in tallies["channels"].items()))
@@ -198,6 +198,8 @@ def cmd_recipients(args) -> int:
         out.print(f"delivery {args.id}: no recipient records (not an email delivery to our own list, or not "
                   "sent yet)")
         return 0
+    from rich.table import Column, Table
+
     table = Table("state", "code", "attempts", "detail")
     table.columns.insert(0, Column("recipient", no_wrap=True))  # an address is never cut
     for r in rows:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.table import Table
-
 from syndicate.cli.common import UsageError, actor, err, load_settings, out, parse_time
-from syndicate.ledger.models import STATES
+from syndicate.model import STATES
 
 STATUS_LIMIT = 200  # rows `status` prints by default: a flood must not print 30,000 lines
 
@@ -78,16 +76,19 @@ def cmd_status(args) -> int:
 
 
 def cmd_schedule(args) -> int:
-    from syndicate.engine.upcoming import upcoming
+    from syndicate.engine.upcoming import pending_count, upcoming
 
     settings = load_settings(args)
-    rows = upcoming(settings, parse_time(args.at))
+    limit = args.limit if args.limit is not None else (None if args.json else STATUS_LIMIT)
+    rows = upcoming(settings, parse_time(args.at), limit or None)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     if not rows:
         out.print("nothing scheduled")
         return 0
+    from rich.table import Table
+
     table = Table(title=f"What goes out next (local time: {settings.site.timezone})")
     for col in ("when (local)", "when (UTC)", "channel", "what", "state"):
         table.add_column(col, overflow="fold")
@@ -95,6 +96,9 @@ def cmd_schedule(args) -> int:
         table.add_row(r["local"][:16].replace("T", " "), r["utc"][:16].replace("T", " "), r["channel"],
                       r["what"], r["state"] + (f" ({r['note']})" if r.get("note") else ""))
     out.print(table)
+    shown = sum(1 for r in rows if r["delivery_id"] is not None)
+    if limit and shown == limit and (more := pending_count(settings) - shown) > 0:
+        out.print(f"[yellow]{more} more[/] not shown: raise --limit (0 shows all), or see `syndicate status`")
     return 0
 
 
@@ -306,7 +310,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("schedule", help="what will go out and when (local time and UTC), next digest editions")
     p.add_argument("--at", metavar="TIME", help="as seen at TIME (ISO 8601; default now)")
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument("--json", action="store_true", help="print as JSON (every pending delivery unless --limit)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"show the first N deliveries by due time (default {STATUS_LIMIT}; 0: all)")
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("check", help="try each channel's credentials with a harmless read call")

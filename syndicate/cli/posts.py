@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.table import Table
-
 from syndicate.cli.common import UsageError, load_settings, out, parse_time
 
 
@@ -27,6 +25,8 @@ def cmd_feed_inspect(args) -> int:
               f"{len(parsed.posts)} posts[/]")
     for warning in parsed.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
+    from rich.table import Table
+
     table = Table(show_lines=False)
     for col in ("published", "title", "url", "author", "categories", "image"):
         table.add_column(col, overflow="fold")
@@ -89,6 +89,8 @@ def cmd_post(args) -> int:
         ids = ", ".join(str(r.id) for r in exc.rows)
         raise UsageError(f"{exc}; nothing was sent: check it, then add --approve to approve and send it "
                          f"(or `syndicate approve ID` for delivery {ids})") from None
+    from rich.table import Table
+
     table = Table("channel", "delivery", "state", "detail")
     for r in results:
         table.add_row(r.channel, str(r.delivery_id or "-"), r.state, r.detail)

@@ -109,8 +109,10 @@ def status_rows(settings: Settings, limit: int | None = None, only: StatusFilter
         query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
                  .order_by(Delivery.due_at, Delivery.id))
         rows = s.execute(query.limit(limit) if limit else query).all()
-        unknown = dict(s.execute(select(RecipientSend.delivery_id, func.count())
-                                 .where(RecipientSend.state == "unknown")
+        counted = [RecipientSend.state == "unknown"]
+        if limit:  # a page: only its deliveries' recipients (the whole table may hold millions)
+            counted.append(RecipientSend.delivery_id.in_([d.id for d, _ in rows]))
+        unknown = dict(s.execute(select(RecipientSend.delivery_id, func.count()).where(*counted)
                                  .group_by(RecipientSend.delivery_id)).all())
         rates = suppression.delivery_rates(s)
         return [{**_row(d, title, settings), "recipients_unknown": unknown.get(d.id, 0),

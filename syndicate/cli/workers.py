@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from syndicate import settings as settings_mod
 from syndicate.cli.common import load_settings
+
+if TYPE_CHECKING:  # loaded by the commands that read settings, not by `syndicate --help`
+    from syndicate import settings as settings_mod
 
 
 def _celery(args, argv: list[str], check=None) -> int:
@@ -35,9 +38,11 @@ def signing_channels(settings: settings_mod.Settings) -> list[str]:
 def _require_secret(settings: settings_mod.Settings) -> None:
     # Without the key every email to the subscriber list would fail as "auth" and wait for a
     # person; say so now, in one line, instead of after the first send.
+    from syndicate.settings import SettingsError
+
     names = signing_channels(settings)
     if names and not (os.environ.get(settings.web.secret_env or "") or "").strip():
-        raise settings_mod.SettingsError(
+        raise SettingsError(
             f"channels.{names[0]} signs unsubscribe links: set {settings.web.secret_env} (web.secret_env) "
             "for every worker, the same value `syndicate serve` has")
 

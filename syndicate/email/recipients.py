@@ -61,7 +61,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syndicate.audience import subscribers, suppression
 from syndicate.email import routing
 from syndicate.errors import ClaimLost, Incomplete, ProviderError, Retryable, Unresolved
-from syndicate.ledger.db import transaction
+from syndicate.ledger.db import durable, transaction
 from syndicate.ledger.models import Delivery, RecipientSend, utcnow
 from syndicate.ledger.upsert import insert_ignore_many
 
@@ -372,6 +372,7 @@ class RecipientBook:
         """ADDRESSES' content is about to leave: ``issued``, committed. Raises ClaimLost (and
         issues nobody) where the delivery or any of them is no longer this send's."""
         with transaction(self.factory) as s:
+            durable(s)  # the content leaves after this commit: it must survive a power loss
             self.lease.extend(s, check=True)
             self._write_noted(s)
             done = issue(s, self.delivery_id, addresses, self.owner)

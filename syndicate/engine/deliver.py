@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
@@ -22,7 +22,7 @@ from syndicate.engine.pause import gate
 from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
 from syndicate.engine.retry import retry_due
 from syndicate.engine.states import record, transition
-from syndicate.ledger.db import transaction
+from syndicate.ledger.db import durable, transaction
 from syndicate.ledger.models import Delivery, Event, Post, utcnow
 from syndicate.providers.base import (
     Duplicate,
@@ -49,16 +49,17 @@ class Outcome:
 
 def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str, *,
             actor: str = "worker", now: datetime | None = None, ttl: timedelta | None = None,
-            provider_cache: dict | None = None, limiter=None) -> Outcome:
+            provider_cache: dict | None = None, limiter=None, channel: str | None = None) -> Outcome:
     """Send one claimed delivery. Safe to call twice with the same claim: the second is a no-op.
 
     LIMITER (engine.ratelimit) paces sends per provider account; a delivery over the limit is
-    handed back with a later due time instead of waiting in the worker.
+    handed back with a later due time instead of waiting in the worker. CHANNEL (the claim's,
+    when the caller knows it) saves reading the row before pacing; the start is fenced anyway.
     """
     now = now or utcnow()
     ttl = ttl or settings.run.claim_ttl
     limiter = limiter or limiter_for(settings, shared=False)
-    wait = _rate_wait(factory, settings, delivery_id, token, limiter)
+    wait = _rate_wait(factory, settings, delivery_id, token, limiter, channel)
     if wait is None:
         return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
     if wait > 0:
@@ -150,11 +151,21 @@ def _settled_by_lookup(provider: providers.Provider, job: Job):
 NOTE_ACTION = "provider-note"
 
 
-def _notes(s: Session, delivery_id: int) -> dict[str, str]:
-    """What earlier attempts noted (``Job.remember``), oldest first, so the newest value wins."""
+def _history(s: Session, delivery_id: int) -> tuple[datetime | None, int, dict[str, str]]:
+    """From the audit trail, in one query: the first start, how many starts, and what earlier
+    attempts noted (``Job.remember``; oldest first, so the newest value wins)."""
+    rows = s.execute(select(Event.at, Event.to_state, Event.action, Event.detail)
+                     .where(Event.delivery_id == delivery_id,
+                            or_(Event.to_state == "sending", Event.action == NOTE_ACTION))
+                     .order_by(Event.id)).all()
+    starts = [row.at for row in rows if row.to_state == "sending"]
+    return (min(starts) if starts else None), len(starts), _parse_notes(row.detail for row in rows
+                                                                        if row.action == NOTE_ACTION)
+
+
+def _parse_notes(details) -> dict[str, str]:
     notes: dict[str, str] = {}
-    for detail in s.scalars(select(Event.detail).where(Event.delivery_id == delivery_id,
-                                                        Event.action == NOTE_ACTION).order_by(Event.id)):
+    for detail in details:
         try:
             notes.update(json.loads(detail or "{}"))
         except ValueError:
@@ -166,6 +177,7 @@ def _note_saver(factory, delivery_id: int, actor: str):
     """``Job.note``: commits one note to the audit trail at once (it must outlive a crash)."""
     def save(name: str, value: str) -> None:
         with transaction(factory) as s:
+            durable(s)  # what the next outside call relies on
             record(s, delivery_id, actor, NOTE_ACTION, json.dumps({name: value}))
     return save
 
@@ -201,13 +213,16 @@ def _account(settings: Settings, channel_name: str) -> str:
     return account_key(channel_name, channel) if channel else f"unknown:{channel_name}"
 
 
-def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limiter) -> float | None:
-    """None if this claim is not ours any more; else seconds to wait for the account's limit."""
-    with transaction(factory) as s:
-        row = s.get(Delivery, delivery_id)
-        if row is None or row.state != "claimed" or row.claim_token != token:
-            return None
-        channel_name = row.channel
+def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limiter,
+               channel_name: str | None) -> float | None:
+    """None if this claim is not ours any more (known only when CHANNEL_NAME is not given: the
+    row is read for it); else seconds to wait for the account's limit."""
+    if channel_name is None:
+        with transaction(factory) as s:
+            row = s.get(Delivery, delivery_id)
+            if row is None or row.state != "claimed" or row.claim_token != token:
+                return None
+            channel_name = row.channel
     channel = settings.channels.get(channel_name)
     if channel is None:
         return 0.0
@@ -223,23 +238,25 @@ _PAUSED = object()  # _start found the pause button pressed and handed the claim
 
 def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta):
     with transaction(factory) as s:
-        row = s.get(Delivery, delivery_id)
-        if row is None or row.state != "claimed" or row.claim_token != token:
-            return None
+        durable(s)  # `sending` is committed before the provider call: it must survive a power loss
         if not gate(s):  # paused after this was claimed: nothing has gone out, so it waits, planned
             transition(s, delivery_id, from_states=("claimed",), token=token, to_state="planned", actor=actor,
                        now=now, claim_token=None, lease_until=None, detail="sending is paused: handed back")
             return _PAUSED
-        # Counted from the audit trail, not ``attempts`` (a person's retry may reset that): any
-        # earlier start means an earlier call may have reached the provider.
-        first_try, starts = s.execute(select(func.min(Event.at), func.count(Event.id)).where(
-            Event.delivery_id == delivery_id, Event.to_state == "sending")).one()
-        if not transition(s, delivery_id, from_states=("claimed",), token=token, to_state="sending", actor=actor,
-                          now=now, attempts=row.attempts + 1, lease_until=now + ttl):
+        row = transition(s, delivery_id, from_states=("claimed",), token=token, to_state="sending", actor=actor,
+                         now=now, attempts=Delivery.attempts + 1, lease_until=now + ttl,
+                         returning=(Delivery.key, Delivery.channel, Delivery.kind, Delivery.payload,
+                                    Delivery.post_url))
+        if row is None:
             return None
-        return Job(delivery_id=row.id, key=row.key, channel=row.channel, kind=row.kind,
-                   payload=row.payload, post_url=row.post_url, token=token, attempt=starts + 1,
-                   first_attempt_at=min(first_try, now) if first_try else now, notes=_notes(s, delivery_id),
+        s.flush()
+        # Counted from the audit trail, not ``attempts`` (a person's retry may reset that): any
+        # earlier start means an earlier call may have reached the provider. (This start is
+        # among them: it was just recorded.)
+        first_try, starts, notes = _history(s, delivery_id)
+        return Job(delivery_id=delivery_id, key=row.key, channel=row.channel, kind=row.kind,
+                   payload=row.payload, post_url=row.post_url, token=token, attempt=starts,
+                   first_attempt_at=min(first_try, now) if first_try else now, notes=notes,
                    note=_note_saver(factory, delivery_id, actor))
 
 

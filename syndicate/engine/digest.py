@@ -54,8 +54,6 @@ from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, DigestItem, Event, Post
 from syndicate.ledger.upsert import insert_ignore
 from syndicate.model import PostData
-from syndicate.render import RenderError
-from syndicate.render.payloads import EDITED, digest_payload
 from syndicate.settings import Channel, Settings
 
 log = logging.getLogger(__name__)
@@ -229,6 +227,9 @@ def _render(settings: Settings, name: str, channel: Channel, edition: Edition, f
         return "skipped", SERIES_STARTS, window, None
     if not edition.posts:
         return "skipped", NO_POSTS, window, None
+    from syndicate.render import RenderError  # loaded when an edition is due
+    from syndicate.render.payloads import EDITED, digest_payload
+
     try:
         payload = digest_payload(edition_posts(edition), settings, name, edition.as_dict(), overrides)
         if overrides:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.pause import gate
@@ -23,6 +23,7 @@ from syndicate.ledger.models import Delivery, Event
 class Claim:
     delivery_id: int
     token: str
+    channel: str | None = None  # known to the dispatcher: deliver() paces by it without reading the row
 
 
 def claim_due(factory: sessionmaker[Session], now: datetime, *, limit: int, ttl: timedelta,
@@ -31,25 +32,40 @@ def claim_due(factory: sessionmaker[Session], now: datetime, *, limit: int, ttl:
     """Claim up to LIMIT deliveries due by DUE_BY (default NOW); each claim's lease runs from
     NOW (the real clock: other workers' reapers judge it) for TTL unless sent. EXCLUDE: rows
     this pass already handled, so a retry planned for later is not taken again at once."""
-    claims = []
     where = [Delivery.state == "planned", Delivery.due_at <= (due_by or now)]
     if exclude:
         where.append(Delivery.id.notin_(exclude))
     with transaction(factory) as s:
         if not gate(s):  # paused: the switch is read (and locked) in this claim's transaction
-            return claims
-        # SKIP LOCKED lets two dispatchers on PostgreSQL take different rows instead of
-        # waiting on each other; the compare-and-set below is what makes it correct anywhere.
-        ids = s.scalars(
-            select(Delivery.id).where(*where)
-            .order_by(Delivery.due_at, Delivery.id).limit(limit).with_for_update(skip_locked=True)
-        ).all()
-        for delivery_id in ids:
-            token = new_token()
-            if transition(s, delivery_id, from_states=("planned",), to_state="claimed", actor=actor, now=now,
-                          claim_token=token, lease_until=now + ttl):
-                claims.append(Claim(delivery_id, token))
-    return claims
+            return []
+        # One statement claims the batch: SKIP LOCKED lets two dispatchers on PostgreSQL take
+        # different rows instead of waiting on each other (SQLite has one writer at a time), and
+        # the outer `state = 'planned'` is the compare-and-set that makes it correct anywhere.
+        # Each row gets its own fresh token (fencing), made by the database.
+        # A CTE, not `id IN (subquery)`: PostgreSQL may run such a subquery again per row (a
+        # semi-join it rescans) and so claim more than LIMIT; a locking CTE is run once.
+        due = (select(Delivery.id).where(*where).order_by(Delivery.due_at, Delivery.id).limit(limit)
+               .with_for_update(skip_locked=True).cte("due"))
+        claimed = s.execute(
+            update(Delivery).where(Delivery.id == due.c.id, Delivery.state == "planned")
+            .values(state="claimed", claim_token=_fresh_token(s), lease_until=now + ttl, updated_at=now)
+            .returning(Delivery.id, Delivery.claim_token, Delivery.due_at, Delivery.channel)
+            .execution_options(synchronize_session=False)).all()
+        if claimed:  # the audit trail, one INSERT ... SELECT for the batch
+            ids = [row.id for row in claimed]
+            s.execute(insert(Event).from_select(
+                ["delivery_id", "at", "actor", "action", "from_state", "to_state"],
+                select(Delivery.id, literal(now, Event.at.type), literal(actor), literal("claimed"),
+                       literal("planned"), literal("claimed"))
+                .where(Delivery.id.in_(ids)).order_by(Delivery.due_at, Delivery.id)))
+    return [Claim(row.id, row.claim_token, row.channel) for row in sorted(claimed, key=lambda row: (row.due_at, row.id))]
+
+
+def _fresh_token(s: Session):
+    """SQL for a new random claim token per row: 32 hex digits, like ``new_token``."""
+    if s.get_bind().dialect.name == "postgresql":
+        return func.replace(cast(func.gen_random_uuid(), String), "-", "")
+    return func.lower(func.hex(func.randomblob(16)))
 
 
 def claim_one(factory: sessionmaker[Session], delivery_id: int, now: datetime, *, ttl: timedelta,

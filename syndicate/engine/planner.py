@@ -12,19 +12,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.email import privacy, routing
 from syndicate.engine import carry
 from syndicate.engine.schedule import due_at
 from syndicate.ledger.db import transaction
-from syndicate.ledger.models import Delivery, Event, Post
-from syndicate.ledger.upsert import insert_ignore
+from syndicate.ledger.models import Delivery, Event, Feed, Post
+from syndicate.ledger.upsert import insert_ignore_many
 from syndicate.model import PostData
-from syndicate.render import NotApplicable
-from syndicate.render.payloads import build_payload
-from syndicate.render.safety import is_sensitive
 from syndicate.settings import SOCIAL_KINDS, Settings
 
 log = logging.getLogger(__name__)
@@ -38,58 +35,101 @@ class PlanResult:
     failed: int = 0
 
 
+# Posts per planning transaction: their deliveries are rendered before it and inserted in it.
+PLAN_BATCH = 200
+
+
 def plan_pending(factory: sessionmaker[Session], settings: Settings, now: datetime) -> PlanResult:
-    """Create the deliveries of every post not planned yet."""
+    """Create the deliveries of every post not planned yet, a batch of posts per transaction.
+
+    Posts recorded without sending (a first poll beyond ``backfill``, a moved post) are marked
+    planned by the INSERT that records them (engine/poll.py), so only posts to send come here.
+    Each batch is rendered outside any transaction (the SQLite write lock is not held while
+    templates run), then claimed and inserted in one: a post whose ``planned_at`` another planner
+    set first is skipped, and its rendering thrown away.
+    """
     result = PlanResult()
-    with transaction(factory) as s:
-        pending = s.scalars(select(Post).where(Post.planned_at.is_(None)).order_by(Post.id)).all()
-    for post in pending:
+    last = 0
+    while True:
         with transaction(factory) as s:
-            # Claim the post for planning: a second planner finds planned_at set and moves on.
-            claimed = s.execute(update(Post).where(Post.id == post.id, Post.planned_at.is_(None))
-                                .values(planned_at=now)).rowcount
-            if claimed and post.plan != "ignore":
-                for state in plan_post(s, settings, post, now):
-                    setattr(result, state, getattr(result, state) + 1)
-    return result
+            batch = s.scalars(select(Post).where(Post.planned_at.is_(None), Post.id > last)
+                              .order_by(Post.id).limit(PLAN_BATCH)).all()
+            feeds = dict(s.execute(select(Feed.id, Feed.name).where(Feed.id.in_({p.feed_id for p in batch}))).all())
+        if not batch:
+            return result
+        last = batch[-1].id
+        rows = {post.id: [] if post.plan == "ignore" else delivery_rows(settings, post, now, feed=feeds.get(post.feed_id, ""))
+                for post in batch}
+        with transaction(factory) as s:
+            # Claim the posts for planning: a second planner finds planned_at set and moves on.
+            claimed = s.scalars(update(Post).where(Post.id.in_(list(rows)), Post.planned_at.is_(None))
+                                .values(planned_at=now).returning(Post.id)).all()
+            for state in insert_deliveries(s, [row for pid in claimed for row in rows[pid]], now):
+                setattr(result, state, getattr(result, state) + 1)
 
 
 def plan_post(s: Session, settings: Settings, post: Post, now: datetime,
               channels: list[str] | None = None) -> list[str]:
     """Create POST's deliveries (for CHANNELS, default all enabled); returns their states."""
+    return insert_deliveries(s, delivery_rows(settings, post, now, channels, feed=carry.feed_name(s, post)), now)
+
+
+def delivery_rows(settings: Settings, post: Post, now: datetime, channels: list[str] | None = None, *,
+                  feed: str = "") -> list[dict]:
+    """POST's deliveries, rendered (for CHANNELS, default all enabled), as rows to insert; FEED is
+    the post's feed name, for the channels' include/exclude rules (engine/carry.py)."""
+    from syndicate.render.safety import is_sensitive  # loaded when there is something to render
+
     data = PostData.from_dict(post.data)
     sensitive = is_sensitive(data, settings.safety)
-    states = []
+    rows = []
     for index, (name, channel) in enumerate(settings.enabled_channels().items()):
         if (channels is not None and name not in channels) or channel.mode == "digest":
             continue  # digest channels are planned per edition, not per post
-        if why := carry.post_refusal(s, settings, name, post):
+        if why := carry.refusal(settings, name, channel, feed, data.categories, bool(post.no_email)):
             state, reason, payload, error = "skipped", why, {}, None
         else:
             state, reason, payload, error = _render(data, settings, name, post, sensitive)
-        row = {"key": uuid.uuid4().hex, "subject": f"post:{post.id}", "post_id": post.id, "channel": name,
-               "kind": channel.kind, "provider": channel.provider, "state": state,
-               "due_at": max(now, due_at(channel, settings, post.first_seen_at, index=index)), "payload": payload,
-               "post_url": post.url, "rendered_hash": post.content_hash or None, "hold_reason": reason,
-               "last_error": error,
-               "error_class": "render" if error else None, "created_at": now, "updated_at": now}
-        if insert_ignore(s, Delivery, row, ["subject", "channel"]):
-            did = s.scalar(select(Delivery.id).where(Delivery.key == row["key"]))
-            s.add(Event(delivery_id=did, at=now, actor="planner", action="created", to_state=state,
-                        detail=reason or error))
-            states.append({"planned": "planned", "held": "held", "skipped": "skipped"}.get(state, "failed"))
-    return states
+        rows.append({"key": uuid.uuid4().hex, "subject": f"post:{post.id}", "post_id": post.id, "channel": name,
+                     "kind": channel.kind, "provider": channel.provider, "state": state,
+                     "due_at": max(now, due_at(channel, settings, post.first_seen_at, index=index)),
+                     "payload": payload, "post_url": post.url, "rendered_hash": post.content_hash or None,
+                     "hold_reason": reason, "last_error": error,
+                     "error_class": "render" if error else None, "created_at": now, "updated_at": now})
+    return rows
+
+
+def insert_deliveries(s: Session, rows: list[dict], now: datetime) -> list[str]:
+    """Insert ROWS unless their (subject, channel) exists, with a 'created' event each, in a few
+    statements; returns the states of those inserted."""
+    by_key = {row["key"]: row for row in rows}
+    inserted = insert_ignore_many(s, Delivery, rows, ["subject", "channel"], returning=(Delivery.id, Delivery.key))
+    if not inserted:
+        return []
+    events = []
+    for did, key in inserted:
+        row = by_key[key]
+        events.append({"delivery_id": did, "at": now, "actor": "planner", "action": "created",
+                       "to_state": row["state"], "detail": row["hold_reason"] or row["last_error"]})
+    s.execute(insert(Event), events)
+    return [{"planned": "planned", "held": "held", "skipped": "skipped"}.get(by_key[key]["state"], "failed")
+            for _, key in inserted]
 
 
 def render_for(settings: Settings, post: Post, name: str):
     """(state, hold reason, payload, error) of POST on channel NAME, as the planner decides them:
     for a delivery whose first render failed and that a person asked to send again."""
+    from syndicate.render.safety import is_sensitive
+
     data = PostData.from_dict(post.data)
     return _render(data, settings, name, post, is_sensitive(data, settings.safety))
 
 
 def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive: bool):
     """(state, hold reason, payload, error) for one channel."""
+    from syndicate.render import NotApplicable
+    from syndicate.render.payloads import build_payload
+
     channel = settings.channels[name]
     try:
         payload = build_payload(data, settings, name)

@@ -369,4 +369,6 @@ def _update_if_edited(row: Post, post: PostData, now: datetime) -> int:
 def _post_row(feed_id: int, post: PostData, plan: str, duplicate_of: int | None, now: datetime) -> dict:
     return {"feed_id": feed_id, "identity": post.identity, "fingerprint": post.fingerprint, "url": post.url,
             "title": post.title, "content_hash": post.content_hash, "data": post.to_dict(), "plan": plan,
-            "duplicate_of": duplicate_of, "published_at": post.published, "first_seen_at": now}
+            "duplicate_of": duplicate_of, "published_at": post.published, "first_seen_at": now,
+            # Recorded without sending: planned by the very INSERT that records it (nothing to render).
+            "planned_at": now if plan == "ignore" else None}

@@ -91,7 +91,7 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings, now: datetim
             for claim in claims:
                 handled.add(claim.delivery_id)
                 outcome = deliver(factory, settings, claim.delivery_id, claim.token, actor="runner",
-                                  provider_cache=providers)
+                                  provider_cache=providers, channel=claim.channel)
                 say(f"delivery {claim.delivery_id}: {outcome.state}")
                 outcomes.append(outcome)
                 if outcome.error_class == "incomplete":  # a long batch continues in this pass

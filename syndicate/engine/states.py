@@ -30,11 +30,13 @@ def transition(
     token: str | None = None,
     detail: str | None = None,
     now: datetime | None = None,
+    returning: tuple = (),
     **values,
-) -> bool:
+):
     """Move one delivery from one of FROM_STATES to TO_STATE; False if it was not there.
 
-    With TOKEN, the row must also still carry that claim token.
+    With TOKEN, the row must also still carry that claim token. With RETURNING (columns of
+    Delivery), the row of their new values instead of True, None instead of False.
     """
     now = now or utcnow()
     where = [Delivery.id == delivery_id, Delivery.state.in_(from_states)]
@@ -43,15 +45,16 @@ def transition(
     # The audit trail wants the state left; with one allowed state the update itself proves it.
     old_state = from_states[0] if len(from_states) == 1 else session.scalar(
         select(Delivery.state).where(Delivery.id == delivery_id))
-    result = session.execute(
-        update(Delivery).where(*where).values(state=to_state, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+    stmt = update(Delivery).where(*where).values(state=to_state, updated_at=now, **values)
+    if returning:
+        row = session.execute(stmt.returning(*returning).execution_options(synchronize_session=False)).first()
+        if row is None:
+            return None
+    elif session.execute(stmt.execution_options(synchronize_session=False)).rowcount != 1:
         return False
     session.add(Event(delivery_id=delivery_id, at=now, actor=actor, action=to_state,
                       from_state=old_state, to_state=to_state, detail=detail))
-    return True
+    return row if returning else True
 
 
 

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from syndicate.engine.schedule import digest_edition_key, next_digest
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.settings import Settings
 
+PENDING = ("planned", "held", "claimed", "sending")
 
-def upcoming(settings: Settings, at: datetime | None = None) -> list[dict]:
+
+def upcoming(settings: Settings, at: datetime | None = None, limit: int | None = None) -> list[dict]:
+    """What goes out next: the first LIMIT pending deliveries by due time (default all), and the
+    next edition of every digest channel."""
     at = at or utcnow()
-    rows = _pending(settings) + _next_editions(settings, at)
+    rows = _pending(settings, limit) + _next_editions(settings, at)
     return sorted(rows, key=lambda r: (r["utc"], r["channel"]))
+
+
+def pending_count(settings: Settings) -> int:
+    with transaction(open_ledger(settings.store_url)) as s:
+        return s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state.in_(PENDING))) or 0
 
 
 def _entry(settings: Settings, when: datetime, channel: str, what: str, state: str, note: str | None = None,
@@ -24,12 +33,14 @@ def _entry(settings: Settings, when: datetime, channel: str, what: str, state: s
             "what": what, "state": state, "note": note, "delivery_id": delivery_id}
 
 
-def _pending(settings: Settings) -> list[dict]:
+def _pending(settings: Settings, limit: int | None) -> list[dict]:
+    # The columns shown, not whole rows: a flood of held deliveries must not load every payload.
+    query = (select(Delivery.id, Delivery.due_at, Delivery.channel, Delivery.subject, Delivery.state,
+                    Delivery.hold_reason, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
+             .where(Delivery.state.in_(PENDING)).order_by(Delivery.due_at, Delivery.id))
     with transaction(open_ledger(settings.store_url)) as s:
-        rows = s.execute(select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id)
-                         .where(Delivery.state.in_(("planned", "held", "claimed", "sending")))).all()
-        return [_entry(settings, d.due_at, d.channel, title or d.subject, d.state, d.hold_reason, d.id)
-                for d, title in rows]
+        rows = s.execute(query.limit(limit) if limit else query).all()
+    return [_entry(settings, r.due_at, r.channel, r.title or r.subject, r.state, r.hold_reason, r.id) for r in rows]
 
 
 def _next_editions(settings: Settings, at: datetime) -> list[dict]:

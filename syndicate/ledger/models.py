@@ -20,8 +20,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from syndicate.model import FINAL_STATES, STATES  # noqa: F401  (imported from here too)
 
 
 class UTCDateTime(TypeDecorator):
@@ -80,6 +83,9 @@ class Post(Base):
         UniqueConstraint("feed_id", "identity", name="uq_posts_feed_identity"),
         Index("ix_posts_feed_fingerprint", "feed_id", "fingerprint"),
         Index("ix_posts_url", "url"),
+        # The planner's question every tick: which posts are not planned yet (migration 0013).
+        Index("ix_posts_unplanned", "id", postgresql_where=text("planned_at IS NULL"),
+              sqlite_where=text("planned_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,9 +105,8 @@ class Post(Base):
     no_email: Mapped[bool] = mapped_column(default=False)  # a person kept it out of email (desk)
 
 
-# planned -> claimed -> sending -> sent | failed | unknown; also held, skipped, cancelled.
-STATES = ("planned", "held", "claimed", "sending", "sent", "failed", "unknown", "skipped", "cancelled")
-FINAL_STATES = ("sent", "failed", "skipped", "cancelled")
+# planned -> claimed -> sending -> sent | failed | unknown; also held, skipped, cancelled:
+# STATES and FINAL_STATES, in syndicate/model.py (the command line offers them without SQLAlchemy).
 
 
 class Delivery(Base):
@@ -111,6 +116,12 @@ class Delivery(Base):
         Index("ix_deliveries_state_due", "state", "due_at"),
         Index("ix_deliveries_state_sent", "state", "sent_at"),  # the desk's dated Sent tab (migration 0007)
         Index("ix_deliveries_updated", "updated_at"),  # `status --since`
+        Index("ix_deliveries_due", "due_at", "id"),  # `status` by due time, keyset order (migration 0013)
+        Index("ix_deliveries_channel_due", "channel", "due_at", "id"),  # `status --channel`
+        # What is still to go out, by due time (`schedule`, the desk's queue tabs; migration 0013).
+        Index("ix_deliveries_pending_due", "due_at", "id",
+              postgresql_where=text("state IN ('planned', 'held', 'claimed', 'sending')"),
+              sqlite_where=text("state IN ('planned', 'held', 'claimed', 'sending')")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

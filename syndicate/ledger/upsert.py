@@ -35,14 +35,16 @@ def insert_ignore_many(session: Session, model, rows: Sequence[dict], conflict_c
                        returning) -> list[Any]:
     """Insert each of ROWS unless one with the same CONFLICT_COLUMNS exists, in as few statements
     as the parameter limits allow (within the caller's transaction). Returns RETURNING's value
-    (a column of MODEL) for each row inserted, in no particular order."""
+    (a column of MODEL, or a row of a tuple of columns) for each row inserted, in no particular
+    order."""
     inserted: list[Any] = []
     insert = _insert(session)
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = list(rows[start:start + ROWS_PER_STATEMENT])
         stmt = (insert(model).values(chunk).on_conflict_do_nothing(index_elements=conflict_columns)
-                .returning(returning))
-        inserted += session.execute(stmt).scalars().all()
+                .returning(*returning if isinstance(returning, tuple) else (returning,)))
+        result = session.execute(stmt)
+        inserted += result.all() if isinstance(returning, tuple) else result.scalars().all()
     return inserted
 
 

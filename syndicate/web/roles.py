@@ -5,7 +5,7 @@
     approver  what an editor may, and approve, send now, cancel, settle unknown deliveries
     admin     what an approver may, and the accounts, the settings view and the pause switch
 
-An account's role is ``staff_users.role`` (migration 0008: accounts made before it are admin);
+An account's role is ``staff_users.role`` (migration 0011: accounts made before it are admin);
 ``syndicate users add NAME --role ROLE`` sets it (the first account defaults to admin, later
 ones to editor: the least that can work). The desk hides what a role may not do, and the
 server refuses it anyway (403, logged with who and what): ``require`` on a route,
