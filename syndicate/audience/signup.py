@@ -20,6 +20,7 @@ POSTs the confirm link's page. Abuse protection, without third parties:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ class Signup:
 
 def ticket(settings: Settings, now: float | None = None) -> str:
     """A signed "this form was shown at NOW" for the hidden field."""
+    # Rounded down: rounding up could put the ticket in the future and refuse a form at once.
     return URLSafeTimedSerializer(signing_secret(settings.web), salt=_TICKET_SALT).dumps(
-        round(now if now is not None else time.time(), 3))
+        math.floor((now if now is not None else time.time()) * 1000) / 1000)
 
 
 def check_ticket(settings: Settings, value: str | None, now: float | None = None) -> None:
