@@ -431,9 +431,10 @@ class Channel(_Strict):
         """Some minute of the week is inside the window and outside quiet hours (so that
         scheduling always finds a time; DST can remove at most one night's slice)."""
         window = self.send_window or Window()
+        if not self.quiet_hours:  # a span is never empty: any day at all is time to send (no 10,080-minute set)
+            return bool(window.weekdays)
         allowed = _week_minutes(window.weekdays, window.start, window.end)
-        if self.quiet_hours:
-            allowed -= _week_minutes(list(range(7)), self.quiet_hours.start, self.quiet_hours.end)
+        allowed -= _week_minutes(list(range(7)), self.quiet_hours.start, self.quiet_hours.end)
         return bool(allowed)
 
 
