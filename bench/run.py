@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(quick=args.quick, scale=scale, repeats=repeats, log=lambda m: console.print(m, highlight=False))
     WORK.mkdir(parents=True, exist_ok=True)
     # Unsubscribe links are signed: a throwaway key for the benchmark's own messages.
-    os.environ.setdefault("SYNDICATE_SECRET", "bench-signing-key-not-a-secret")
+    os.environ.setdefault("SYNDICATE_SECRET", "bench-signing-key-not-a-secret-0123456789")
     started = time.monotonic()
     failures = []
     for name in names:

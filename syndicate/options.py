@@ -34,7 +34,8 @@ def _lower(value: Any) -> Any:
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: only the providers a settings file names get their validator built
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     rate_limit: str | None = None  # "N/period", shared by every worker for one account
     account: str | None = None  # which channels share a rate limit (default: the credential's variable)

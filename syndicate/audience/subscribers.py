@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from email_validator import EmailNotValidError, validate_email
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,6 +60,8 @@ def normalize(address: str) -> str:
     address = (address or "").strip()
     if not address:
         raise InvalidAddress("empty address")
+    from email_validator import EmailNotValidError, validate_email  # ~20 ms: only when an address is read
+
     try:
         checked = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:

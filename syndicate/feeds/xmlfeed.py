@@ -13,8 +13,6 @@ import io
 import re
 from xml.sax import SAXException, SAXParseException
 
-import feedparser
-
 from syndicate.feeds import dates, markup
 from syndicate.feeds.errors import FeedError
 from syndicate.feeds.normalize import FeedContext, RawItem, build_posts, clean_text, looks_like_image
@@ -49,6 +47,8 @@ def parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFee
 
 
 def _feedparser(body: bytes, url: str, content_type: str | None):
+    import feedparser  # only when a body arrived: an unchanged poll (all 304s) never loads it
+
     try:
         return feedparser.parse(
             io.BytesIO(body),  # never the bytes themselves: feedparser would try them as a file name
@@ -180,6 +180,8 @@ def _bozo_text(exc: BaseException | None) -> str:
 
 
 def _is_xml_error(exc: BaseException | None) -> bool:
+    import feedparser  # loaded already by _feedparser
+
     return isinstance(exc, SAXException) or not isinstance(exc, feedparser.ThingsNobodyCaresAboutButMe)
 
 

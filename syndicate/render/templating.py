@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from syndicate.render.errors import RenderError
 from syndicate.settings import Settings
+
+if TYPE_CHECKING:
+    import jinja2
 
 SHIPPED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -28,6 +30,8 @@ def environment(settings: Settings) -> jinja2.Environment:
 
 @functools.lru_cache(maxsize=8)
 def _environment(paths: tuple[str, ...]) -> jinja2.Environment:
+    import jinja2  # ~20 ms: loaded when something is rendered, not by every command that imports this
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(list(paths)),
         # Feed text lands in MJML markup: escape by default there. Plain-text templates
@@ -42,6 +46,8 @@ def _environment(paths: tuple[str, ...]) -> jinja2.Environment:
 
 def render(settings: Settings, name: str, context: dict) -> str:
     """Render template ``name``; a missing or broken template is a RenderError naming it."""
+    import jinja2
+
     try:
         return environment(settings).get_template(name).render(context)
     except jinja2.TemplateNotFound as exc:
@@ -52,6 +58,8 @@ def render(settings: Settings, name: str, context: dict) -> str:
 
 def first_existing(settings: Settings, names: list[str]) -> str:
     """The first of ``names`` that exists on the search path."""
+    import jinja2
+
     try:
         return environment(settings).select_template(names).name or names[0]
     except jinja2.TemplatesNotFound:
