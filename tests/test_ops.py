@@ -186,6 +186,7 @@ def test_metrics_move_after_a_run_and_need_the_token(tmp_path):
         assert after['syndicate_sends_total{"channel": "mastodon", "provider": "outbox"}'] >= 1
         assert after['syndicate_feed_polls_total{"feed": "wellness"}'] == 1
         assert after['syndicate_feed_up{"feed": "wellness"}'] == 1
+        assert 0 <= after['syndicate_feed_last_fetch_seconds{"feed": "wellness"}'] < 30  # how long the fetch took
         assert after['syndicate_health_check_ok{"check": "ledger"}'] == 1
         # The counters come from the ledger: a restarted server reads the same numbers.
     with Serve(config, tmp_path, env) as serve:

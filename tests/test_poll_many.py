@@ -166,6 +166,7 @@ def test_every_304_is_recorded_in_one_update(make_settings, feed_server):
         feeds = s.scalars(select(Feed)).all()
     assert {(f.last_ok_at, f.last_polled_at, f.polls, f.last_error) for f in feeds} == {
         (T0 + timedelta(hours=1), T0 + timedelta(hours=1), 1, None)}
+    assert all(f.last_fetch_seconds is not None and 0 < f.last_fetch_seconds < 10 for f in feeds)  # /metrics
     assert all(r.get("if-none-match") for r in feed_server.requests[12:])
 
 

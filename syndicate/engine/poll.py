@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
     locations = [settings.feed_location(f) for f in feeds]
     rows = _feed_rows(factory, feeds, locations)
     results: list[PollResult | None] = [None] * len(feeds)
-    unchanged: list[int] = []
+    unchanged: dict[int, float] = {}  # feed id -> seconds its conditional GET took
     failed: dict[int, str] = {}
 
     def settle(i: int, outcome: _Fetched | FeedError) -> None:
@@ -85,7 +86,7 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
             failed[rows[i].id] = str(outcome)
             results[i] = PollResult(name, "error", error=str(outcome))
         elif outcome.parsed is None:  # 304
-            unchanged.append(rows[i].id)
+            unchanged[rows[i].id] = outcome.seconds
             results[i] = PollResult(name, "unchanged")
         else:
             try:
@@ -118,6 +119,7 @@ class _Row:
 class _Fetched:
     fetched: FetchResult
     parsed: ParsedFeed | None  # None: 304 Not Modified
+    seconds: float = 0.0  # the fetch itself, from the request to the last byte (not the slot's wait)
 
 
 def _host(location: str) -> str:
@@ -203,14 +205,16 @@ def _fetch_and_parse(fetch_cfg: FetchSettings, location: str, row: _Row, http: r
                      slot) -> _Fetched | FeedError:
     try:
         with slot:  # held only while talking to the host; parsing happens after
+            started = time.monotonic()
             fetched = fetch(location, etag=row.etag, last_modified=row.last_modified,
                             timeout=fetch_cfg.timeout.total_seconds(), max_bytes=fetch_cfg.max_bytes,
                             user_agent=fetch_cfg.user_agent, session=http,
                             internal_redirects=fetch_cfg.internal_redirects)
+            seconds = time.monotonic() - started
         if fetched.status == 304:
-            return _Fetched(fetched, None)
+            return _Fetched(fetched, None, seconds)
         parsed = parse(fetched.body, url=fetched.final_url or location, content_type=fetched.content_type)
-        return _Fetched(fetched, parsed)
+        return _Fetched(fetched, parsed, seconds)
     except FeedError as exc:
         return exc
     except Exception as exc:  # a bug (in a parser, say) fails this feed, not the whole poll
@@ -253,15 +257,16 @@ def _feed_rows(factory, feeds: list[FeedSettings], locations: list[str]) -> list
     return [rows[f.name] for f in feeds]
 
 
-def _record_polled(factory, unchanged: list[int], failed: dict[int, str], now: datetime) -> None:
-    """Every 304 in one UPDATE, every error in one executemany; a failed fetch forgets nothing
-    (only when it was tried and why it failed)."""
+def _record_polled(factory, unchanged: dict[int, float], failed: dict[int, str], now: datetime) -> None:
+    """Every 304 in one executemany (with how long it took), every error in another; a failed
+    fetch forgets nothing (only when it was tried and why it failed)."""
     if not unchanged and not failed:
         return
     with transaction(factory) as s:
-        for chunk in _chunks(unchanged):
-            s.execute(update(Feed).where(Feed.id.in_(chunk))
-                      .values(last_polled_at=now, last_ok_at=now, last_error=None, failing=0))
+        if unchanged:
+            s.execute(update(Feed), [{"id": feed_id, "last_polled_at": now, "last_ok_at": now, "last_error": None,
+                                      "failing": 0, "last_fetch_seconds": seconds}
+                                     for feed_id, seconds in unchanged.items()])
         if failed:
             s.execute(update(Feed), [{"id": feed_id, "last_polled_at": now, "last_error": error}
                                      for feed_id, error in failed.items()])
@@ -280,7 +285,7 @@ def _record_changed(factory, feed_id: int, feed_cfg: FeedSettings, outcome: _Fet
         s.execute(update(Feed).where(Feed.id == feed_id).values(
             etag=fetched.etag, last_modified=fetched.last_modified, final_url=fetched.final_url,
             title=parsed.title, polls=Feed.polls + 1, last_polled_at=now, last_ok_at=now, last_error=None,
-            failing=0))
+            failing=0, last_fetch_seconds=outcome.seconds))
     return result
 
 

@@ -70,6 +70,7 @@ class Feed(Base):
     last_ok_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     failing: Mapped[int] = mapped_column(Integer, default=0)  # failed polls in a row (migration 0010)
+    last_fetch_seconds: Mapped[float | None]  # how long the last good fetch took (migration 0014; /metrics)
 
 
 # What a post's planning state means: 'send' plans deliveries; 'hold' plans them held for a

@@ -20,8 +20,8 @@ Metrics (every name starts with ``syndicate_``):
   reported (only where the ledger has the ``deliverability_events`` table)
 - ``health_check_ok{check}``: each /healthz check, 1 or 0; ``heartbeat_age_seconds{name}``
 
-Fetch durations are not in the ledger (the feeds table keeps when, not how long), so they are
-not here; a poll that times out shows as ``feed_up`` 0 with the timeout in /healthz.
+``feed_last_fetch_seconds{feed}``: how long the last successful fetch took (the request to the
+last byte; a 304 too). A poll that times out shows as ``feed_up`` 0 with the timeout in /healthz.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class LedgerCollector(Collector):
                                   "When the feed was last fetched successfully", labels=["feed"])
         polled_at = GaugeMetricFamily("syndicate_feed_last_poll_timestamp_seconds",
                                       "When the feed was last tried", labels=["feed"])
+        took = GaugeMetricFamily("syndicate_feed_last_fetch_seconds",
+                                 "How long the feed's last successful fetch took", labels=["feed"])
         for feed in s.scalars(select(Feed).order_by(Feed.name)):
             polls.add_metric([feed.name], feed.polls or 0)
             if feed.last_polled_at is not None:
@@ -110,7 +112,9 @@ class LedgerCollector(Collector):
                 polled_at.add_metric([feed.name], feed.last_polled_at.timestamp())
             if feed.last_ok_at is not None:
                 ok_at.add_metric([feed.name], feed.last_ok_at.timestamp())
-        return polls, up, ok_at, polled_at
+            if feed.last_fetch_seconds is not None:
+                took.add_metric([feed.name], feed.last_fetch_seconds)
+        return polls, up, ok_at, polled_at, took
 
     def _recipients(self, s: Session):
         family = CounterMetricFamily("syndicate_recipients_sent", "Email recipients mailed",
