@@ -610,3 +610,15 @@ def test_a_held_digest_edition_is_previewed_approved_and_sent_from_its_own_page(
     assert desk.row(edition.id).state == "sent"
     post_row = desk.delivery(GROUNDING, "x")  # a post's delivery page is the post page
     assert client.get(f"/desk/delivery/{post_row.id}").headers["Location"] == f"/desk/post/{post_row.post_id}#d{post_row.id}"
+
+
+def test_a_stored_provider_link_is_shown_only_when_it_is_a_web_link(desk1):
+    """Security probe row 47: a link stored before adapters checked it (or written by hand)
+    must not become a `javascript:` href on the desk."""
+    row = desk1.delivery(GROUNDING, "x")
+    for url, shown in (("https://x.example/status/1", True), ("javascript:alert(1)", False)):
+        with transaction(desk1.factory) as s:
+            s.execute(update(Delivery).where(Delivery.id == row.id).values(state="sent", provider_url=url))
+        html = desk1.client().get(f"/desk/post/{row.post_id}").get_data(as_text=True)
+        assert (f'href="{url}"' in html) is shown
+        assert "javascript:" not in html

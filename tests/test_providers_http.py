@@ -234,9 +234,39 @@ def test_site_images_only(echo, make_settings, monkeypatch):
         assert len(fake.requests) == before
 
 
+def test_site_images_must_match_the_whole_origin_not_only_the_host(make_settings):
+    """Security probe row 59: with the site on a loopback host, a thumbnail URL on another port
+    of that host (another service on the machine) is not fetched."""
+    with start_fake("site") as (site, fake), start_fake("site") as (other, other_fake):
+        settings = make_settings(site={"url": site}, channels={"ch": {"kind": "x", "options": {}}})
+        provider = EchoProvider(settings, "ch", settings.channels["ch"])
+        assert provider.fetch_site_image(f"{site}/images/hero.png") is not None  # the site's origin
+        port = other.rsplit(":", 1)[1]
+        assert provider.fetch_site_image(f"http://127.0.0.1:{port}/images/hero.png") is None
+        assert provider.fetch_site_image(f"https://127.0.0.1:{port}/images/hero.png") is None
+        assert provider.fetch_site_image("http://127.0.0.1:99999/images/hero.png") is None  # no such port
+        assert other_fake.requests == []
+
+
+def test_provider_links_are_kept_only_when_they_are_web_links():
+    """Security probe row 47: a hostile instance's `javascript:` URL never reaches the desk."""
+    from syndicate.providers.base import SendResult
+
+    assert SendResult("1", "https://social.example/@a/1").url == "https://social.example/@a/1"
+    assert SendResult("1", "javascript:alert(1)").url is None
+    assert SendResult("1", " JavaScript:alert(1)").url is None
+    assert SendResult("1", "data:text/html,x").url is None
+    assert SendResult("1", "https:relative").url is None
+    assert SendResult("1", None).url is None
+
+
 def test_image_hosts_option_allows_a_cdn(make_settings):
     with start_fake("site") as (site, _fake):
         settings = make_settings(channels={"ch": {"kind": "x", "options": {"image_hosts": ["127.0.0.1"]}}})
+        provider = EchoProvider(settings, "ch", settings.channels["ch"])
+        # A bare host allows the standard ports only; the fake listens on another port.
+        assert provider.fetch_site_image(f"{site}/images/hero.png") is None
+        settings = make_settings(channels={"ch": {"kind": "x", "options": {"image_hosts": [site]}}})
         provider = EchoProvider(settings, "ch", settings.channels["ch"])
         assert provider.fetch_site_image(f"{site}/images/hero.png") is not None
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 # The error vocabulary lives in syndicate/errors.py (below the email side, which raises it
 # too); the adapters import it from here, with the rest of what an adapter needs.
@@ -60,6 +61,19 @@ class SendResult:
     ref: str | None  # the provider's id for what it created
     url: str | None = None  # a link to it, where there is one
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The link comes from the provider's answer (a Mastodon instance's `url`, say) and is
+        # shown as a link on the desk: only an absolute http(s) URL is kept, never `javascript:`.
+        if self.url is not None and not _is_web_link(self.url):
+            object.__setattr__(self, "url", None)
+
+
+def _is_web_link(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    parts = urlsplit(url.strip())
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 def batch_budget(settings: Settings) -> float:

@@ -391,10 +391,24 @@ class HttpProvider(Provider):
             return {}
         return data
 
-    def site_hosts(self) -> set[str]:
-        hosts = {urlsplit(self.settings.site.url).hostname or ""}
-        hosts.update(str(h).lower() for h in self.options.get("image_hosts", []) or [])
-        return {h for h in hosts if h}
+    def site_origins(self) -> set[tuple[str, str, int]]:
+        """The (scheme, host, port) origins images may be fetched from: the site's own origin, its
+        host (and each ``image_hosts`` host) over http or https on the standard ports, and any
+        ``image_hosts`` entry written as a URL with its own port. The whole origin is compared,
+        not the host alone, so a thumbnail URL cannot reach another service on the site's
+        machine (``http://127.0.0.1:6379/``) when the site is on a loopback or internal host."""
+        site = urlsplit(self.settings.site.url)
+        origins = {_origin(site)} if site.hostname else set()
+        hosts = {site.hostname or ""}
+        for entry in self.options.get("image_hosts", []) or []:
+            entry = str(entry).strip().lower()
+            if "://" in entry:
+                origins.add(_origin(urlsplit(entry)))
+            else:
+                hosts.add(entry)
+        origins.update((scheme, host.lower(), port) for host in hosts if host
+                       for scheme, port in _DEFAULT_PORTS.items())
+        return origins
 
     def fetch_site_image(self, url: str | None, max_bytes: int | None = None) -> tuple[bytes, str] | None:
         """The bytes and content type of an image on the site's own host(s), or None.
@@ -406,8 +420,8 @@ class HttpProvider(Provider):
             return None
         max_bytes = max_bytes or self.image_max_bytes
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or (parts.hostname or "").lower() not in self.site_hosts():
-            log.info("%s: thumbnail %s is not on the site's host; skipped", self.service, url)
+        if parts.scheme not in _DEFAULT_PORTS or _origin(parts) not in self.site_origins():
+            log.info("%s: thumbnail %s is not on the site's own origin; skipped", self.service, url)
             return None
         try:
             with self.session.get(url, timeout=self.timeout, stream=True, allow_redirects=False,
@@ -572,3 +586,17 @@ def generic_error_info(data: Any) -> ErrorInfo | None:
     if data.get("title"):
         return ErrorInfo(message=str(data["title"]), code=_str(data.get("type")))
     return None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(parts) -> tuple[str, str, int]:
+    """(scheme, host, port) of a split URL, the port made explicit; -1 for a port that does not
+    parse, so a malformed URL matches no origin."""
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, -1)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
