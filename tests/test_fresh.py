@@ -144,3 +144,26 @@ def test_refresh_off_sends_the_copy_as_planned(make_settings, store_url, blog, n
     run_once(settings, NOW + timedelta(hours=3), poll=False)
     x_post = next(r for r in networks[0].requests if r["method"] == "POST")
     assert "Five Grounding Skills" in x_post["json"]["text"]
+
+
+def test_an_edit_that_makes_the_post_sensitive_holds_it_again_and_nothing_goes_out(make_settings, store_url,
+                                                                                     blog, networks):
+    """Planned as an ordinary post; the blog then adds a sensitive subject. The copy rendered at
+    send time is judged as a new post would be: held for a person (safe messaging), not posted;
+    once approved, the new copy goes out."""
+    settings = _settings(make_settings, store_url, blog, networks)
+    factory = ledger(settings)
+    run_once(settings, NOW)
+    assert {r.state for r in _rows(factory)} == {"planned"}
+    blog.route("/feed.xml", _feed(blog.url("/"), body="Grounding skills, and where to turn when thinking about suicide."))
+    run_once(settings, NOW + timedelta(minutes=30))
+    run_once(settings, NOW + timedelta(hours=3), poll=False)
+    rows = _rows(factory)
+    assert {r.state for r in rows} == {"held"}
+    assert all("changed on the blog" in r.hold_reason and "safe messaging" in r.hold_reason for r in rows)
+    assert _posted(networks) == []
+    for row in rows:
+        actions.approve(factory, row.id, "desk:ana", now=NOW + timedelta(hours=3))
+    run_once(settings, NOW + timedelta(hours=3), poll=False)
+    assert {r.state for r in _rows(factory)} == {"sent"}
+    assert len(_posted(networks)) == 2

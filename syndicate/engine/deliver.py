@@ -68,8 +68,11 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s")
     # Content current at send time (engine/fresh.py): a post taken down is withdrawn, one edited
     # on the blog since planning is rendered again; still claimed, before `sending` is committed.
-    if fresh.before_send(factory, settings, delivery_id, token, actor) == fresh.WITHDRAWN:
+    checked = fresh.before_send(factory, settings, delivery_id, token, actor)
+    if checked == fresh.WITHDRAWN:
         return Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone")
+    if checked == fresh.HELD:
+        return Outcome(delivery_id, "held", "the post changed on the blog and now waits for a person")
     job = _start(factory, delivery_id, token, actor, now, ttl)
     if job is _PAUSED:
         return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again")

@@ -12,7 +12,11 @@ updates the post's ``content_hash``) or take the post down. Just before the send
   rendered from (``Delivery.rendered_hash``): render it again, keeping what a person edited at
   the desk (``payloads.EDITED``: the social text, an email's subject and preheader), store it,
   and record a ``content refreshed`` event holding the text parts before and after (the desk
-  shows their diff). A render that fails keeps the old payload and says so.
+  shows their diff). A render that fails keeps the old payload and says so. The new copy is
+  judged as the planner judges a new post: if the edit made the post sensitive (safe messaging,
+  on a social channel), the channel approves every post, or the email now loads from other
+  sites (privacy), the delivery goes back to ``held`` with the reason instead of being sent:
+  what a person approved, or what needed no approval, is not what the blog says now.
 
 Both are compare-and-sets on the claimed row with its token: a claim lost meanwhile changes
 nothing. Digest editions are not checked (each edition is rendered when it is planned).
@@ -41,12 +45,14 @@ log = logging.getLogger(__name__)
 GONE = (404, 410)
 REFRESHED = "content refreshed"
 WITHDRAWN = "withdrawn"
+HELD = "held"
 
 
 def before_send(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str,
                 actor: str, http: requests.Session | None = None) -> str | None:
     """Run both checks on a claimed delivery. Returns ``"withdrawn"`` when it was cancelled
-    (nothing to send), ``"refreshed"`` when it was rendered again, else None."""
+    (nothing to send), ``"held"`` when the new copy needs a person, ``"refreshed"`` when it was
+    rendered again, else None."""
     with transaction(factory) as s:
         row = s.get(Delivery, delivery_id)
         if row is None or row.state != "claimed" or row.claim_token != token or row.post_id is None:
@@ -117,6 +123,7 @@ def _refresh(factory, settings: Settings, delivery_id: int, token: str, actor: s
             record(s, delivery_id, actor, "refresh failed", detail)
         log.warning("delivery %s: %s", delivery_id, detail)
         return None
+    reason = _hold_reason(settings, channel, new, data)
     with transaction(factory) as s:
         done = s.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.state == "claimed",
                                                 Delivery.claim_token == token)
@@ -127,8 +134,26 @@ def _refresh(factory, settings: Settings, delivery_id: int, token: str, actor: s
         record(s, delivery_id, actor, REFRESHED, json.dumps({
             "from": rendered, "to": current, "kept": list(old.get(EDITED) or []),
             "before": text_parts(kind, old), "after": text_parts(kind, new)}))
+        if reason:
+            reason = f"the post changed on the blog since it was planned; {reason}"
+            transition(s, delivery_id, from_states=("claimed",), token=token, to_state="held", actor=actor,
+                       claim_token=None, lease_until=None, hold_reason=reason, detail=reason)
+            log.info("delivery %s: the feed's copy changed since planning and now waits for a person", delivery_id)
+            return HELD
     log.info("delivery %s: the feed's copy changed since planning; rendered again", delivery_id)
     return "refreshed"
+
+
+def _hold_reason(settings: Settings, channel: str, payload: dict, data: PostData) -> str | None:
+    """Why the new copy must wait for a person, judged as the planner judges a new post (a flood
+    is about the number of posts at once, not their copy, so it is not asked again)."""
+    from syndicate.email import privacy  # loaded only when a copy is rendered anew
+    from syndicate.engine.planner import content_hold_reason
+    from syndicate.render.safety import is_sensitive
+
+    if channel not in settings.channels:
+        return None
+    return privacy.hold_reason(payload) or content_hold_reason(settings, channel, is_sensitive(data, settings.safety))
 
 
 def rerender(settings: Settings, channel: str, kind: str, data: PostData, old: dict) -> dict:
@@ -141,6 +166,10 @@ def rerender(settings: Settings, channel: str, kind: str, data: PostData, old: d
         new, _ = with_snippet(kind, new, snippet_text(kind, old), options)
     if edited:
         new[EDITED] = edited
+    if kind == "email" and channel in settings.channels:  # third-party images, as at planning
+        from syndicate.email import privacy
+
+        new = privacy.apply(new, settings, settings.channels[channel])
     if "route" in old:  # who it is for (email/routing.py) does not change with the copy
         new["route"] = old["route"]
     return new

@@ -142,12 +142,23 @@ def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive
         payload = privacy.apply(payload, settings, channel)
         if route := routing.route_for(settings, channel, [(post.id, data.categories)]):
             payload["route"] = route  # who on the list gets it (email/routing.py)
-    reason = None
-    if post.plan == "hold":
-        reason = "flood: many new posts appeared at once; approve to send"
-    elif channel.hold:
-        reason = "this channel asks for approval of every post"
-    elif sensitive and channel.kind in SOCIAL_KINDS and settings.safety.hold_social:
-        reason = "sensitive topic (safe messaging): a person should approve social posts"
-    reason = privacy.hold_reason(payload) or reason  # never sent as is: a person decides
+    flood = FLOOD_REASON if post.plan == "hold" else None
+    # A privacy finding is shown first: the message is never sent as is, a person decides.
+    reason = privacy.hold_reason(payload) or flood or content_hold_reason(settings, name, sensitive)
     return ("held" if reason else "planned"), reason, payload, None
+
+
+FLOOD_REASON = "flood: many new posts appeared at once; approve to send"
+
+
+def content_hold_reason(settings: Settings, name: str, sensitive: bool) -> str | None:
+    """Why a copy of a post on channel NAME waits for a person whatever else happens: the channel
+    asks for approval of every post, or the post is on a sensitive topic and the channel is a
+    social network. Asked at planning, and again when a copy is rendered anew at send time
+    (engine/fresh.py: an edit on the blog can make a post sensitive after it was planned)."""
+    channel = settings.channels[name]
+    if channel.hold:
+        return "this channel asks for approval of every post"
+    if sensitive and channel.kind in SOCIAL_KINDS and settings.safety.hold_social:
+        return "sensitive topic (safe messaging): a person should approve social posts"
+    return None
