@@ -622,3 +622,24 @@ def test_a_stored_provider_link_is_shown_only_when_it_is_a_web_link(desk1):
         html = desk1.client().get(f"/desk/post/{row.post_id}").get_data(as_text=True)
         assert (f'href="{url}"' in html) is shown
         assert "javascript:" not in html
+
+
+def test_an_image_channel_is_previewed_with_its_picture_not_the_link_card(make_settings, demo_feed_path):
+    """A channel with `media = "image"` posts the picture in place of the card: the desk shows
+    what the network will show, with the alt text, and says the card is the fallback."""
+    channels = {"x": {"kind": "x", "provider": "outbox", "delay": "2h", "options": {"media": "image"}},
+                "bluesky": {"kind": "bluesky", "provider": "outbox", "delay": "2h"}}
+    desk = make_desk(make_settings, demo_feed_path, channels=channels)
+    with transaction(desk.factory) as s:
+        rows = list(s.scalars(select(Delivery).where(Delivery.channel == "x")))
+    with_image = [r for r in rows if (r.payload or {}).get("_image_url")]
+    assert with_image, "the demo feed has posts with a featured image"
+    row = with_image[0]
+    html = desk.client().get(f"/desk/post/{row.post_id}").get_data(as_text=True)
+    x_part = html[html.index('aria-label="X preview"'):]
+    x_part = x_part[:x_part.index("</article>")]
+    assert f'src="{row.payload["_image_url"]}"' in x_part and 'class="media"' in x_part
+    assert 'class="linkcard"' not in x_part  # the picture, not the card
+    assert "in place of the link card" in html
+    bluesky_part = html[html.index('aria-label="Bluesky preview"'):]
+    assert 'class="linkcard"' in bluesky_part[:bluesky_part.index("</article>")]  # a card channel keeps its card

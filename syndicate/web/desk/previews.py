@@ -21,6 +21,7 @@ from syndicate.engine.failures import explain
 from syndicate.engine.schedule import next_digest, wall_to_utc
 from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
 from syndicate.model import PostData
+from syndicate.providers.http import IMAGE_ALT_HINT, IMAGE_HINT
 from syndicate.render.email import MAX_HTML_BYTES
 from syndicate.render.links import absolute, is_http
 from syndicate.render.payloads import digest_payload
@@ -259,6 +260,11 @@ class SocialCard:
     title_limit: int = 0
     handle: str = ""
     not_applicable: str = ""
+    # A channel posting images (option media = "image"): the picture goes out with the post, in
+    # place of the link card, as the networks show it (the adapter falls back to the card when
+    # the image cannot be fetched or fitted; the delivery's history says so).
+    media_image: str | None = None
+    media_alt: str = ""
 
     @property
     def percent(self) -> int:
@@ -308,6 +314,8 @@ def social_card(kind: str, payload: dict, settings: Settings, channel: str, post
         card.image = payload.get("_thumbnail_url") or card.image
     elif kind == "mastodon":
         card.spoiler = payload.get("spoiler_text") or ""
+    if kind != "pinterest" and is_http(payload.get(IMAGE_HINT)):
+        card.media_image, card.media_alt = payload[IMAGE_HINT], str(payload.get(IMAGE_ALT_HINT) or "").strip()
     card.domain = (urlsplit(card.link).hostname or "").removeprefix("www.") if card.link else ""
     card.handle = _handle(kind, settings, options)
     return card
