@@ -184,6 +184,50 @@ def test_threads_ambiguous_publish_ends_with_one_post(store_url, make_settings, 
         assert [n.detail for n in notes] == [f'{{"threads_container": "{next(iter(th.containers))}"}}']
 
 
+@pytest.mark.parametrize("status", ["500", "502", "503"])
+@pytest.mark.parametrize("made", [True, False], ids=["pin-made", "nothing-made"])
+def test_pinterest_ambiguous_create_ends_with_one_pin(store_url, make_settings, monkeypatch, status, made):
+    """A lost answer to POST /v5/pins: the retry reads the board first and takes the pin the
+    earlier attempt made, instead of pinning twice."""
+    with start_fake("pinterest") as (_base, pin):
+        settings, factory = _delivery(store_url, make_settings, monkeypatch, pin, "pinterest")
+        pin.fail_next(status, path="/v5/pins$", method="POST", then="commit" if made else "process")
+        states, row = _settle(settings, factory)
+        assert states == ["planned", "sent"]
+        assert len(pin.pins) == 1 and row.provider_ref == next(iter(pin.pins))
+        assert len(pin.calls("POST", "/v5/pins$")) == (1 if made else 2)
+        assert pin.calls("GET", "/pins$")  # the lookup read the board
+
+
+def test_pinterest_lost_answer_is_found_by_the_retry(store_url, make_settings, monkeypatch):
+    """No answer within the timeout, the pin made meanwhile: the retry (after its backoff, 15-30 s
+    by default; here the test waits for the late pin instead) finds it and pins nothing again."""
+    with start_fake("pinterest", stall_seconds=4) as (_base, pin):
+        settings, factory = _delivery(store_url, make_settings, monkeypatch, pin, "pinterest")
+        pin.fail_next("stall", path="/v5/pins$", method="POST")  # made 4 s later; we give up after 3 s
+        assert _attempt(settings, factory).state == "planned"  # unknown, and Pinterest can be asked
+        deadline = time.monotonic() + 5
+        while not pin.pins and time.monotonic() < deadline:
+            time.sleep(0.1)
+        states, row = _settle(settings, factory)
+        assert states == ["sent"] and len(pin.pins) == 1 and row.provider_ref == next(iter(pin.pins))
+        assert len(pin.calls("POST", "/v5/pins$")) == 1
+
+
+def test_pinterest_lookup_ignores_an_older_pin_of_the_same_post(store_url, make_settings, monkeypatch):
+    """The same article pinned by hand last month is not taken for this delivery's pin."""
+    with start_fake("pinterest") as (_base, pin):
+        settings, factory = _delivery(store_url, make_settings, monkeypatch, pin, "pinterest")
+        with transaction(factory) as s:
+            body = s.query(Delivery).one().payload
+        old = {"id": "1", "created_at": "2026-10-01T09:00:00Z", "link": body["link"], "title": body.get("title")}
+        pin.pins["1"] = {"request": body, "pin": old}
+        pin.fail_next("503", path="/v5/pins$", method="POST")
+        states, row = _settle(settings, factory)
+        assert states == ["planned", "sent"] and row.provider_ref != "1"
+        assert len(pin.calls("POST", "/v5/pins$")) == 2
+
+
 def test_threads_transient_before_the_container_exists_is_a_plain_retry(store_url, make_settings, monkeypatch):
     with start_fake("threads") as (_base, th):
         settings, factory = _delivery(store_url, make_settings, monkeypatch, th, "threads")
@@ -207,12 +251,11 @@ def test_bluesky_lost_answer_lands_on_the_same_record(store_url, make_settings, 
 
 # A lost answer (no reply within the timeout; the network made the post meanwhile) on the
 # networks without a lookup: Mastodon drops the repeat by its Idempotency-Key and is retried;
-# X and LinkedIn refuse identical text, so a person's retry ends as "probably went out"; Pinterest
-# has neither, so it waits for a person, never resent by the engine.
+# X and LinkedIn refuse identical text, so a person's retry ends as "probably went out".
+# (Pinterest looks its pins up: test_pinterest_lost_answer_is_found_by_the_retry.)
 LOST_ANSWER = {"mastodon": ("/api/v1/statuses$", ["planned", "sent"]),
                "x": ("/2/tweets$", ["unknown"]),
-               "linkedin": ("/rest/posts$", ["unknown"]),
-               "pinterest": ("/v5/pins$", ["unknown"])}
+               "linkedin": ("/rest/posts$", ["unknown"])}
 
 
 @pytest.mark.parametrize("kind", sorted(LOST_ANSWER))

@@ -10,6 +10,14 @@ Options: ``token_env`` (an OAuth 2.0 user access token with ``boards:read``, ``p
 the renderer; ``check()`` verifies the board), ``api_base`` (default https://api.pinterest.com),
 ``timeout``. Errors are ``{"code", "message"}``.
 
+A create whose answer is lost (a 5xx, a timeout after the request went out) is not sent again
+blind: the next attempt first reads the board's pins (``GET /v5/boards/{id}/pins``, the
+``pins:read`` scope the token already needs) for one with this delivery's link and title made
+since the first attempt, and takes it as the result when found. Pinterest has no idempotency
+key, so one race is left: a request that lands on Pinterest's side *after* the retry's lookup
+(the first retry waits ``run.retry_base`` times 0.5-1, 15-30 s by default) would make a second
+pin. A lost answer on a slow network is the case to watch; raise ``run.retry_base`` if it happens.
+
 Trial access: every new app starts on Trial, and Pinterest refuses Trial apps' pins in
 production with code 29 ("Apps with Trial access may not create Pins in production
 https://api.pinterest.com - use API Sandbox https://api-sandbox.pinterest.com instead.",
@@ -21,15 +29,19 @@ gitroomhq/postiz-app#1084). Until the app has Standard access, set ``api_base =
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import requests
 
-from syndicate.providers.base import Job, SendResult
+from syndicate.providers.base import Job, OutcomeUnknown, SendResult
 from syndicate.providers.http import ErrorInfo, HttpProvider, body_of
 
 SANDBOX_API_BASE = "https://api-sandbox.pinterest.com"
 TRIAL_ACCESS_CODE = "29"  # "Apps with Trial access may not create Pins in production"
+# The lookup reads the whole board (Pinterest does not document the order of boards/list_pins, so
+# stopping at the first older pin would be a guess), 250 pins a page, up to this many pages.
+LOOKUP_PAGE_SIZE, LOOKUP_MAX_PAGES = 250, 20
 TRIAL_ADVICE = (f"this app has Trial access: set channel option api_base = \"{SANDBOX_API_BASE}\" "
                 f"(with a sandbox token) until Pinterest grants Standard access")
 
@@ -39,6 +51,7 @@ class PinterestProvider(HttpProvider):
     service = "Pinterest"
     default_api_base = "https://api.pinterest.com"
     deduplicates = False
+    looks_up = True
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret('token_env', 'access token')}"}
@@ -60,6 +73,31 @@ class PinterestProvider(HttpProvider):
         pin_id = str(pin_id) if pin_id else None
         return SendResult(ref=pin_id, url=f"https://www.pinterest.com/pin/{pin_id}/" if pin_id else None)
 
+    def lookup(self, job: Job) -> SendResult | None:
+        """The pin an earlier attempt made: on the delivery's board, one with its link and title
+        created since five minutes before the first attempt. Raises OutcomeUnknown when the
+        board is too large to read whole (then a person checks, as before)."""
+        body = body_of(job.payload)
+        board, link, title = str(body.get("board_id") or ""), body.get("link"), body.get("title")
+        if not board or not link:
+            return None
+        since = (job.first_attempt_at or datetime.now(UTC)) - timedelta(minutes=5)
+        bookmark = None
+        for _page in range(LOOKUP_MAX_PAGES):
+            params = {"page_size": str(LOOKUP_PAGE_SIZE), **({"bookmark": bookmark} if bookmark else {})}
+            answer = self.json_of(self.request("GET", f"/v5/boards/{quote(board, safe='')}/pins", params=params,
+                                               what="looking for the pin an earlier attempt made"))
+            for pin in answer.get("items") or []:
+                if _is_ours(pin, link, title, since):
+                    pin_id = str(pin["id"])
+                    return SendResult(ref=pin_id, url=f"https://www.pinterest.com/pin/{pin_id}/",
+                                      details={"found_by": "lookup"})
+            bookmark = answer.get("bookmark")
+            if not bookmark:
+                return None
+        raise OutcomeUnknown(f"board {board} has more than {LOOKUP_PAGE_SIZE * LOOKUP_MAX_PAGES} pins: "
+                             "could not check whether the earlier attempt made the pin")
+
     def check(self) -> str:
         account = self.json_of(self.request("GET", "/v5/user_account", what="reading the account"))
         text = f"Pinterest {account.get('account_type', 'account').lower()} {account.get('username', '?')}"
@@ -72,3 +110,22 @@ class PinterestProvider(HttpProvider):
             return text + " on the API Sandbox (pins visible only to you; move to api.pinterest.com with Standard access)"
         # Reads work on Trial access too; only creating a pin reveals it (code 29). Say so up front.
         return text + f"; if pins fail with code 29, {TRIAL_ADVICE}"
+
+
+def _is_ours(pin: object, link: str, title: str | None, since: datetime) -> bool:
+    if not isinstance(pin, dict) or not pin.get("id") or pin.get("link") != link:
+        return False
+    if title and pin.get("title") != title:
+        return False
+    made = _when(pin.get("created_at"))
+    return made is None or made >= since  # no date to compare: the link and title decide
+
+
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        made = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return made if made.tzinfo else made.replace(tzinfo=UTC)  # Pinterest's times are UTC

@@ -1,4 +1,6 @@
-"""Fake Pinterest API v5: POST /v5/pins, GET /v5/user_account, GET /v5/boards/{id}.
+"""Fake Pinterest API v5: POST /v5/pins, GET /v5/user_account, GET /v5/boards/{id} and
+GET /v5/boards/{id}/pins (newest first, ``page_size`` 1-250, default 25, and a ``bookmark``
+cursor, as ``boards/list_pins`` and ``Paginated`` in the OpenAPI say).
 
 Bearer token; errors ``{"code", "message"}`` (401 code 2 "Authentication failed."); a pin needs
 a known board and an ``image_url`` media source; answers 201 with a Pin object.
@@ -79,7 +81,7 @@ class PinterestFake(FakeAPI):
             return self.error(400, "Invalid media_source: an image_url source with a url is required", 1)
         with self.lock:
             pin_id = str(813744226420795000 + self.next_id())
-            pin = {"id": pin_id, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            pin = {"id": pin_id, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "link": body.get("link"), "title": body.get("title"), "description": body.get("description"),
                    "alt_text": body.get("alt_text"), "board_id": self.BOARD_ID, "board_section_id": None,
                    "board_owner": {"username": "harborwellness"}, "is_owner": True,
@@ -92,6 +94,22 @@ class PinterestFake(FakeAPI):
     def user_account(self, req: Request) -> Reply:
         return reply(200, {"account_type": "BUSINESS", "username": "harborwellness", "website_url": None,
                            "profile_image": None, "business_name": "Harbor Wellness Counseling"})
+
+    @route("GET", r"/v5/boards/(?P<board>[^/]+)/pins")
+    def board_pins(self, req: Request, board: str) -> Reply:
+        if board != self.BOARD_ID:
+            return self.error(404, "Board not found.", 3)
+        size = req.query.get("page_size", "25")
+        if not size.isdigit() or not 1 <= int(size) <= 250:
+            return self.error(400, "Invalid parameters: page_size must be an integer from 1 to 250", 1)
+        start = req.query.get("bookmark") or "0"
+        if not start.isdigit():
+            return self.error(400, "Invalid parameters: bookmark is not valid", 1)
+        with self.lock:
+            newest_first = [entry["pin"] for entry in reversed(list(self.pins.values()))]
+        page = newest_first[int(start):int(start) + int(size)]
+        more = int(start) + int(size) < len(newest_first)
+        return reply(200, {"items": page, "bookmark": str(int(start) + int(size)) if more else None})
 
     @route("GET", r"/v5/boards/(?P<board>[^/]+)")
     def board(self, req: Request, board: str) -> Reply:
