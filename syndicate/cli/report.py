@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer
 
 from syndicate.audience import suppression
 from syndicate.engine.failures import explain
@@ -108,8 +109,9 @@ def status_rows(settings: Settings, limit: int | None = None, only: StatusFilter
     """The deliveries ONLY names (default every one), by due time; the first LIMIT of them."""
     where = (only or StatusFilter()).where()
     with transaction(open_ledger(settings.store_url)) as s:
+        # Not the payload: an email's is its whole rendered HTML (up to 100 KB), and no column shows it.
         query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
-                 .order_by(Delivery.due_at, Delivery.id))
+                 .options(defer(Delivery.payload)).order_by(Delivery.due_at, Delivery.id))
         rows = s.execute(query.limit(limit) if limit else query).all()
         counted = [RecipientSend.state == "unknown"]
         page = [d.id for d, _ in rows] if limit else None

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
@@ -102,7 +102,9 @@ def queue_page(s: Session, settings: Settings, tab: str, *, channel: str | None 
     deeper than that, so that it never reads less than the rows already shown."""
     now = now or utcnow()
     column, newest_first, where = _tab_query(settings, tab, channel, day, now)
-    query = select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
+    # Not the payload (an email's whole HTML, up to 100 KB): a row of the list shows none of it.
+    query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
+             .options(defer(Delivery.payload)))
     total = capped_count(s, where, cap_above(first + size - 1, cap))
     if after:
         value, last_id = _cursor(after)
