@@ -70,7 +70,7 @@ def cmd_status(args) -> int:
         print_pause(err, settings)  # the JSON stays a list of deliveries; the pause goes to stderr
     else:
         print_pause(out, settings)
-        print_status(out, settings, rows, status_counts(settings, only), filtered=bool(only.where()),
+        print_status(out, settings, rows, status_counts(settings, only, shown=len(rows)), filtered=bool(only.where()),
                      verbose=args.verbose)
     return 0
 
@@ -97,7 +97,7 @@ def cmd_schedule(args) -> int:
                       r["what"], r["state"] + (f" ({r['note']})" if r.get("note") else ""))
     out.print(table)
     shown = sum(1 for r in rows if r["delivery_id"] is not None)
-    if limit and shown == limit and (more := pending_count(settings) - shown) > 0:
+    if limit and shown == limit and (more := pending_count(settings, shown=shown) - shown):
         out.print(f"[yellow]{more} more[/] not shown: raise --limit (0 shows all), or see `syndicate status`")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,12 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer
 
 from syndicate.audience import suppression
 from syndicate.engine.failures import explain
 from syndicate.engine.runner import RunSummary
+from syndicate.ledger.counts import Count, cap_above, capped_counts
 from syndicate.ledger.db import open_ledger, transaction
-from syndicate.ledger.models import Delivery, Post, RecipientSend
+from syndicate.ledger.models import STATES, Delivery, Post, RecipientSend
 from syndicate.settings import Settings
 
 STATE_STYLE = {"sent": "green", "failed": "red", "unknown": "bold red", "held": "yellow", "planned": "cyan",
@@ -106,15 +109,17 @@ def status_rows(settings: Settings, limit: int | None = None, only: StatusFilter
     """The deliveries ONLY names (default every one), by due time; the first LIMIT of them."""
     where = (only or StatusFilter()).where()
     with transaction(open_ledger(settings.store_url)) as s:
+        # Not the payload: an email's is its whole rendered HTML (up to 100 KB), and no column shows it.
         query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
-                 .order_by(Delivery.due_at, Delivery.id))
+                 .options(defer(Delivery.payload)).order_by(Delivery.due_at, Delivery.id))
         rows = s.execute(query.limit(limit) if limit else query).all()
         counted = [RecipientSend.state == "unknown"]
-        if limit:  # a page: only its deliveries' recipients (the whole table may hold millions)
-            counted.append(RecipientSend.delivery_id.in_([d.id for d, _ in rows]))
+        page = [d.id for d, _ in rows] if limit else None
+        if page is not None:  # a page: only its deliveries' recipients (the whole table may hold millions)
+            counted.append(RecipientSend.delivery_id.in_(page))
         unknown = dict(s.execute(select(RecipientSend.delivery_id, func.count()).where(*counted)
                                  .group_by(RecipientSend.delivery_id)).all())
-        rates = suppression.delivery_rates(s)
+        rates = suppression.delivery_rates(s, page)  # the same: a page's rates, not every newsletter's
         return [{**_row(d, title, settings), "recipients_unknown": unknown.get(d.id, 0),
                  **({"deliverability": rates[d.id]} if d.id in rates else {})} for d, title in rows]
 
@@ -133,11 +138,18 @@ def print_pause(out: Console, settings: Settings) -> None:
         out.print(f"[bold yellow]{escape(state.line())}[/]")
 
 
-def status_counts(settings: Settings, only: StatusFilter | None = None) -> Counter:
-    """How many deliveries ONLY names, by state (every one, not only those printed)."""
+def status_counts(settings: Settings, only: StatusFilter | None = None, cap: int | None = None,
+                  shown: int = 0) -> dict[str, Count]:
+    """How many deliveries ONLY names, by state (every one, not only those printed), each counted
+    up to CAP (ledger/counts.py: "10,000+" past it, so the line costs the same at a million);
+    the states with none are left out. The cap is kept above SHOWN, the rows printed, so that
+    "N more" is never a bound below what the table already shows."""
+    cap = cap_above(shown, cap)
+    only = only or StatusFilter()
+    others = StatusFilter(channel=only.channel, since=only.since).where()
+    figures = {state: [Delivery.state == state, *others] for state in (only.states or STATES)}
     with transaction(open_ledger(settings.store_url)) as s:
-        return Counter(dict(s.execute(select(Delivery.state, func.count()).where(*(only or StatusFilter()).where())
-                                      .group_by(Delivery.state)).all()))
+        return {state: n for state, n in capped_counts(s, figures, cap).items() if n}
 
 
 def _row(d: Delivery, title: str | None, settings: Settings) -> dict:
@@ -151,10 +163,10 @@ def _row(d: Delivery, title: str | None, settings: Settings) -> dict:
             "sent_at": d.sent_at.isoformat() if d.sent_at else None}
 
 
-def print_status(out: Console, settings: Settings, rows: list[dict], counts: Counter | None = None,
+def print_status(out: Console, settings: Settings, rows: list[dict], counts: Mapping[str, Count | int] | None = None,
                  filtered: bool = False, verbose: bool = False) -> None:
     """The table of ROWS, a failure in plain words in it (VERBOSE: then each raw error text);
-    COUNTS (by state) are of every delivery matched, shown or not."""
+    COUNTS (by state) are of every delivery matched, shown or not ("10,000+" past their cap)."""
     if not rows:
         out.print("no delivery matches" if filtered else "no deliveries yet: run `syndicate run --once`")
         return
@@ -178,13 +190,14 @@ def print_status(out: Console, settings: Settings, rows: list[dict], counts: Cou
         for r in rows:
             if r["last_error"]:
                 out.print(f"delivery {r['id']}: {r['error_class'] or 'error'}: {r['last_error']}", markup=False)
-    counts = counts if counts is not None else Counter(r["state"] for r in rows)
-    more = sum(counts.values()) - len(rows)
-    if more > 0:
+    counts = {state: n if isinstance(n, Count) else Count(n) for state, n in
+              (counts if counts is not None else Counter(r["state"] for r in rows)).items()}
+    more = sum(counts.values(), Count(0)) - len(rows)
+    if more:  # "10,000+ more" when a state's count stopped at its cap: at least that many
         out.print(f"[yellow]{more} more[/] not shown: narrow with --state, --channel or --since, or raise --limit "
                   "(0 shows all)")
     out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-    attention = counts.get("held", 0) + counts.get("unknown", 0) + counts.get("failed", 0)
+    attention = sum((counts.get(state, Count(0)) for state in ("held", "unknown", "failed")), Count(0))
     if attention:
         out.print(f"[yellow]needs a person ({attention}):[/] `syndicate approve ID` releases a held delivery; "
                   "`syndicate resolve ID --sent|--retry|--cancel` settles an unknown or failed one")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from syndicate.engine.schedule import digest_edition_key, next_digest
+from syndicate.ledger.counts import Count, cap_above, capped_count
 from syndicate.ledger.db import open_ledger, transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.settings import Settings
@@ -22,9 +23,11 @@ def upcoming(settings: Settings, at: datetime | None = None, limit: int | None =
     return sorted(rows, key=lambda r: (r["utc"], r["channel"]))
 
 
-def pending_count(settings: Settings) -> int:
+def pending_count(settings: Settings, cap: int | None = None, shown: int = 0) -> Count:
+    """How many deliveries are still to go out, counted up to CAP (ledger/counts.py; kept above
+    SHOWN, the rows printed): a flood of held ones makes "10,000+", not a count as long as it."""
     with transaction(open_ledger(settings.store_url)) as s:
-        return s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state.in_(PENDING))) or 0
+        return capped_count(s, [Delivery.state.in_(PENDING)], cap_above(shown, cap))
 
 
 def _entry(settings: Settings, when: datetime, channel: str, what: str, state: str, note: str | None = None,

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, defer
 
 from syndicate.email.message import email_messages
 from syndicate.engine.actions import SNIPPET_FIELDS, Measured, measure_snippet, snippet_text
 from syndicate.engine.digest import edition_overrides, edition_posts, upcoming_edition
 from syndicate.engine.failures import explain
 from syndicate.engine.schedule import next_digest, wall_to_utc
+from syndicate.ledger.counts import Count, cap_above, capped_count, capped_counts
 from syndicate.ledger.models import Delivery, Event, Post, RecipientSend, utcnow
 from syndicate.model import PostData
 from syndicate.providers.http import IMAGE_ALT_HINT, IMAGE_HINT
@@ -73,9 +74,10 @@ class Group:
     rows: list[QueueRow] = field(default_factory=list)
 
 
-def tab_counts(s: Session) -> dict[str, int]:
-    counts = dict(s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all())
-    return {tab: sum(counts.get(state, 0) for state in states) for tab, (_, states) in TABS.items()}
+def tab_counts(s: Session, cap: int | None = None) -> dict[str, Count]:
+    """Each tab's deliveries, counted up to CAP (default COUNT_CAP; "10,000+" past it): one statement whose cost
+    does not grow with the million sent deliveries of an old ledger (ledger/counts.py)."""
+    return capped_counts(s, {tab: [Delivery.state.in_(states)] for tab, (_, states) in TABS.items()}, cap)
 
 
 PAGE_SIZE = 100  # rows per queue page: a flood of 30,000 held deliveries stays a quick page
@@ -86,21 +88,25 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @dataclass
 class QueuePage:
     rows: list[QueueRow]
-    total: int  # rows on this tab that match the filters, on every page
+    total: Count  # rows on this tab that match the filters, on every page (counted up to a cap)
     first: int  # the position of the first row (1-based), for "showing 101-200 of 29,970"
     next_after: str | None  # the cursor of the next page (None: this is the last)
 
 
 def queue_page(s: Session, settings: Settings, tab: str, *, channel: str | None = None, day: date | None = None,
                after: str | None = None, first: int = 1, now: datetime | None = None,
-               size: int = PAGE_SIZE) -> QueuePage:
+               size: int = PAGE_SIZE, cap: int | None = None) -> QueuePage:
     """One page of a tab, keyset-paged (AFTER: the cursor a previous page gave): each page costs
     the same however deep it is. The Sent tab lists one DAY in the site's time zone when given
-    (newest first); the skipped tab the last 30 days; the others by due time."""
+    (newest first); the skipped tab the last 30 days; the others by due time. The total is
+    counted up to CAP ("of 10,000+" on a Sent tab of a million), or past this page on a page
+    deeper than that, so that it never reads less than the rows already shown."""
     now = now or utcnow()
     column, newest_first, where = _tab_query(settings, tab, channel, day, now)
-    query = select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
-    total = s.scalar(select(func.count()).select_from(Delivery).where(*where)) or 0
+    # Not the payload (an email's whole HTML, up to 100 KB): a row of the list shows none of it.
+    query = (select(Delivery, Post.title).outerjoin(Post, Delivery.post_id == Post.id).where(*where)
+             .options(defer(Delivery.payload)))
+    total = capped_count(s, where, cap_above(first + size - 1, cap))
     if after:
         value, last_id = _cursor(after)
         if newest_first:

@@ -14,6 +14,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 from sqlalchemy import select
 
 from syndicate.audience import subscribers
@@ -50,6 +51,15 @@ def local_time(value: datetime | None, style: str = "long") -> str:
     if style == "short":
         return f"{here:%b} {here.day}{year}, {_clock(here)}"
     return f"{here:%a %b} {here.day}{year}, {_clock(here)}"
+
+
+@bp.app_template_filter("tally")
+def tally(count) -> Markup:
+    """A count as shown: "3,000", or past its cap "10,000+" read aloud as "more than 10,000"
+    (ledger/counts.py: the desk counts at most that many rows of a tab)."""
+    if getattr(count, "exact", True):
+        return Markup.escape(str(count))
+    return Markup('<span aria-hidden="true">{}</span><span class="sr-only"> {}</span>').format(count, count.spoken)
 
 
 @bp.app_template_filter("input_time")
