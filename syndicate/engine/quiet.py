@@ -233,11 +233,11 @@ def _feeds(conn: sqlite3.Connection, configured: list[list[str]], printer: _Prin
         "SELECT id, name, url, etag, last_modified, unparsed, last_error FROM feeds")}
     feeds = []
     for name, location in configured:
+        if not location.lower().startswith(("http://", "https://")):
+            raise HandOver(f"feed {name}: not an http(s) URL")  # a file is read and parsed every pass
         row = rows.get(name)
         if row is None or row[2] != location or not (row[3] or row[4]):
             raise HandOver(f"feed {name}: new, moved, or without validators")
-        if not location.lower().startswith(("http://", "https://")):
-            raise HandOver(f"feed {name}: not an http(s) URL")
         if row[5] and (row[5] != UNPARSED_BY or not row[6]):
             raise HandOver(f"feed {name}: its unreadable body was judged by another version")
         feed = _Feed(row)
