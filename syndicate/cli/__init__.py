@@ -12,7 +12,6 @@ says more (3 a feed failed, 4 a send needs a person, 5 a send will be retried: c
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -55,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging  # here: the quiet run above does without it
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -51,7 +51,7 @@ UNPARSED_BY = __version__
 # say (the variables the settings name are added by remember_quiet).
 ENV_ALWAYS = (locations.STORE_URL_ENV, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 _PACKAGE = Path(__file__).resolve().parents[1]
-_CODE_DIRS = ("", "engine", "feeds", "ledger", "cli")  # the code whose change must end the proof
+_CODE_DIRS = ("", "engine", "feeds", "ledger", "cli", "providers")  # the code whose change must end the proof
 _SQLITE = "sqlite:///"
 _HEAD_LIMIT = 64 * 1024  # a status line and headers larger than this: not a plain 304
 
