@@ -307,3 +307,32 @@ def sqlite_row(settings: settings_mod.Settings, name: str) -> dict:
     with sqlite3.connect(settings.store_url.removeprefix("sqlite:///")) as conn:
         conn.row_factory = sqlite3.Row
         return dict(conn.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone())
+
+
+def test_https_feeds_are_quiet_too_with_the_ca_bundle_requests_uses(tmp_path, feed_server, monkeypatch):
+    """Over TLS, verified against the bundle requests would use ($REQUESTS_CA_BUNDLE here)."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    feed_server._httpd.socket = context.wrap_socket(feed_server._httpd.socket, server_side=True)
+    monkeypatch.delenv("SYNDICATE_STORE_URL", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    serve(feed_server)
+    config = tmp_path / "settings.toml"
+    config.write_text(settings_text(feed_server, broken=False).replace("http://", "https://"))
+    assert main(argv(config)) == 0
+    code, out, modules = child(config)
+    assert (code, "requests" in modules) == (0, False)
+    assert out.count("unchanged, 0 new") == 3
+
+    monkeypatch.setattr(quiet, "_tls_context", ssl.create_default_context())  # a bundle without that certificate
+    rows = feed_rows(config)
+    assert "304" in reason(config)  # the certificate is not trusted: the full pass says so
+    assert feed_rows(config) == rows
+    monkeypatch.setattr(quiet, "_tls_context", None)
+    assert quiet.try_run(argv(config)) == 0

@@ -58,7 +58,13 @@ def _remember_quiet(settings, config, raw: bytes | None, now, say_first) -> None
 
     if quiet.sqlite_path(settings.store_url) is None or raw is None or _read_or_none(config) != raw:
         return
-    remember_quiet(ledger(settings), settings, config, raw, now, say_first)
+    try:
+        remember_quiet(ledger(settings), settings, config, raw, now, say_first)
+    except Exception as exc:  # noqa: BLE001 - the pass is done; without the record the next one is full
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the quiet run's state: %s: %s",
+                                            type(exc).__name__, exc)
 
 
 # `run --once` exit codes, for a cron job; with several at once, the first that applies.
