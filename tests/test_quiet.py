@@ -336,3 +336,13 @@ def test_https_feeds_are_quiet_too_with_the_ca_bundle_requests_uses(tmp_path, fe
     assert feed_rows(config) == rows
     monkeypatch.setattr(quiet, "_tls_context", None)
     assert quiet.try_run(argv(config)) == 0
+
+
+def test_a_url_requests_would_rewrite_goes_to_the_full_pass(tmp_path, feed_server, monkeypatch):
+    monkeypatch.delenv("SYNDICATE_STORE_URL", raising=False)
+    feed_server.route("/~f.xml", rss([item(1)]), etag='"v1"')  # requests asks for /%7Ef.xml as /~f.xml
+    config = tmp_path / "settings.toml"
+    config.write_text(settings_text(feed_server, feeds=0, broken=False)
+                      + f'[[feeds]]\nname = "tilde"\nurl = "{feed_server.url("/%7Ef.xml")}"\n')
+    assert main(argv(config)) == 0
+    assert "rewrite" in reason(config)

@@ -235,6 +235,10 @@ def _feeds(conn: sqlite3.Connection, configured: list[list[str]], printer: _Prin
     for name, location in configured:
         if not location.lower().startswith(("http://", "https://")):
             raise HandOver(f"feed {name}: not an http(s) URL")  # a file is read and parsed every pass
+        try:
+            _parse_url(location)
+        except ValueError:
+            raise HandOver(f"feed {name}: a URL requests would rewrite") from None
         row = rows.get(name)
         if row is None or row[2] != location or not (row[3] or row[4]):
             raise HandOver(f"feed {name}: new, moved, or without validators")
@@ -369,7 +373,8 @@ _tls_lock = threading.Lock()
 def _parse_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, request target) of a plain ASCII URL, as requests would send it;
     ValueError for anything requests would rewrite (non-ASCII, credentials, escapes to add)."""
-    if not url.isascii() or any(c <= " " or c in '"<>\\^`{|}' for c in url):
+    # requests re-quotes a URL (%7E becomes ~, a space %20): one it could rewrite goes to the full pass
+    if not url.isascii() or any(c <= " " or c in '"<>\\^`{|}%' for c in url):
         raise ValueError(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
