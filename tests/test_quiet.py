@@ -346,3 +346,26 @@ def test_a_url_requests_would_rewrite_goes_to_the_full_pass(tmp_path, feed_serve
                       + f'[[feeds]]\nname = "tilde"\nurl = "{feed_server.url("/%7Ef.xml")}"\n')
     assert main(argv(config)) == 0
     assert "rewrite" in reason(config)
+
+
+def test_after_a_hand_over_the_full_pass_does_not_ask_again_what_answered_304(site, feed_server, capsys, tmp_path):
+    twin = tmp_path / "twin"  # the same state, the full pass forced: the same output and rows
+    twin.mkdir()
+    (twin / "settings.toml").write_text(site.read_text())
+    copy_ledger(site, twin)
+    feed_server.route("/f2.xml", rss([item(99)]), etag='"f2-v2"', delay=0.5)  # a new post, answered last
+    capsys.readouterr()
+    hits = dict(feed_server.hits)
+    assert main(argv(site)) == 3
+    out = capsys.readouterr().out
+    assert "feed f2: ok, 1 new" in out and "feed f0: unchanged, 0 new" in out
+    asked = {path: feed_server.hits[path] - hits.get(path, 0) for path in feed_server.hits}
+    assert asked == {"/f0.xml": 1, "/f1.xml": 1, "/broken.xml": 1, "/f2.xml": 2}  # only the 200 asked twice
+    os.environ[quiet.FORCE_FULL_ENV] = "1"
+    try:
+        assert main(argv(twin / "settings.toml")) == 3
+    finally:
+        del os.environ[quiet.FORCE_FULL_ENV]
+    assert capsys.readouterr().out == out.replace(str(site.parent), str(twin))
+    quiet_rows, full_rows = feed_rows(site), feed_rows(twin / "settings.toml")
+    assert [r[:8] + r[10:] for r in quiet_rows] == [r[:8] + r[10:] for r in full_rows]

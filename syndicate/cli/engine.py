@@ -27,9 +27,12 @@ def cmd_run(args) -> int:
     for style, lead, text in say_first:
         out.print(f"[{style}]{lead}[/] {text}")
     if args.once or now is not None:
+        from syndicate.engine import quiet
+
         started = datetime.now(UTC)  # as run_once's own now, for what is due next
+        answered = quiet.take_answered() if now is None else None  # what a quiet run got: not asked twice
         with out.status("working…") as status:
-            summary = run_once(settings, now, progress=lambda msg: status.update(msg))
+            summary = run_once(settings, now, progress=lambda msg: status.update(msg), answered=answered)
         if now is None:
             _remember_quiet(settings, config, raw, started, say_first)
         print_run_summary(out, settings, summary)

@@ -63,7 +63,8 @@ def poll_feed(factory: sessionmaker[Session], settings: Settings, feed_cfg: Feed
 
 
 def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterable[FeedSettings],
-               now: datetime, *, workers: int | None = None, per_host: int | None = None) -> list[PollResult]:
+               now: datetime, *, workers: int | None = None, per_host: int | None = None,
+               answered: dict[str, tuple[str | None, str | None, float]] | None = None) -> list[PollResult]:
     """Poll many feeds at once; the results are in the order of FEEDS.
 
     Fetching and parsing run in a pool of ``workers`` threads (default ``fetch.concurrency``),
@@ -72,6 +73,10 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
     by the calling thread: every feed's validators are read in one query, each changed feed's
     new posts are inserted with one statement in one transaction, and every 304 and every
     error is recorded in one UPDATE each at the end. A feed that fails affects no other.
+
+    ANSWERED: 304s a quiet run of this same pass got moments ago before handing over
+    (engine/quiet.py take_answered), by URL with the validators it sent: such a feed whose
+    validators are still those is not asked again, its 304 is recorded as if asked now.
     """
     feeds = list(feeds)
     if not feeds:
@@ -110,13 +115,23 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
                 failed[rows[i].id] = {"last_error": error}
                 results[i] = PollResult(name, "error", error=error)
 
+    todo = []
+    for i, location in enumerate(locations):
+        got = (answered or {}).get(location)
+        if got is not None and got[:2] == (rows[i].etag, rows[i].last_modified) and (got[0] or got[1]):
+            settle(i, _Fetched(FetchResult(304, None, etag=got[0], last_modified=got[1], final_url=location),
+                               None, got[2]))
+        else:
+            todo.append(i)
     settings_fetch = settings.fetch
-    if workers == 1:
+    if not todo:
+        pass  # every feed answered by the quiet run
+    elif workers == 1 or len(todo) == 1:
         with requests.Session() as http:
-            for i, location in enumerate(locations):
-                settle(i, _fetch_and_parse(settings_fetch, location, rows[i], http, nullcontext()))
+            for i in todo:
+                settle(i, _fetch_and_parse(settings_fetch, locations[i], rows[i], http, nullcontext()))
     else:
-        _poll_in_threads(settings_fetch, locations, rows, settle, workers, per_host)
+        _poll_in_threads(settings_fetch, locations, rows, settle, min(workers, len(todo)), per_host, todo)
     _record_polled(factory, unchanged, failed, now)
     return results  # type: ignore[return-value]  (every index settled)
 
@@ -147,7 +162,7 @@ class _Unreadable:
 
 
 def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[_Row], settle,
-                     workers: int, per_host: int) -> None:
+                     workers: int, per_host: int, todo_indices: list[int]) -> None:
     hosts = [host_key(loc) for loc in locations]
     slots = {host: threading.BoundedSemaphore(per_host) for host in set(hosts) if host}
     local = threading.local()
@@ -169,8 +184,8 @@ def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[
     # Daemon threads fed from a queue, not a ThreadPoolExecutor: the executor's threads are joined
     # when the process exits, so Ctrl-C would wait for a hanging fetch to reach its timeout.
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for i in interleaved(hosts):
-        todo.put(i)
+    for k in interleaved([hosts[i] for i in todo_indices]):
+        todo.put(todo_indices[k])
     done: queue.SimpleQueue[tuple[int, _Fetched | FeedError | None, BaseException | None]] = queue.SimpleQueue()
     stop = threading.Event()
 
@@ -190,7 +205,7 @@ def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[
         thread.start()
     finished = False
     try:
-        for _ in locations:
+        for _ in todo_indices:
             i, outcome, error = done.get()
             if error is not None:
                 raise error

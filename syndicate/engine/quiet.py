@@ -54,6 +54,9 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 _CODE_DIRS = ("", "engine", "feeds", "ledger", "cli", "providers")  # the code whose change must end the proof
 _SQLITE = "sqlite:///"
 _HEAD_LIMIT = 64 * 1024  # a status line and headers larger than this: not a plain 304
+# The 304s a quiet run that then handed over did get, for the full pass in this process to use
+# instead of asking again (take_answered): feed URL -> (the ETag and Last-Modified sent, seconds).
+_answered: dict[str, tuple[str | None, str | None, float]] = {}
 
 
 class HandOver(Exception):
@@ -124,8 +127,17 @@ def pending_work(conn: sqlite3.Connection, now: datetime) -> str | None:
 # --- the quiet run ------------------------------------------------------------------------------
 
 
+def take_answered() -> dict[str, tuple[str | None, str | None, float]]:
+    """The 304s of the quiet run that just handed over (once): engine/poll.py uses one for a feed
+    whose validators are still the ones sent, and asks every other feed itself."""
+    answered = dict(_answered)
+    _answered.clear()
+    return answered
+
+
 def try_run(argv: list[str]) -> int | None:
     """Run `run --once` quietly and return its exit code, or None: the full pass must run."""
+    _answered.clear()
     try:
         report = _run(argv)
     except HandOver:
@@ -295,6 +307,8 @@ def _poll(feeds: list[_Feed], plan: dict, printer: _Printer) -> dict[int, float]
             for _ in feeds:
                 i, took = done.get()
                 if took is None:
+                    _answered.update({f.url: (f.etag, f.last_modified, seconds[f.id]) for f in feeds
+                                      if f.id in seconds})
                     raise HandOver("a feed did not answer 304")
                 seconds[feeds[i].id] = took
         finally:

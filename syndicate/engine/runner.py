@@ -49,15 +49,17 @@ def ledger(settings: Settings) -> sessionmaker[Session]:
 
 
 def run_once(settings: Settings, now: datetime | None = None,
-             progress: Callable[[str], None] | None = None, poll: bool = True) -> RunSummary:
-    """One pass: poll the feeds (unless not POLL), plan, reap, and deliver what is due."""
+             progress: Callable[[str], None] | None = None, poll: bool = True,
+             answered: dict | None = None) -> RunSummary:
+    """One pass: poll the feeds (unless not POLL), plan, reap, and deliver what is due.
+    ANSWERED: the 304s a quiet run got before handing over (engine/poll.py poll_feeds)."""
     now = now or utcnow()
     say = progress or (lambda _msg: None)
     factory = ledger(settings)
     summary = RunSummary(at=now)
     if settings.feeds and poll:
         say(polling_message(settings))
-        summary.polls = poll_feeds(factory, settings, settings.feeds, now)
+        summary.polls = poll_feeds(factory, settings, settings.feeds, now, answered=answered)
     say("planning deliveries")
     summary.plan = plan_pending(factory, settings, now)
     plan_digests(factory, settings, now, into=summary.plan)
