@@ -25,11 +25,11 @@ an unchanged run. A 200, a redirect, an error or a timeout hands over: the full 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import queue
 import re
-import socket
 import sqlite3
 import sys
 import threading
@@ -53,7 +53,6 @@ ENV_ALWAYS = (locations.STORE_URL_ENV, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "
 _PACKAGE = Path(__file__).resolve().parents[1]
 _CODE_DIRS = ("", "engine", "feeds", "ledger", "cli", "providers")  # the code whose change must end the proof
 _SQLITE = "sqlite:///"
-_HEAD_LIMIT = 64 * 1024  # a status line and headers larger than this: not a plain 304
 # The 304s a quiet run that then handed over did get, for the full pass in this process to use
 # instead of asking again (take_answered): feed URL -> (the ETag and Last-Modified sent, seconds).
 _answered: dict[str, tuple[str | None, str | None, float]] = {}
@@ -319,12 +318,13 @@ def _poll(feeds: list[_Feed], plan: dict, printer: _Printer) -> dict[int, float]
 
 
 class _Client:
-    """Conditional GETs over kept-alive connections, one per origin (one client per thread).
-    Only a plain 304 is an answer; anything else is None and the full pass fetches the feed."""
+    """Conditional GETs over kept-alive connections (the standard library's http.client), one
+    per origin (one client per thread). Only a plain 304 is an answer; anything else is None
+    and the full pass fetches the feed."""
 
     def __init__(self, timeout: float):
         self.timeout = timeout
-        self.conns: dict[tuple[str, str, int], socket.socket] = {}
+        self.conns: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
 
     def unchanged(self, feed: _Feed, headers: dict[str, str]) -> float | None:
         started = time.monotonic()
@@ -333,53 +333,50 @@ class _Client:
             scheme, host, port, target = _parse_url(feed.url)
         except ValueError:
             return None
-        lines = [f"GET {target} HTTP/1.1", f"Host: {host if port == _PORTS[scheme] else f'{host}:{port}'}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
+        asked = dict(headers)
         if feed.etag:
-            lines.append(f"If-None-Match: {feed.etag}")
+            asked["If-None-Match"] = feed.etag
         if feed.last_modified:
-            lines.append(f"If-Modified-Since: {feed.last_modified}")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "strict")
+            asked["If-Modified-Since"] = feed.last_modified
         key = (scheme, host, port)
         for attempt in (1, 2):  # a kept connection the server closed meanwhile: once more on a new one
             reused = key in self.conns
+            conn = self.conns.pop(key, None) or self._connect(scheme, host, port)
             try:
-                sock = self.conns.pop(key, None) or self._connect(scheme, host, port, deadline)
-                sock.settimeout(_remaining(deadline))
-                sock.sendall(request)
-                status, keep = _read_head(sock, deadline)
-            except (OSError, ValueError):
+                conn.timeout = _remaining(deadline)
+                if conn.sock is not None:
+                    conn.sock.settimeout(conn.timeout)
+                conn.request("GET", target, headers=asked)  # Host as requests writes it, by http.client
+                resp = conn.getresponse()
+                if resp.status == 304:
+                    resp.read()  # a 304 has no body; this readies the connection for the next request
+            except (OSError, ValueError, http.client.HTTPException):
+                conn.close()
                 if reused and attempt == 1:
                     continue
                 return None
-            if status is None and reused and attempt == 1:
-                sock.close()
-                continue
-            if status != 304:
-                sock.close()
+            if resp.status != 304:
+                conn.close()
                 return None
-            if keep:
-                self.conns[key] = sock
+            if resp.will_close:
+                conn.close()
             else:
-                sock.close()
+                self.conns[key] = conn
             return time.monotonic() - started
         return None
 
-    def _connect(self, scheme: str, host: str, port: int, deadline: float) -> socket.socket:
-        sock = socket.create_connection((host, port), timeout=min(_remaining(deadline), 10.0))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
         if scheme == "https":
-            sock = _tls().wrap_socket(sock, server_hostname=host)
-        return sock
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=_tls())
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
     def close(self) -> None:
-        for sock in self.conns.values():
-            sock.close()
+        for conn in self.conns.values():
+            conn.close()
         self.conns.clear()
 
 
 _PORTS = {"http": 80, "https": 443}
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _tls_context = None
 _tls_lock = threading.Lock()
 
@@ -403,37 +400,6 @@ def _remaining(deadline: float) -> float:
     if left <= 0:
         raise TimeoutError
     return left
-
-
-def _read_head(sock: socket.socket, deadline: float) -> tuple[int | None, bool]:
-    """The status of the response on SOCK (None: the connection closed before one) and whether
-    the connection may be used again; reads exactly the head (a 304 has no body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        sock.settimeout(_remaining(deadline))
-        chunk = sock.recv(8192)
-        if not chunk:
-            if not data:
-                return None, False
-            raise ValueError("connection closed mid-answer")
-        data += chunk
-        if len(data) > _HEAD_LIMIT:
-            raise ValueError("answer head too large")
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, status = lines[0].partition(" ")
-    code = status[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise ValueError("not an HTTP/1 answer")
-    fields = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise ValueError("malformed header")
-        fields[name.strip().lower()] = value.strip().lower()
-    has_body = fields.get("content-length", "0") != "0" or "transfer-encoding" in fields
-    keep = (version == "HTTP/1.1" and "close" not in fields.get("connection", "") and not rest and not has_body)
-    return int(code), keep
 
 
 def _tls():
