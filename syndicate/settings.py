@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from syndicate import locations
 from syndicate import options as options_mod
 
 KINDS = ("email", "x", "facebook", "linkedin", "pinterest", "mastodon", "bluesky", "threads")
@@ -126,7 +127,7 @@ class Site(_Strict):
 
 
 class Store(_Strict):
-    url: str = "sqlite:///syndicate.db"
+    url: str = locations.DEFAULT_STORE_URL
     # The environment variable holding the Fernet key(s) that encrypt OAuth tokens and sessions
     # in the ledger: several comma-separated, the first encrypts and all decrypt (key rotation).
     encryption_key_env: str = "SYNDICATE_LEDGER_KEY"
@@ -653,11 +654,7 @@ class Settings(_Strict):
     @property
     def store_url(self) -> str:
         """The store URL, a relative SQLite path made relative to the settings file."""
-        url = os.environ.get("SYNDICATE_STORE_URL") or self.store.url
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.resolve_path(url[len(prefix):]))
-        return url
+        return locations.store_url(self.store.url, self.base_dir)
 
     def feed_location(self, feed: Feed) -> str:
         if re.match(r"^https?://", feed.url):
@@ -689,7 +686,7 @@ def _format_error(err: ValidationError) -> str:
 
 
 def default_path() -> Path:
-    return Path(os.environ.get("SYNDICATE_CONFIG") or "settings.toml")
+    return locations.config_path()
 
 
 def load(path: str | Path | None = None) -> Settings:

@@ -24,7 +24,7 @@ LEVELS = [
     {"audience", "feeds"},
     {"ledger"},
     {"settings", "model", "errors", "demo"},
-    {"options"},
+    {"options", "locations"},
 ]
 RANK = {name: level for level, names in enumerate(LEVELS) for name in names}
 

@@ -12,28 +12,27 @@ says more (3 a feed failed, 4 a send needs a person, 5 a send will be retried: c
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from syndicate import __version__
-from syndicate.cli import email, engine, ops, posts, web, workers
 from syndicate.cli.common import UsageError, err, load_settings, out, parse_time
 from syndicate.ledger import StoreError
 
 __all__ = ["UsageError", "build_parser", "load_settings", "main", "out", "parse_time"]
 
-GROUPS = (engine, posts, workers, email, web, ops)
-
 
 def build_parser() -> argparse.ArgumentParser:
+    # The command groups load here, not on import: the quiet run (main) needs none of them.
+    from syndicate.cli import email, engine, ops, posts, web, workers
+
     parser = argparse.ArgumentParser(prog="syndicate", description="Blog feed -> newsletter and social posts, "
                                      "scheduled and sent exactly once.")
     parser.add_argument("--version", action="version", version=f"syndicate {__version__}")
     parser.add_argument("-c", "--config", help="settings file (default: $SYNDICATE_CONFIG, else ./settings.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in GROUPS:
+    for group in (engine, posts, workers, email, web, ops):
         group.register(sub)
     _verbose_everywhere(parser)
     return parser
@@ -51,8 +50,12 @@ def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (code := _quiet_run(sys.argv[1:] if argv is None else argv)) is not None:
+        return code
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging  # here: the quiet run above does without it
+
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -72,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         if not _is_settings_error(exc):
             raise
         return _fail(str(exc))
+
+
+def _quiet_run(argv: list[str]) -> int | None:
+    """`run --once` with nothing to do but record 304s, proven without loading the full pass
+    (engine/quiet.py); None: the full pass runs."""
+    from syndicate.engine import quiet
+
+    try:
+        return quiet.try_run(argv)
+    except KeyboardInterrupt:
+        err.print("syndicate: interrupted", markup=False)
+        return 130
 
 
 def _is_settings_error(exc: Exception) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 
+from syndicate import locations
 from syndicate.cli.common import UsageError, actor, err, load_settings, out, parse_time
 from syndicate.model import STATES
 
@@ -15,13 +17,24 @@ def cmd_run(args) -> int:
     from syndicate.cli.report import print_run_summary, unsubscribe_warning
     from syndicate.engine.runner import run_forever, run_once
 
+    config = locations.config_path(args.config)
+    raw = _read_or_none(config)  # the bytes validated below, for the quiet run's fingerprint
     settings = load_settings(args, signing=True)
     now = parse_time(args.at)
+    say_first = []
     if warning := unsubscribe_warning(settings):
-        out.print(f"[yellow]warning:[/] {warning}")
+        say_first.append(("yellow", "warning:", warning))
+    for style, lead, text in say_first:
+        out.print(f"[{style}]{lead}[/] {text}")
     if args.once or now is not None:
+        from syndicate.engine import quiet
+
+        started = datetime.now(UTC)  # as run_once's own now, for what is due next
+        answered = quiet.take_answered() if now is None else None  # what a quiet run got: not asked twice
         with out.status("working…") as status:
-            summary = run_once(settings, now, progress=lambda msg: status.update(msg))
+            summary = run_once(settings, now, progress=lambda msg: status.update(msg), answered=answered)
+        if now is None:
+            _remember_quiet(settings, config, raw, started, say_first)
         print_run_summary(out, settings, summary)
         return run_exit_code(summary)
     out.print(f"polling feeds every {settings.run.interval}, sending what is due every {settings.run.tick}; "
@@ -31,6 +44,30 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         out.print("stopped")
     return 0
+
+
+def _read_or_none(path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None  # load_settings says what is wrong
+
+
+def _remember_quiet(settings, config, raw: bytes | None, now, say_first) -> None:
+    """What the next `run --once` needs to be quiet (engine/quiet.py; SQLite ledgers only), if the
+    settings file still holds the bytes this pass was validated from."""
+    from syndicate.engine import quiet
+    from syndicate.engine.runner import ledger, remember_quiet
+
+    if quiet.sqlite_path(settings.store_url) is None or raw is None or _read_or_none(config) != raw:
+        return
+    try:
+        remember_quiet(ledger(settings), settings, config, raw, now, say_first)
+    except Exception as exc:  # noqa: BLE001 - the pass is done; without the record the next one is full
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the quiet run's state: %s: %s",
+                                            type(exc).__name__, exc)
 
 
 # `run --once` exit codes, for a cron job; with several at once, the first that applies.

@@ -122,6 +122,23 @@ def plan_digests(factory: sessionmaker[Session], settings: Settings, now: dateti
     return result
 
 
+def next_work_at(s: Session, settings: Settings, now: datetime) -> datetime | None:
+    """When ``plan_digests`` next has something to do (the quiet run, engine/quiet.py): NOW while
+    a due edition is not planned (exactly ``_plan_edition``'s conditions), else the soonest next
+    edition; None without digest channels."""
+    soonest = None
+    for name, channel in settings.enabled_channels().items():
+        if channel.mode != "digest":
+            continue
+        found = current_edition(s, settings, name, now)
+        if found is not None and not s.scalar(select(Delivery.id).where(Delivery.subject == found[0].subject,
+                                                                          Delivery.channel == name)):
+            return now
+        at = next_digest(channel, settings, now)
+        soonest = at if soonest is None else min(soonest, at)
+    return soonest
+
+
 def latest_edition_at(channel: Channel, settings: Settings, now: datetime) -> datetime | None:
     """The time of CHANNEL's latest edition at or before NOW."""
     at = next_digest(channel, settings, now - _LOOKBACK)

@@ -21,12 +21,13 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate import __version__
+from syndicate.engine.hosts import host_key, interleaved
 from syndicate.feeds import FeedError, fetch, parse, split_fingerprint
 from syndicate.feeds.fetch import FetchResult
 from syndicate.ledger.db import transaction
@@ -38,6 +39,9 @@ from syndicate.settings import Fetch as FetchSettings
 from syndicate.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Which parser judged a kept unreadable body (feeds.unparsed): a newer version reads it again.
+UNPARSED_BY = __version__
 
 
 @dataclass
@@ -59,7 +63,8 @@ def poll_feed(factory: sessionmaker[Session], settings: Settings, feed_cfg: Feed
 
 
 def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterable[FeedSettings],
-               now: datetime, *, workers: int | None = None, per_host: int | None = None) -> list[PollResult]:
+               now: datetime, *, workers: int | None = None, per_host: int | None = None,
+               answered: dict[str, tuple[str | None, str | None, float]] | None = None) -> list[PollResult]:
     """Poll many feeds at once; the results are in the order of FEEDS.
 
     Fetching and parsing run in a pool of ``workers`` threads (default ``fetch.concurrency``),
@@ -68,6 +73,10 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
     by the calling thread: every feed's validators are read in one query, each changed feed's
     new posts are inserted with one statement in one transaction, and every 304 and every
     error is recorded in one UPDATE each at the end. A feed that fails affects no other.
+
+    ANSWERED: 304s a quiet run of this same pass got moments ago before handing over
+    (engine/quiet.py take_answered), by URL with the validators it sent: such a feed whose
+    validators are still those is not asked again, its 304 is recorded as if asked now.
     """
     feeds = list(feeds)
     if not feeds:
@@ -78,15 +87,24 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
     rows = _feed_rows(factory, feeds, locations)
     results: list[PollResult | None] = [None] * len(feeds)
     unchanged: dict[int, float] = {}  # feed id -> seconds its conditional GET took
-    failed: dict[int, str] = {}
+    failed: dict[int, dict] = {}  # feed id -> the columns its failure sets
 
-    def settle(i: int, outcome: _Fetched | FeedError) -> None:
-        name = feeds[i].name
-        if isinstance(outcome, FeedError):
-            failed[rows[i].id] = str(outcome)
+    def settle(i: int, outcome: _Fetched | _Unreadable | FeedError) -> None:
+        name, row = feeds[i].name, rows[i]
+        if isinstance(outcome, _Unreadable):  # keep its validators: the same bytes are not read twice
+            failed[row.id] = {"last_error": str(outcome.error), "etag": outcome.fetched.etag,
+                              "last_modified": outcome.fetched.last_modified, "unparsed": UNPARSED_BY}
+            results[i] = PollResult(name, "error", error=str(outcome.error))
+        elif isinstance(outcome, FeedError):
+            failed[row.id] = {"last_error": str(outcome)}
+            if row.unparsed:  # the kept error is replaced by this one: the next poll reads the body again
+                failed[row.id].update(etag=None, last_modified=None, unparsed=None)
             results[i] = PollResult(name, "error", error=str(outcome))
+        elif outcome.parsed is None and row.unparsed:  # 304: the body that could not be read, again
+            failed[row.id] = {"last_error": row.last_error}
+            results[i] = PollResult(name, "error", error=row.last_error)
         elif outcome.parsed is None:  # 304
-            unchanged[rows[i].id] = outcome.seconds
+            unchanged[row.id] = outcome.seconds
             results[i] = PollResult(name, "unchanged")
         else:
             try:
@@ -94,16 +112,26 @@ def poll_feeds(factory: sessionmaker[Session], settings: Settings, feeds: Iterab
             except Exception as exc:  # a post the ledger refuses fails its feed, not the poll
                 log.exception("recording feed %s failed", name)
                 error = str(FeedError(feeds[i].url, f"could not record its posts ({type(exc).__name__})"))
-                failed[rows[i].id] = error
+                failed[rows[i].id] = {"last_error": error}
                 results[i] = PollResult(name, "error", error=error)
 
+    todo = []
+    for i, location in enumerate(locations):
+        got = (answered or {}).get(location)
+        if got is not None and got[:2] == (rows[i].etag, rows[i].last_modified) and (got[0] or got[1]):
+            settle(i, _Fetched(FetchResult(304, None, etag=got[0], last_modified=got[1], final_url=location),
+                               None, got[2]))
+        else:
+            todo.append(i)
     settings_fetch = settings.fetch
-    if workers == 1:
+    if not todo:
+        pass  # every feed answered by the quiet run
+    elif workers == 1 or len(todo) == 1:
         with requests.Session() as http:
-            for i, location in enumerate(locations):
-                settle(i, _fetch_and_parse(settings_fetch, location, rows[i], http, nullcontext()))
+            for i in todo:
+                settle(i, _fetch_and_parse(settings_fetch, locations[i], rows[i], http, nullcontext()))
     else:
-        _poll_in_threads(settings_fetch, locations, rows, settle, workers, per_host)
+        _poll_in_threads(settings_fetch, locations, rows, settle, min(workers, len(todo)), per_host, todo)
     _record_polled(factory, unchanged, failed, now)
     return results  # type: ignore[return-value]  (every index settled)
 
@@ -113,6 +141,8 @@ class _Row:
     id: int
     etag: str | None
     last_modified: str | None
+    unparsed: bool = False  # the validators are of a body that could not be read (its error: last_error)
+    last_error: str | None = None
 
 
 @dataclass
@@ -122,19 +152,18 @@ class _Fetched:
     seconds: float = 0.0  # the fetch itself, from the request to the last byte (not the slot's wait)
 
 
-def _host(location: str) -> str:
-    """The key of a location's per-host bound ('' for local files: no bound)."""
-    if not location.lower().startswith(("http://", "https://")):
-        return ""
-    try:
-        return (urlsplit(location).hostname or "").lower()
-    except ValueError:
-        return ""
+@dataclass
+class _Unreadable:
+    """A body that came with validators and could not be parsed: the error, and the validators
+    to send next time (a 304 then means the same bytes: the same error, without a download)."""
+
+    error: FeedError
+    fetched: FetchResult
 
 
 def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[_Row], settle,
-                     workers: int, per_host: int) -> None:
-    hosts = [_host(loc) for loc in locations]
+                     workers: int, per_host: int, todo_indices: list[int]) -> None:
+    hosts = [host_key(loc) for loc in locations]
     slots = {host: threading.BoundedSemaphore(per_host) for host in set(hosts) if host}
     local = threading.local()
     sessions: list[requests.Session] = []
@@ -155,8 +184,8 @@ def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[
     # Daemon threads fed from a queue, not a ThreadPoolExecutor: the executor's threads are joined
     # when the process exits, so Ctrl-C would wait for a hanging fetch to reach its timeout.
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for i in _interleaved(hosts):
-        todo.put(i)
+    for k in interleaved([hosts[i] for i in todo_indices]):
+        todo.put(todo_indices[k])
     done: queue.SimpleQueue[tuple[int, _Fetched | FeedError | None, BaseException | None]] = queue.SimpleQueue()
     stop = threading.Event()
 
@@ -176,7 +205,7 @@ def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[
         thread.start()
     finished = False
     try:
-        for _ in locations:
+        for _ in todo_indices:
             i, outcome, error = done.get()
             if error is not None:
                 raise error
@@ -191,16 +220,6 @@ def _poll_in_threads(fetch_cfg: FetchSettings, locations: list[str], rows: list[
                 session.close()
 
 
-def _interleaved(hosts: list[str]) -> list[int]:
-    """Indices taken round-robin across hosts, so the pool is not filled with feeds all waiting
-    for one host's slots while other hosts sit idle."""
-    by_host: dict[str, list[int]] = {}
-    for i, host in enumerate(hosts):
-        by_host.setdefault(host, []).append(i)
-    groups = list(by_host.values())
-    return [g[k] for k in range(max(map(len, groups))) for g in groups if k < len(g)]
-
-
 def _fetch_and_parse(fetch_cfg: FetchSettings, location: str, row: _Row, http: requests.Session,
                      slot) -> _Fetched | FeedError:
     try:
@@ -213,7 +232,10 @@ def _fetch_and_parse(fetch_cfg: FetchSettings, location: str, row: _Row, http: r
             seconds = time.monotonic() - started
         if fetched.status == 304:
             return _Fetched(fetched, None, seconds)
-        parsed = parse(fetched.body, url=fetched.final_url or location, content_type=fetched.content_type)
+        try:
+            parsed = parse(fetched.body, url=fetched.final_url or location, content_type=fetched.content_type)
+        except FeedError as exc:
+            return _Unreadable(exc, fetched) if fetched.etag or fetched.last_modified else exc
         return _Fetched(fetched, parsed, seconds)
     except FeedError as exc:
         return exc
@@ -236,7 +258,7 @@ def _feed_rows(factory, feeds: list[FeedSettings], locations: list[str]) -> list
     when the rows exist; missing rows are created first)."""
     url_of = {f.name: loc for f, loc in zip(feeds, locations, strict=True)}
     names = list(url_of)
-    columns = (Feed.id, Feed.name, Feed.url, Feed.etag, Feed.last_modified)
+    columns = (Feed.id, Feed.name, Feed.url, Feed.etag, Feed.last_modified, Feed.unparsed, Feed.last_error)
     with transaction(factory) as s:
         found = {r.name: r for chunk in _chunks(names) for r in s.execute(select(*columns)
                                                                           .where(Feed.name.in_(chunk)))}
@@ -250,16 +272,20 @@ def _feed_rows(factory, feeds: list[FeedSettings], locations: list[str]) -> list
             r = found[name]
             if r.url != url_of[name]:  # the feed moved in settings: its validators no longer apply
                 s.execute(update(Feed).where(Feed.id == r.id).values(url=url_of[name], etag=None,
-                                                                     last_modified=None))
+                                                                     last_modified=None, unparsed=None))
+                rows[name] = _Row(r.id, None, None)
+            elif r.unparsed and r.unparsed != UNPARSED_BY:  # judged by another parser: read it again
                 rows[name] = _Row(r.id, None, None)
             else:
-                rows[name] = _Row(r.id, r.etag, r.last_modified)
+                rows[name] = _Row(r.id, r.etag, r.last_modified, bool(r.unparsed), r.last_error)
     return [rows[f.name] for f in feeds]
 
 
-def _record_polled(factory, unchanged: dict[int, float], failed: dict[int, str], now: datetime) -> None:
-    """Every 304 in one executemany (with how long it took), every error in another; a failed
-    fetch forgets nothing (only when it was tried and why it failed)."""
+def _record_polled(factory, unchanged: dict[int, float], failed: dict[int, dict], now: datetime) -> None:
+    """Every 304 in one executemany (with how long it took), every error in others; a failed
+    fetch forgets nothing (only when it was tried and why it failed) but the validators of a body
+    it could not read, kept with it or given up for a newer error. engine/quiet.py records its
+    304s with the same statements (tests/test_quiet.py compares the rows)."""
     if not unchanged and not failed:
         return
     with transaction(factory) as s:
@@ -267,9 +293,12 @@ def _record_polled(factory, unchanged: dict[int, float], failed: dict[int, str],
             s.execute(update(Feed), [{"id": feed_id, "last_polled_at": now, "last_ok_at": now, "last_error": None,
                                       "failing": 0, "last_fetch_seconds": seconds}
                                      for feed_id, seconds in unchanged.items()])
+        by_columns: dict[tuple, list[dict]] = {}  # executemany wants one set of columns per statement
+        for feed_id, values in failed.items():
+            by_columns.setdefault(tuple(sorted(values)), []).append({"id": feed_id, "last_polled_at": now, **values})
+        for batch in by_columns.values():
+            s.execute(update(Feed), batch)
         if failed:
-            s.execute(update(Feed), [{"id": feed_id, "last_polled_at": now, "last_error": error}
-                                     for feed_id, error in failed.items()])
             for chunk in _chunks(list(failed)):  # failed polls in a row, for alerts
                 s.execute(update(Feed).where(Feed.id.in_(chunk)).values(failing=Feed.failing + 1))
 
@@ -283,7 +312,7 @@ def _record_changed(factory, feed_id: int, feed_cfg: FeedSettings, outcome: _Fet
         for warning in parsed.warnings:  # the run summary counts them; -v (and worker logs) say what
             log.info("feed %s: %s", feed_cfg.name, warning)
         s.execute(update(Feed).where(Feed.id == feed_id).values(
-            etag=fetched.etag, last_modified=fetched.last_modified, final_url=fetched.final_url,
+            etag=fetched.etag, last_modified=fetched.last_modified, unparsed=None, final_url=fetched.final_url,
             title=parsed.title, polls=Feed.polls + 1, last_polled_at=now, last_ok_at=now, last_error=None,
             failing=0, last_fetch_seconds=outcome.seconds))
     return result

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,10 +57,37 @@ _SLOT_EPOCH = datetime(2000, 1, 3)  # a Monday at local midnight: weekly slots s
 
 def slot_subject(channel: Channel, settings: Settings, now: datetime) -> str:
     """The subject of the re-share slot holding NOW: ``reshare:2026-03-10T00:00`` (local time)."""
+    return f"{SUBJECT_PREFIX}{_slot_start(channel, settings, now):%Y-%m-%dT%H:%M}"
+
+
+def _slot_start(channel: Channel, settings: Settings, now: datetime) -> datetime:
+    """The local wall-clock start (naive) of the re-share slot holding NOW."""
     every = channel.reshare.every
     local = now.astimezone(settings.site.tz).replace(tzinfo=None)
-    start = _SLOT_EPOCH + ((local - _SLOT_EPOCH) // every) * every
-    return f"{SUBJECT_PREFIX}{start:%Y-%m-%dT%H:%M}"
+    return _SLOT_EPOCH + ((local - _SLOT_EPOCH) // every) * every
+
+
+# A slot's end is a local wall-clock time: its UTC instant may move by a DST shift (an hour; 30
+# minutes on Lord Howe). The quiet run stops this long before it, which covers any shift.
+_DST_MARGIN = timedelta(hours=2)
+
+
+def next_work_at(s: Session, settings: Settings, now: datetime) -> datetime | None:
+    """When ``plan_reshares`` next has something to do (the quiet run, engine/quiet.py): NOW while
+    a re-share channel's slot has no re-share yet (a candidate may come of age, the window may
+    open: it is looked at every pass), else a margin before the soonest next slot; None without
+    re-share channels."""
+    soonest = None
+    for name, channel in settings.enabled_channels().items():
+        if channel.reshare is None or channel.kind not in SOCIAL_KINDS:
+            continue
+        subject = slot_subject(channel, settings, now)
+        if not s.scalar(select(Delivery.id).where(Delivery.subject == subject, Delivery.channel == name)):
+            return now
+        local_end = _slot_start(channel, settings, now) + channel.reshare.every
+        end = local_end.replace(tzinfo=settings.site.tz).astimezone(UTC) - _DST_MARGIN
+        soonest = end if soonest is None else min(soonest, end)
+    return soonest if soonest is None else max(soonest, now)
 
 
 def plan_reshares(factory: sessionmaker[Session], settings: Settings, now: datetime) -> list[int]:

@@ -6,15 +6,18 @@ It runs the very same poll, planner, dispatcher and delivery code as the Celery 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from syndicate.engine import digest, quiet, reshare
 from syndicate.engine.alerts import send_alerts
 from syndicate.engine.deliver import Outcome, deliver
 from syndicate.engine.digest import plan_digests
@@ -25,7 +28,7 @@ from syndicate.engine.planner import PlanResult, plan_pending
 from syndicate.engine.poll import PollResult, poll_feeds
 from syndicate.engine.reshare import plan_reshares
 from syndicate.ledger.db import open_ledger, transaction
-from syndicate.ledger.models import utcnow
+from syndicate.ledger.models import QuietState, utcnow
 from syndicate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,15 +49,17 @@ def ledger(settings: Settings) -> sessionmaker[Session]:
 
 
 def run_once(settings: Settings, now: datetime | None = None,
-             progress: Callable[[str], None] | None = None, poll: bool = True) -> RunSummary:
-    """One pass: poll the feeds (unless not POLL), plan, reap, and deliver what is due."""
+             progress: Callable[[str], None] | None = None, poll: bool = True,
+             answered: dict | None = None) -> RunSummary:
+    """One pass: poll the feeds (unless not POLL), plan, reap, and deliver what is due.
+    ANSWERED: the 304s a quiet run got before handing over (engine/poll.py poll_feeds)."""
     now = now or utcnow()
     say = progress or (lambda _msg: None)
     factory = ledger(settings)
     summary = RunSummary(at=now)
     if settings.feeds and poll:
-        say(f"polling {len(settings.feeds)} feed(s), {settings.fetch.concurrency} at a time")
-        summary.polls = poll_feeds(factory, settings, settings.feeds, now)
+        say(polling_message(settings))
+        summary.polls = poll_feeds(factory, settings, settings.feeds, now, answered=answered)
     say("planning deliveries")
     summary.plan = plan_pending(factory, settings, now)
     plan_digests(factory, settings, now, into=summary.plan)
@@ -67,6 +72,61 @@ def run_once(settings: Settings, now: datetime | None = None,
         summary.paused = paused(s)
     _alert(factory, settings)
     return summary
+
+
+def polling_message(settings: Settings) -> str:
+    return f"polling {len(settings.feeds)} feed(s), {settings.fetch.concurrency} at a time"
+
+
+# The longest a recorded proof stands without a full pass (the quiet run, engine/quiet.py): a
+# day, whatever the schedules say, so a mistake in one can cost at most that.
+QUIET_AT_MOST = timedelta(days=1)
+
+
+def quiet_until(factory: sessionmaker[Session], settings: Settings, now: datetime) -> datetime:
+    """Until when ``run_once`` has no time-driven work: the next digest edition or re-share slot
+    (NOW while one is due and not planned), NOW with alerts on (what they tell changes with every
+    poll). What other processes write (posts, approvals, claims) is checked live by the quiet run
+    (quiet.PENDING_WORK), not foreseen here."""
+    if settings.alerts.enabled:
+        return now
+    until = now + QUIET_AT_MOST
+    with transaction(factory) as s:
+        for when in (digest.next_work_at(s, settings, now), reshare.next_work_at(s, settings, now)):
+            if when is not None:
+                until = min(until, when)
+    return until
+
+
+def remember_quiet(factory: sessionmaker[Session], settings: Settings, config: Path, raw: bytes, now: datetime,
+                   say_first: list[tuple[str, str, str]]) -> None:
+    """After a full ``run --once`` (its pass done): what the next one needs to run quietly
+    (engine/quiet.py), keyed by the fingerprint of the settings file (RAW, the bytes SETTINGS
+    were validated from), the code and the environment. SAY_FIRST: the (style, lead, text) lines
+    printed before the pass's summary."""
+    from syndicate.feeds.fetch import common_headers
+
+    env = list(dict.fromkeys([*quiet.ENV_ALWAYS, settings.web.secret_env, settings.web.old_secret_env,
+                              settings.store.encryption_key_env]))
+    fetch = settings.fetch
+    plan = {
+        "env": [name for name in env if name],
+        "feeds": [[f.name, settings.feed_location(f)] for f in settings.feeds],
+        "fetch": {"timeout": fetch.timeout.total_seconds(), "concurrency": fetch.concurrency,
+                  "per_host": fetch.per_host, "user_agent": fetch.user_agent},
+        "headers": common_headers(),
+        "say_first": [list(line) for line in say_first],
+        "progress": polling_message(settings),
+    }
+    row = {"fingerprint": quiet.fingerprint(config, raw, plan["env"]), "plan": json.dumps(plan),
+           "quiet_until": quiet_until(factory, settings, now), "recorded_at": utcnow()}
+    with transaction(factory) as s:
+        found = s.get(QuietState, 1)
+        if found is None:
+            s.add(QuietState(id=1, **row))
+        else:
+            for key, value in row.items():
+                setattr(found, key, value)
 
 
 def _alert(factory: sessionmaker[Session], settings: Settings) -> None:

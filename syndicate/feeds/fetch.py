@@ -89,6 +89,16 @@ def fetch(
 # --- HTTP -----------------------------------------------------------------------------------
 
 
+def common_headers() -> dict[str, str]:
+    """The headers of every feed request besides User-Agent and the validators, as requests sends
+    them (its defaults with our Accept): recorded for the quiet run (engine/quiet.py)."""
+    headers = dict(requests.utils.default_headers())
+    headers.pop("User-Agent", None)
+    headers["Accept"] = _ACCEPT
+    return headers
+
+
+
 @dataclass
 class _HttpFetch:
     """One fetch of one feed URL: its validators, its deadline, and the hops taken so far."""

@@ -3,7 +3,6 @@ loaded only when the schema is behind: a current ledger is checked with one quer
 
 from __future__ import annotations
 
-import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,9 +11,9 @@ from sqlalchemy import create_engine, event, exc, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.ledger import StoreError
+from syndicate.ledger import MIGRATIONS, StoreError, head_revision
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+__all__ = ["MIGRATIONS", "head_revision", "open_ledger", "transaction"]  # the first two: defined in ledger/__init__.py
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -76,24 +75,6 @@ def alembic_config(url: str):
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
-
-
-_REVISION = re.compile(r"^(down_)?revision\s*=\s*['\"]([^'\"]*)['\"]", re.M)
-
-
-def head_revision() -> str | None:
-    """The newest migration's revision id, read from the migration files' ``revision`` and
-    ``down_revision`` lines without loading Alembic (tests/test_ledger.py checks it against
-    Alembic's own answer). None if the files say something this cannot read."""
-    revisions, parents = set(), set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        found = dict((bool(down), value) for down, value in _REVISION.findall(path.read_text()))
-        if False not in found:
-            return None
-        revisions.add(found[False])
-        parents.add(found.get(True))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def _current(engine: Engine) -> bool:

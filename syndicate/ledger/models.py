@@ -71,6 +71,9 @@ class Feed(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     failing: Mapped[int] = mapped_column(Integer, default=0)  # failed polls in a row (migration 0010)
     last_fetch_seconds: Mapped[float | None]  # how long the last good fetch took (migration 0014; /metrics)
+    # Set: etag/last_modified are the validators of a body this parser version (the value) could
+    # not read, so a 304 means "the same unreadable body": last_error stands (engine/poll.py).
+    unparsed: Mapped[str | None] = mapped_column(String(40))  # migration 0015
 
 
 # What a post's planning state means: 'send' plans deliveries; 'hold' plans them held for a
@@ -429,3 +432,18 @@ class AlertSent(Base):
     kind: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(String(300))
     at: Mapped[datetime]
+
+
+class QuietState(Base):
+    """What the last full ``run --once`` proved (engine/quiet.py, migration 0015): one row, id 1.
+    FINGERPRINT covers the settings file, its path, the code and the environment variables the
+    pass reads; PLAN is the validated settings the quiet run needs (feeds, fetch, what to print);
+    until QUIET_UNTIL nothing time-driven (a digest edition, a re-share, alerts) is due."""
+
+    __tablename__ = "quiet_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[str] = mapped_column(Text)
+    quiet_until: Mapped[datetime]
+    recorded_at: Mapped[datetime]
