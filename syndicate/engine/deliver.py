@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
-from syndicate.engine import fresh
+from syndicate.engine import fresh, send_record
 from syndicate.engine.dispatch import Claim, release
 from syndicate.engine.pause import gate
 from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
@@ -93,13 +93,25 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         log.debug("adapter traceback for delivery %s", delivery_id, exc_info=True)
         return _failed(factory, settings, job, token,
                        OutcomeUnknown(f"adapter error: {type(exc).__name__}; see the worker's debug log"), actor)
-    with transaction(factory) as s:
-        ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="sent", actor=actor,
-                        provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
-                        lease_until=None, last_error=None, error_class=None, detail=result.ref)
-    if not ok:
+    if not _record_sent(factory, delivery_id, token, result, actor):
         _late_success(factory, delivery_id, result, actor)
     return Outcome(delivery_id, "sent", result.ref or "")
+
+
+def _postgresql(factory) -> bool:
+    return factory.kw["bind"].dialect.name == "postgresql"
+
+
+def _record_sent(factory, delivery_id: int, token: str, result, actor: str) -> bool:
+    """The provider's answer on the row this token is sending (False: the claim was lost). On
+    PostgreSQL one statement (engine/send_record.py), retried if the connection drops."""
+    if _postgresql(factory):
+        return (send_record.sent(factory, delivery_id, token, actor, utcnow(), result.ref, result.url)
+                or send_record.recorded(factory, delivery_id, token))
+    with transaction(factory) as s:
+        return transition(s, delivery_id, from_states=("sending",), token=token, to_state="sent", actor=actor,
+                          provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
+                          lease_until=None, last_error=None, error_class=None, detail=result.ref)
 
 
 def _render_now(factory, settings: Settings, job: Job, token: str, actor: str) -> tuple[Job, Outcome | None]:
@@ -148,7 +160,7 @@ def _settled_by_lookup(provider: providers.Provider, job: Job):
     return found
 
 
-NOTE_ACTION = "provider-note"
+NOTE_ACTION = send_record.NOTE_ACTION
 
 
 def _history(s: Session, delivery_id: int) -> tuple[datetime | None, int, dict[str, str]]:
@@ -237,6 +249,22 @@ _PAUSED = object()  # _start found the pause button pressed and handed the claim
 
 
 def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta):
+    """``claimed -> sending``, committed (durably) before the provider call: the Job to send, None
+    if the claim is not this token's, _PAUSED if sending is paused (the claim handed back)."""
+    if _postgresql(factory):
+        row = send_record.start(factory, delivery_id, token, actor, now, now + ttl)
+        if row is not None:
+            first_try = min(row.first_before, now) if row.first_before else now
+            notes = _parse_notes(send_record.notes(factory, delivery_id)) if row.notes else {}
+            return Job(delivery_id=delivery_id, key=row.key, channel=row.channel, kind=row.kind,
+                       payload=row.payload, post_url=row.post_url, token=token, attempt=row.starts_before + 1,
+                       first_attempt_at=first_try, notes=notes, note=_note_saver(factory, delivery_id, actor))
+        # Nothing moved: paused, or not this claim's. The transaction below tells which (and
+        # hands a paused claim back); a pause lifted meanwhile lets it start there.
+    return _start_in_session(factory, delivery_id, token, actor, now, ttl)
+
+
+def _start_in_session(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta):
     with transaction(factory) as s:
         durable(s)  # `sending` is committed before the provider call: it must survive a power loss
         if not gate(s):  # paused after this was claimed: nothing has gone out, so it waits, planned

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import cache
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.actions import SNIPPET_FIELDS, snippet_text, with_snippet
 from syndicate.engine.states import record, transition
-from syndicate.ledger.db import transaction
+from syndicate.ledger.db import retry_on_disconnect, single_statement, transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.model import PostData
 from syndicate.render.payloads import EDITED, build_payload
@@ -47,14 +48,10 @@ def before_send(factory: sessionmaker[Session], settings: Settings, delivery_id:
                 actor: str, http: requests.Session | None = None) -> str | None:
     """Run both checks on a claimed delivery. Returns ``"withdrawn"`` when it was cancelled
     (nothing to send), ``"refreshed"`` when it was rendered again, else None."""
-    with transaction(factory) as s:
-        row = s.get(Delivery, delivery_id)
-        if row is None or row.state != "claimed" or row.claim_token != token or row.post_id is None:
-            return None
-        post = s.get(Post, row.post_id)
-        if post is None:
-            return None
-        url, current, rendered = post.url, post.content_hash, row.rendered_hash
+    row = retry_on_disconnect(lambda: _claimed_post(factory, delivery_id))
+    if row is None or row.state != "claimed" or row.claim_token != token or row.url is None:
+        return None  # not this claim's any more, or no post behind it (a digest, a re-share)
+    url, current, rendered = row.url, row.content_hash, row.rendered_hash
     cfg = settings.content
     if cfg.withdraw_gone:
         status = page_status(url, settings, http)
@@ -70,6 +67,19 @@ def before_send(factory: sessionmaker[Session], settings: Settings, delivery_id:
     if cfg.refresh_at_send and rendered and current and rendered != current:
         return _refresh(factory, settings, delivery_id, token, actor)
     return None
+
+
+@cache
+def _claimed_post_statement():
+    return (select(Delivery.state, Delivery.claim_token, Delivery.rendered_hash, Post.url, Post.content_hash)
+            .outerjoin(Post, Post.id == Delivery.post_id).where(Delivery.id == bindparam("p_id")))
+
+
+def _claimed_post(factory, delivery_id: int):
+    """The delivery's claim and its post's page and hash, in one read (one round trip on
+    PostgreSQL: a single statement needs no transaction of its own)."""
+    with single_statement(factory) as conn:
+        return conn.execute(_claimed_post_statement(), {"p_id": delivery_id}).first()
 
 
 # Names reserved never to resolve (RFC 2606, 6761): a demo or test site is not asked.
