@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -32,6 +33,7 @@ from syndicate.providers.base import (
     ProviderError,
     RateLimited,
     Retryable,
+    SendResult,
     Unresolved,
 )
 from syndicate.settings import Settings
@@ -56,29 +58,93 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
     handed back with a later due time instead of waiting in the worker. CHANNEL (the claim's,
     when the caller knows it) saves reading the row before pacing; the start is fenced anyway.
     """
+    return _deliver(factory, settings, delivery_id, token, actor=actor, now=now, ttl=ttl,
+                    provider_cache=provider_cache, limiter=limiter, channel=channel)[0]
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A provider's acceptance whose `sent` record is still to be written (``deliver_chunk``)."""
+    delivery_id: int
+    token: str
+    result: SendResult
+
+
+def deliver_chunk(factory: sessionmaker[Session], settings: Settings, claims: list[tuple[int, str, str | None]], *,
+                  actor: str = "worker", limiter=None, budget: float | None = None,
+                  provider_cache: dict | None = None) -> list[Outcome]:
+    """CLAIMS ([delivery_id, token, channel]) sent one after another, each as ``deliver`` sends it.
+    On PostgreSQL a delivery's `sent` record is written in the statement that starts the next
+    one (one commit a delivery, not two): still after its own provider's answer, and committed
+    before the next call; a crash in between leaves it ``sending`` for the reaper to judge, as a
+    crash between an answer and its record always did. Once BUDGET seconds are used, the claims
+    not started are given back (planned again: no call was made for them)."""
+    limiter = limiter or limiter_for(settings, shared=False)
+    chain = _postgresql(factory)
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    answered = None
+    try:
+        for n, (delivery_id, token, channel) in enumerate(claims):
+            if n and budget is not None and time.monotonic() - started >= budget:
+                _settle(factory, answered, actor)
+                answered = None
+                for rest_id, rest_token, rest_channel in claims[n:]:
+                    release(factory, Claim(rest_id, rest_token, rest_channel), actor,
+                            detail="released: its message's time ran out before it started")
+                break
+            outcome, answered = _deliver(factory, settings, delivery_id, token, actor=actor, limiter=limiter,
+                                         channel=channel, provider_cache=provider_cache, before=answered,
+                                         hold=chain)
+            outcomes.append(outcome)
+    finally:  # the last success (or one before an error) is recorded here
+        _settle(factory, answered, actor)
+    return outcomes
+
+
+def _settle(factory, answered: Answered | None, actor: str) -> None:
+    """ANSWERED's `sent` record, now (nothing when None)."""
+    if answered is not None and not _record_sent(factory, answered.delivery_id, answered.token,
+                                                 answered.result, actor):
+        _late_success(factory, answered.delivery_id, answered.result, actor)
+
+
+def _deliver(factory, settings: Settings, delivery_id: int, token: str, *, actor: str, now: datetime | None = None,
+             ttl: timedelta | None = None, provider_cache: dict | None = None, limiter=None,
+             channel: str | None = None, before: Answered | None = None,
+             hold: bool = False) -> tuple[Outcome, Answered | None]:
+    """``deliver``, with BEFORE (an earlier success not yet recorded) recorded first or in this
+    delivery's start, and with HOLD this delivery's success returned unrecorded for the caller
+    to record (the Answered), instead of recorded here."""
     now = now or utcnow()
     ttl = ttl or settings.run.claim_ttl
     limiter = limiter or limiter_for(settings, shared=False)
+
+    def stop(outcome: Outcome) -> tuple[Outcome, None]:
+        _settle(factory, before, actor)  # no start to carry it: recorded on its own
+        return outcome, None
+
     wait = _rate_wait(factory, settings, delivery_id, token, limiter, channel)
     if wait is None:
-        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
+        return stop(Outcome(delivery_id, "skipped", "not claimed by this token (already handled)"))
     if wait > 0:
+        _settle(factory, before, actor)
         release(factory, Claim(delivery_id, token), actor, due=now + timedelta(seconds=wait),
                 detail=f"rate limit: waits {wait:.0f}s")
-        return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s")
+        return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s"), None
     # Content current at send time (engine/fresh.py): a post taken down is withdrawn, one edited
     # on the blog since planning is rendered again; still claimed, before `sending` is committed.
     if fresh.before_send(factory, settings, delivery_id, token, actor) == fresh.WITHDRAWN:
-        return Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone")
-    job = _start(factory, delivery_id, token, actor, now, ttl)
+        return stop(Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone"))
+    job = _start(factory, delivery_id, token, actor, now, ttl, before)
     if job is _PAUSED:
-        return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again")
+        return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again"), None
     if job is None:
-        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
+        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)"), None
     if not job.payload:  # its render failed, and a person asked to send it again: render it now
         job, stopped = _render_now(factory, settings, job, token, actor)
         if stopped is not None:
-            return stopped
+            return stopped, None
     try:
         provider = _provider(settings, job, provider_cache)
         result = _settled_by_lookup(provider, job) or provider.send(job)
@@ -86,16 +152,19 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         outcome = _failed(factory, settings, job, token, exc, actor)  # the ledger first, always
         if isinstance(exc, RateLimited) and exc.reset_at is not None:
             _block(limiter, _account(settings, job.channel), exc.reset_at)
-        return outcome
+        return outcome, None
     except Exception as exc:  # a bug in an adapter: we cannot know whether the call went out
         # Only the exception's type reaches the ledger and the log: its text may quote a header.
         log.error("provider crashed on delivery %s (%s)", delivery_id, type(exc).__name__)
         log.debug("adapter traceback for delivery %s", delivery_id, exc_info=True)
         return _failed(factory, settings, job, token,
-                       OutcomeUnknown(f"adapter error: {type(exc).__name__}; see the worker's debug log"), actor)
-    if not _record_sent(factory, delivery_id, token, result, actor):
-        _late_success(factory, delivery_id, result, actor)
-    return Outcome(delivery_id, "sent", result.ref or "")
+                       OutcomeUnknown(f"adapter error: {type(exc).__name__}; see the worker's debug log"),
+                       actor), None
+    outcome = Outcome(delivery_id, "sent", result.ref or "")
+    if hold:
+        return outcome, Answered(delivery_id, token, result)
+    _settle(factory, Answered(delivery_id, token, result), actor)
+    return outcome, None
 
 
 def _postgresql(factory) -> bool:
@@ -248,11 +317,18 @@ def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limite
 _PAUSED = object()  # _start found the pause button pressed and handed the claim back
 
 
-def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta):
+def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta,
+           before: Answered | None = None):
     """``claimed -> sending``, committed (durably) before the provider call: the Job to send, None
-    if the claim is not this token's, _PAUSED if sending is paused (the claim handed back)."""
+    if the claim is not this token's, _PAUSED if sending is paused (the claim handed back).
+    BEFORE's `sent` record is written first, or (PostgreSQL) in the same statement."""
     if _postgresql(factory):
-        row = send_record.start(factory, delivery_id, token, actor, now, now + ttl)
+        if before is None:
+            row = send_record.start(factory, delivery_id, token, actor, now, now + ttl)
+        else:
+            ok, row = send_record.sent_then_start(factory, before, delivery_id, token, actor, now, now + ttl)
+            if not ok and not send_record.recorded(factory, before.delivery_id, before.token):
+                _late_success(factory, before.delivery_id, before.result, actor)
         if row is not None:
             first_try = min(row.first_before, now) if row.first_before else now
             notes = _parse_notes(send_record.notes(factory, delivery_id)) if row.notes else {}
@@ -261,6 +337,8 @@ def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl
                        first_attempt_at=first_try, notes=notes, note=_note_saver(factory, delivery_id, actor))
         # Nothing moved: paused, or not this claim's. The transaction below tells which (and
         # hands a paused claim back); a pause lifted meanwhile lets it start there.
+    else:
+        _settle(factory, before, actor)
     return _start_in_session(factory, delivery_id, token, actor, now, ttl)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import String, bindparam, exists, func, insert, literal_column, select, update
+from sqlalchemy import String, bindparam, exists, func, insert, literal_column, select, true, update
 from sqlalchemy.engine import Row
 
 from syndicate.engine.pause import SWITCH_ID
@@ -33,72 +33,130 @@ def _now():
     return bindparam("p_now", type_=Delivery.updated_at.type)
 
 
-def _event_columns(moved, action: str, detail=None):
-    """The audit event of MOVED's row: the move from the one state it may leave."""
-    return select(moved.c.id, bindparam("p_now", type_=Event.at.type), bindparam("p_actor", type_=String),
-                  literal_column(f"'{action}'"), literal_column(f"'{_FROM[action]}'"),
-                  literal_column(f"'{action}'"), detail if detail is not None else literal_column("NULL"))
-
-
 _FROM = {"sending": "claimed", "sent": "sending"}
 _EVENT = ["delivery_id", "at", "actor", "action", "from_state", "to_state", "detail"]
+
+
+def _event(moved, action: str, name: str, detail=None):
+    """MOVED's audit event (the move from the one state it may leave), as a CTE named NAME."""
+    columns = select(moved.c.id, bindparam("p_now", type_=Event.at.type), bindparam("p_actor", type_=String),
+                     literal_column(f"'{action}'"), literal_column(f"'{_FROM[action]}'"),
+                     literal_column(f"'{action}'"), detail if detail is not None else literal_column("NULL"))
+    return insert(Event).from_select(_EVENT, columns).cte(name)
+
+
+def _start_parts(p: str):
+    """The start's CTEs (parameters prefixed P): the moved row and its event, and the columns
+    the caller reads: the row, and what the audit trail held of earlier attempts."""
+    # The switch's shared lock is held until this statement commits: a pause waits for this
+    # start, or this start waits for the pause and sees it (engine/pause.py), as in a transaction.
+    gate = select(PauseSwitch.paused).where(PauseSwitch.id == SWITCH_ID).with_for_update(read=True).cte("gate")
+    moved = (update(Delivery)
+             .where(Delivery.id == bindparam(f"{p}id"), Delivery.state == "claimed",
+                    Delivery.claim_token == bindparam(f"{p}token"),
+                    ~exists(select(gate.c.paused).where(gate.c.paused)))
+             .values(state="sending", attempts=Delivery.attempts + 1,
+                     lease_until=bindparam(f"{p}lease", type_=Delivery.lease_until.type), updated_at=_now())
+             .returning(Delivery.id, Delivery.key, Delivery.channel, Delivery.kind, Delivery.payload,
+                        Delivery.post_url)
+             .cte(f"{p}moved"))
+    # The audit trail as it was before this start (a statement's parts share one snapshot: the
+    # event inserted with it is not among them). Counted from the trail, not ``attempts`` (a
+    # person's retry may reset that): any earlier start means an earlier call may have reached
+    # the provider.
+    earlier = (Event.delivery_id == moved.c.id, Event.to_state == "sending")
+    columns = (moved.c.key, moved.c.channel, moved.c.kind, moved.c.payload, moved.c.post_url,
+               select(func.count()).where(*earlier).scalar_subquery().label("starts_before"),
+               select(func.min(Event.at)).where(*earlier).scalar_subquery().label("first_before"),
+               select(func.count()).where(Event.delivery_id == moved.c.id, Event.action == NOTE_ACTION)
+               .scalar_subquery().label("notes"))
+    return moved, _event(moved, "sending", f"{p}event"), columns
+
+
+def _sent_parts(p: str):
+    """The `sent` record's CTEs (parameters prefixed P): the moved row and its event."""
+    ref = bindparam(f"{p}ref", type_=Delivery.provider_ref.type)
+    moved = (update(Delivery)
+             .where(Delivery.id == bindparam(f"{p}id"), Delivery.state == "sending",
+                    Delivery.claim_token == bindparam(f"{p}token"))
+             .values(state="sent", provider_ref=ref,
+                     provider_url=bindparam(f"{p}url", type_=Delivery.provider_url.type),
+                     sent_at=_now(), updated_at=_now(), lease_until=None, last_error=None, error_class=None)
+             .returning(Delivery.id)
+             .cte(f"{p}moved"))
+    return moved, _event(moved, "sent", f"{p}event", ref)
 
 
 @cache
 def _start_statement():
     """``WITH gate (the pause switch, FOR SHARE), moved (UPDATE ... RETURNING), event (INSERT ...
     SELECT FROM moved) SELECT`` the row and what the audit trail held of earlier attempts."""
-    # The switch's shared lock is held until this statement commits: a pause waits for this
-    # start, or this start waits for the pause and sees it (engine/pause.py), as in a transaction.
-    gate = select(PauseSwitch.paused).where(PauseSwitch.id == SWITCH_ID).with_for_update(read=True).cte("gate")
-    moved = (update(Delivery)
-             .where(Delivery.id == bindparam("p_id"), Delivery.state == "claimed",
-                    Delivery.claim_token == bindparam("p_token"), ~exists(select(gate.c.paused).where(gate.c.paused)))
-             .values(state="sending", attempts=Delivery.attempts + 1,
-                     lease_until=bindparam("p_lease", type_=Delivery.lease_until.type), updated_at=_now())
-             .returning(Delivery.id, Delivery.key, Delivery.channel, Delivery.kind, Delivery.payload,
-                        Delivery.post_url)
-             .cte("moved"))
-    event = insert(Event).from_select(_EVENT, _event_columns(moved, "sending")).cte("event")
-    # The audit trail as it was before this start (a statement's parts share one snapshot: the
-    # event inserted above is not among them). Counted from the trail, not ``attempts`` (a
-    # person's retry may reset that): any earlier start means an earlier call may have reached
-    # the provider.
-    earlier = (Event.delivery_id == moved.c.id, Event.to_state == "sending")
-    return (select(moved.c.key, moved.c.channel, moved.c.kind, moved.c.payload, moved.c.post_url,
-                   select(func.count()).where(*earlier).scalar_subquery().label("starts_before"),
-                   select(func.min(Event.at)).where(*earlier).scalar_subquery().label("first_before"),
-                   select(func.count()).where(Event.delivery_id == moved.c.id, Event.action == NOTE_ACTION)
-                   .scalar_subquery().label("notes"))
-            .add_cte(event))
+    _, event, columns = _start_parts("s_")
+    return select(*columns).add_cte(event)
 
 
 @cache
 def _sent_statement():
-    """``WITH moved (UPDATE ... RETURNING) INSERT INTO events SELECT ... FROM moved RETURNING``."""
-    ref = bindparam("p_ref", type_=Delivery.provider_ref.type)
-    moved = (update(Delivery)
-             .where(Delivery.id == bindparam("p_id"), Delivery.state == "sending",
-                    Delivery.claim_token == bindparam("p_token"))
-             .values(state="sent", provider_ref=ref, provider_url=bindparam("p_url", type_=Delivery.provider_url.type),
-                     sent_at=_now(), updated_at=_now(), lease_until=None, last_error=None, error_class=None)
-             .returning(Delivery.id)
-             .cte("moved"))
-    return insert(Event).from_select(_EVENT, _event_columns(moved, "sent", ref)).returning(Event.delivery_id)
+    """``WITH moved (UPDATE ... RETURNING), event (INSERT ... SELECT FROM moved) SELECT count(*)
+    FROM moved``: 1 if recorded."""
+    moved, event = _sent_parts("r_")
+    return select(func.count()).select_from(moved).add_cte(event)
+
+
+@cache
+def _sent_then_start_statement():
+    """Both of the above in one statement: one delivery's `sent` record and the next one's
+    start (a chunk of claims, ``deliver_chunk``); a row with the first's count, and the second's
+    columns (NULL when it did not start)."""
+    recorded_moved, recorded_event = _sent_parts("r_")
+    start_moved, start_event, columns = _start_parts("s_")
+    done = select(func.count().label("recorded")).select_from(recorded_moved).subquery("done")
+    return (select(done.c.recorded, *columns).select_from(done.outerjoin(start_moved, true()))
+            .add_cte(recorded_event, start_event))
+
+
+def _run(factory, statement, params: dict):
+    def once():
+        with single_statement(factory) as conn:
+            return conn.execute(statement, params).first()
+    # Retried on a dropped connection: a first try that did commit before the error makes the
+    # retry find nothing to move (a start: None, the caller sends nothing and the reaper judges
+    # the row; a record: 0, which ``recorded`` tells from a lost claim). Never the provider call.
+    return retry_on_disconnect(once)
+
+
+def _start_params(delivery_id: int, token: str, lease_until: datetime) -> dict:
+    return {"s_id": delivery_id, "s_token": token, "s_lease": lease_until}
+
+
+def _sent_params(delivery_id: int, token: str, ref: str | None, url: str | None) -> dict:
+    return {"r_id": delivery_id, "r_token": token, "r_ref": ref, "r_url": url}
 
 
 def start(factory, delivery_id: int, token: str, actor: str, now: datetime, lease_until: datetime) -> Row | None:
     """Move the claimed delivery to ``sending`` and record it, committed before this returns; the
     row (key, channel, kind, payload, post_url, starts_before, first_before, notes), or None when
     nothing moved (paused, or the claim is not this token's)."""
-    params = {"p_id": delivery_id, "p_token": token, "p_actor": actor, "p_now": now, "p_lease": lease_until}
+    return _run(factory, _start_statement(),
+                {"p_actor": actor, "p_now": now, **_start_params(delivery_id, token, lease_until)})
 
-    def once():
-        with single_statement(factory) as conn:
-            return conn.execute(_start_statement(), params).first()
-    # A dropped connection: a start that did commit before the error makes the retry find the row
-    # no longer claimed (None: the caller then sends nothing, and the reaper judges the row).
-    return retry_on_disconnect(once)
+
+def sent(factory, delivery_id: int, token: str, actor: str, now: datetime, ref: str | None,
+         url: str | None) -> bool:
+    """Record the provider's answer on the delivery this token is sending; False if it is not
+    (any more, or already: see ``recorded``)."""
+    return _run(factory, _sent_statement(),
+                {"p_actor": actor, "p_now": now, **_sent_params(delivery_id, token, ref, url)})[0] == 1
+
+
+def sent_then_start(factory, answered, delivery_id: int, token: str, actor: str, now: datetime,
+                    lease_until: datetime) -> tuple[bool, Row | None]:
+    """ANSWERED's `sent` record (deliver.Answered) and this delivery's start, one statement:
+    (whether the record was made, the started row as ``start`` gives it or None)."""
+    row = _run(factory, _sent_then_start_statement(),
+               {"p_actor": actor, "p_now": now, **_start_params(delivery_id, token, lease_until),
+                **_sent_params(answered.delivery_id, answered.token, answered.result.ref, answered.result.url)})
+    return row.recorded == 1, (row if row.key is not None else None)
 
 
 def notes(factory, delivery_id: int) -> list[str | None]:
@@ -106,20 +164,6 @@ def notes(factory, delivery_id: int) -> list[str | None]:
     with single_statement(factory) as conn:
         return list(conn.scalars(select(Event.detail).where(Event.delivery_id == delivery_id,
                                                             Event.action == NOTE_ACTION).order_by(Event.id)))
-
-
-def sent(factory, delivery_id: int, token: str, actor: str, now: datetime, ref: str | None,
-         url: str | None) -> bool:
-    """Record the provider's answer on the delivery this token is sending; False if it is not
-    (any more, or already: see ``recorded``)."""
-    params = {"p_id": delivery_id, "p_token": token, "p_actor": actor, "p_now": now, "p_ref": ref, "p_url": url}
-
-    def once():
-        with single_statement(factory) as conn:
-            return conn.execute(_sent_statement(), params).first() is not None
-    # Retried (the record, never the call): a first try that committed before the connection
-    # dropped makes the retry find nothing to change, which ``recorded`` tells from a lost claim.
-    return retry_on_disconnect(once)
 
 
 def recorded(factory, delivery_id: int, token: str) -> bool:
