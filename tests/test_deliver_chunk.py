@@ -58,7 +58,7 @@ def test_each_record_is_committed_before_the_next_call(store_url, make_settings,
         assert [states[i] for i in ids[:n]] == ["sent"] * n  # every earlier one recorded
         assert states[ids[n]] == "sending"  # this one committed before its call
         assert all(states[i] == "claimed" for i in ids[n + 1:])
-    for delivery_id, outcome in zip(ids, outcomes):
+    for delivery_id, outcome in zip(ids, outcomes, strict=True):
         actions = _trail(factory, delivery_id)
         assert [a for a, _ in actions] == ["claimed", "sending", "sent"]
         assert actions[-1][1] == outcome.detail  # the provider's reference, as deliver() records it
