@@ -86,3 +86,16 @@ def test_a_dropped_connection_after_the_answer_retries_the_record_not_the_call(s
                                                    Event.to_state == "sent")) == 1
     assert json.loads((settings.outbox_dir / "x" / f"{claim.delivery_id}.json").read_text())["delivery_id"] \
         == claim.delivery_id
+
+
+@ON_POSTGRESQL
+def test_a_connection_idle_past_the_ping_threshold_is_checked_before_use(store_url, monkeypatch):
+    from syndicate.ledger import db
+
+    factory = open_ledger(store_url)
+    with transaction(factory) as s:  # a pooled connection, then cut while idle in the pool
+        s.scalar(select(func.count()).select_from(Delivery))
+    assert _drop_connections(store_url) >= 1
+    monkeypatch.setattr(db, "PING_AFTER", 0.0)  # it has been idle "long enough"
+    with transaction(factory) as s:  # not retried by anyone: the ping found it dead, a fresh one came
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 0

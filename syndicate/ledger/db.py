@@ -68,6 +68,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "checkin", _sqlite_ordinary_again)
         return engine
     engine = create_engine(url, pool_size=5, max_overflow=5)
+    event.listen(engine.pool, "connect", _idle_since)  # a new connection needs no ping either
     event.listen(engine.pool, "checkin", _idle_since)
     event.listen(engine.pool, "checkout", _ping_if_idle)
     return engine
