@@ -80,6 +80,9 @@ def deliver_chunk(factory: sessionmaker[Session], settings: Settings, claims: li
     crash between an answer and its record always did. Once BUDGET seconds are used, the claims
     not started are given back (planned again: no call was made for them)."""
     limiter = limiter or limiter_for(settings, shared=False)
+    # One provider object per channel for the chunk: a provider's HTTP session (its open
+    # connection) serves the chunk's sends instead of one connection each.
+    provider_cache = {} if provider_cache is None else provider_cache
     chain = _postgresql(factory)
     started = time.monotonic()
     outcomes: list[Outcome] = []
