@@ -87,6 +87,9 @@ def deliver_chunk(factory: sessionmaker[Session], settings: Settings, claims: li
     started = time.monotonic()
     outcomes: list[Outcome] = []
     answered = None
+    # The pre-send checks' rows for the whole chunk in one read; each start then requires its
+    # post's content unchanged since (else it is checked again), so nothing is sent unchecked.
+    checked = fresh.claimed_posts(factory, [claim[0] for claim in claims]) if chain else {}
     try:
         for n, (delivery_id, token, channel) in enumerate(claims):
             if n and budget is not None and time.monotonic() - started >= budget:
@@ -98,7 +101,7 @@ def deliver_chunk(factory: sessionmaker[Session], settings: Settings, claims: li
                 break
             outcome, answered = _deliver(factory, settings, delivery_id, token, actor=actor, limiter=limiter,
                                          channel=channel, provider_cache=provider_cache, before=answered,
-                                         hold=chain)
+                                         hold=chain, checked=checked.get(delivery_id))
             outcomes.append(outcome)
     finally:  # the last success (or one before an error) is recorded here
         _settle(factory, answered, actor)
@@ -114,11 +117,12 @@ def _settle(factory, answered: Answered | None, actor: str) -> None:
 
 def _deliver(factory, settings: Settings, delivery_id: int, token: str, *, actor: str, now: datetime | None = None,
              ttl: timedelta | None = None, provider_cache: dict | None = None, limiter=None,
-             channel: str | None = None, before: Answered | None = None,
-             hold: bool = False) -> tuple[Outcome, Answered | None]:
+             channel: str | None = None, before: Answered | None = None, hold: bool = False,
+             checked=None) -> tuple[Outcome, Answered | None]:
     """``deliver``, with BEFORE (an earlier success not yet recorded) recorded first or in this
     delivery's start, and with HOLD this delivery's success returned unrecorded for the caller
-    to record (the Answered), instead of recorded here."""
+    to record (the Answered), instead of recorded here. CHECKED: the delivery's row for the
+    pre-send checks, read by the caller (``fresh.claimed_posts``)."""
     now = now or utcnow()
     ttl = ttl or settings.run.claim_ttl
     limiter = limiter or limiter_for(settings, shared=False)
@@ -137,9 +141,14 @@ def _deliver(factory, settings: Settings, delivery_id: int, token: str, *, actor
         return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s"), None
     # Content current at send time (engine/fresh.py): a post taken down is withdrawn, one edited
     # on the blog since planning is rendered again; still claimed, before `sending` is committed.
-    if fresh.before_send(factory, settings, delivery_id, token, actor) == fresh.WITHDRAWN:
+    verdict, seen = fresh.check(factory, settings, delivery_id, token, actor, row=checked)
+    if verdict == fresh.WITHDRAWN:
         return stop(Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone"))
-    job = _start(factory, delivery_id, token, actor, now, ttl, before)
+    job = _start(factory, delivery_id, token, actor, now, ttl, before, seen)
+    if job is _CHANGED:  # the post changed after it was checked: check again, then start
+        if fresh.check(factory, settings, delivery_id, token, actor)[0] == fresh.WITHDRAWN:
+            return Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone"), None
+        job = _start_in_session(factory, delivery_id, token, actor, now, ttl)
     if job is _PAUSED:
         return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again"), None
     if job is None:
@@ -320,16 +329,21 @@ def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limite
 _PAUSED = object()  # _start found the pause button pressed and handed the claim back
 
 
+_CHANGED = object()  # _start found the post changed since its pre-send check: nothing moved
+
+
 def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta,
-           before: Answered | None = None):
+           before: Answered | None = None, seen: str | None = None):
     """``claimed -> sending``, committed (durably) before the provider call: the Job to send, None
-    if the claim is not this token's, _PAUSED if sending is paused (the claim handed back).
-    BEFORE's `sent` record is written first, or (PostgreSQL) in the same statement."""
+    if the claim is not this token's, _PAUSED if sending is paused (the claim handed back),
+    _CHANGED if (PostgreSQL) SEEN, the content hash the pre-send check went by, may no longer
+    be the post's. BEFORE's `sent` record is written first, or (PostgreSQL) in the same statement."""
     if _postgresql(factory):
         if before is None:
-            row = send_record.start(factory, delivery_id, token, actor, now, now + ttl)
+            row = send_record.start(factory, delivery_id, token, actor, now, now + ttl, seen)
         else:
-            ok, row = send_record.sent_then_start(factory, before, delivery_id, token, actor, now, now + ttl)
+            ok, row = send_record.sent_then_start(factory, before, delivery_id, token, actor, now, now + ttl,
+                                                  seen)
             if not ok and not send_record.recorded(factory, before.delivery_id, before.token):
                 _late_success(factory, before.delivery_id, before.result, actor)
         if row is not None:
@@ -338,8 +352,11 @@ def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl
             return Job(delivery_id=delivery_id, key=row.key, channel=row.channel, kind=row.kind,
                        payload=row.payload, post_url=row.post_url, token=token, attempt=row.starts_before + 1,
                        first_attempt_at=first_try, notes=notes, note=_note_saver(factory, delivery_id, actor))
-        # Nothing moved: paused, or not this claim's. The transaction below tells which (and
-        # hands a paused claim back); a pause lifted meanwhile lets it start there.
+        # Nothing moved: paused, not this claim's, or the post changed since its check. The
+        # transaction below tells which (and hands a paused claim back); a pause lifted meanwhile
+        # lets it start there, after the post is checked again.
+        if seen is not None:
+            return _CHANGED
     else:
         _settle(factory, before, actor)
     return _start_in_session(factory, delivery_id, token, actor, now, ttl)

@@ -19,12 +19,12 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import String, bindparam, exists, func, insert, literal_column, select, true, update
+from sqlalchemy import String, bindparam, exists, func, insert, literal_column, or_, select, true, update
 from sqlalchemy.engine import Row
 
 from syndicate.engine.pause import SWITCH_ID
 from syndicate.ledger.db import retry_on_disconnect, single_statement
-from syndicate.ledger.models import Delivery, Event, PauseSwitch
+from syndicate.ledger.models import Delivery, Event, PauseSwitch, Post
 
 NOTE_ACTION = "provider-note"  # Job.remember's audit entries (engine/deliver.py)
 
@@ -51,9 +51,14 @@ def _start_parts(p: str):
     # The switch's shared lock is held until this statement commits: a pause waits for this
     # start, or this start waits for the pause and sees it (engine/pause.py), as in a transaction.
     gate = select(PauseSwitch.paused).where(PauseSwitch.id == SWITCH_ID).with_for_update(read=True).cte("gate")
+    # What engine/fresh.py checked is what is sent: the post's content hash it went by (none:
+    # nothing was checked) must still be the post's, else nothing moves and the caller checks again.
+    seen = bindparam(f"{p}hash", type_=Post.content_hash.type)
+    unchanged = or_(seen.is_(None), exists(select(Post.id).where(Post.id == Delivery.post_id,
+                                                                 Post.content_hash == seen)))
     moved = (update(Delivery)
              .where(Delivery.id == bindparam(f"{p}id"), Delivery.state == "claimed",
-                    Delivery.claim_token == bindparam(f"{p}token"),
+                    Delivery.claim_token == bindparam(f"{p}token"), unchanged,
                     ~exists(select(gate.c.paused).where(gate.c.paused)))
              .values(state="sending", attempts=Delivery.attempts + 1,
                      lease_until=bindparam(f"{p}lease", type_=Delivery.lease_until.type), updated_at=_now())
@@ -125,20 +130,22 @@ def _run(factory, statement, params: dict):
     return retry_on_disconnect(once)
 
 
-def _start_params(delivery_id: int, token: str, lease_until: datetime) -> dict:
-    return {"s_id": delivery_id, "s_token": token, "s_lease": lease_until}
+def _start_params(delivery_id: int, token: str, lease_until: datetime, seen: str | None) -> dict:
+    return {"s_id": delivery_id, "s_token": token, "s_lease": lease_until, "s_hash": seen}
 
 
 def _sent_params(delivery_id: int, token: str, ref: str | None, url: str | None) -> dict:
     return {"r_id": delivery_id, "r_token": token, "r_ref": ref, "r_url": url}
 
 
-def start(factory, delivery_id: int, token: str, actor: str, now: datetime, lease_until: datetime) -> Row | None:
+def start(factory, delivery_id: int, token: str, actor: str, now: datetime, lease_until: datetime,
+          seen: str | None = None) -> Row | None:
     """Move the claimed delivery to ``sending`` and record it, committed before this returns; the
     row (key, channel, kind, payload, post_url, starts_before, first_before, notes), or None when
-    nothing moved (paused, or the claim is not this token's)."""
+    nothing moved (paused, the claim is not this token's, or its post's content hash is no longer
+    SEEN)."""
     return _run(factory, _start_statement(),
-                {"p_actor": actor, "p_now": now, **_start_params(delivery_id, token, lease_until)})
+                {"p_actor": actor, "p_now": now, **_start_params(delivery_id, token, lease_until, seen)})
 
 
 def sent(factory, delivery_id: int, token: str, actor: str, now: datetime, ref: str | None,
@@ -150,11 +157,11 @@ def sent(factory, delivery_id: int, token: str, actor: str, now: datetime, ref: 
 
 
 def sent_then_start(factory, answered, delivery_id: int, token: str, actor: str, now: datetime,
-                    lease_until: datetime) -> tuple[bool, Row | None]:
+                    lease_until: datetime, seen: str | None = None) -> tuple[bool, Row | None]:
     """ANSWERED's `sent` record (deliver.Answered) and this delivery's start, one statement:
     (whether the record was made, the started row as ``start`` gives it or None)."""
     row = _run(factory, _sent_then_start_statement(),
-               {"p_actor": actor, "p_now": now, **_start_params(delivery_id, token, lease_until),
+               {"p_actor": actor, "p_now": now, **_start_params(delivery_id, token, lease_until, seen),
                 **_sent_params(answered.delivery_id, answered.token, answered.result.ref, answered.result.url)})
     return row.recorded == 1, (row if row.key is not None else None)
 
