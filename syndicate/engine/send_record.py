@@ -2,16 +2,17 @@
 
 A delivery's start (``claimed -> sending``) was a transaction of six round trips (BEGIN, the
 pause switch's lock, the compare-and-set, its audit event, the audit trail's earlier starts,
-COMMIT) and its success one of four; with the pool's ping per checkout, ~15 a delivery. Here
+COMMIT) and its success one of four; with the pool's ping per checkout, 13 a delivery with
+the read before them (bench/ledger_round_trips.py). Here
 each is one statement run in autocommit (``ledger.db.single_statement``): one round trip,
 committed durably before it returns, so ``sending`` is on disk before the provider call
 exactly as before. The statements are built once and reused (SQLAlchemy's compiled cache and
 psycopg's prepared statements then skip the rest).
 
 PostgreSQL only: SQLite cannot run an UPDATE inside a WITH, and it is local (a round trip costs
-nothing), so it keeps engine/deliver.py's transactions. Either statement finding nothing to
-change (paused, or not this claim's any more) sends the caller to that same slower path, which
-tells the cases apart.
+nothing), so it keeps engine/deliver.py's transactions. A start that moves nothing (paused,
+not this claim's any more, or its post changed since the pre-send check) sends the caller to
+that same slower path, which tells the cases apart.
 """
 
 from __future__ import annotations
