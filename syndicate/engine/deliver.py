@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -16,7 +17,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate import providers
-from syndicate.engine import fresh
+from syndicate.engine import fresh, send_record
 from syndicate.engine.dispatch import Claim, release
 from syndicate.engine.pause import gate
 from syndicate.engine.ratelimit import account_key, limiter_for, rate_for
@@ -32,6 +33,7 @@ from syndicate.providers.base import (
     ProviderError,
     RateLimited,
     Retryable,
+    SendResult,
     Unresolved,
 )
 from syndicate.settings import Settings
@@ -56,32 +58,110 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
     handed back with a later due time instead of waiting in the worker. CHANNEL (the claim's,
     when the caller knows it) saves reading the row before pacing; the start is fenced anyway.
     """
+    return _deliver(factory, settings, delivery_id, token, actor=actor, now=now, ttl=ttl,
+                    provider_cache=provider_cache, limiter=limiter, channel=channel)[0]
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A provider's acceptance whose `sent` record is still to be written (``deliver_chunk``)."""
+    delivery_id: int
+    token: str
+    result: SendResult
+
+
+def deliver_chunk(factory: sessionmaker[Session], settings: Settings, claims: list[tuple[int, str, str | None]], *,
+                  actor: str = "worker", limiter=None, budget: float | None = None,
+                  provider_cache: dict | None = None) -> list[Outcome]:
+    """CLAIMS ([delivery_id, token, channel]) sent one after another, each as ``deliver`` sends it.
+    On PostgreSQL a delivery's `sent` record is written in the statement that starts the next
+    one (one commit a delivery, not two): still after its own provider's answer, and committed
+    before the next call; a crash in between leaves it ``sending`` for the reaper to judge, as a
+    crash between an answer and its record always did. Once BUDGET seconds are used, the claims
+    not started are given back (planned again: no call was made for them)."""
+    limiter = limiter or limiter_for(settings, shared=False)
+    # One provider object per channel for the chunk: a provider's HTTP session (its open
+    # connection) serves the chunk's sends instead of one connection each.
+    provider_cache = {} if provider_cache is None else provider_cache
+    chain = _postgresql(factory)
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    answered = None
+    # The pre-send checks' rows for the whole chunk in one read; each start then requires its
+    # post's content unchanged since (else it is checked again), so nothing is sent unchecked.
+    checked = fresh.claimed_posts(factory, [claim[0] for claim in claims]) if chain else {}
+    try:
+        for n, (delivery_id, token, channel) in enumerate(claims):
+            if n and budget is not None and time.monotonic() - started >= budget:
+                _settle(factory, answered, actor)
+                answered = None
+                for rest_id, rest_token, rest_channel in claims[n:]:
+                    release(factory, Claim(rest_id, rest_token, rest_channel), actor,
+                            detail="released: its message's time ran out before it started")
+                break
+            outcome, answered = _deliver(factory, settings, delivery_id, token, actor=actor, limiter=limiter,
+                                         channel=channel, provider_cache=provider_cache, before=answered,
+                                         hold=chain, checked=checked.get(delivery_id))
+            outcomes.append(outcome)
+    finally:  # the last success (or one before an error) is recorded here
+        _settle(factory, answered, actor)
+    return outcomes
+
+
+def _settle(factory, answered: Answered | None, actor: str) -> None:
+    """ANSWERED's `sent` record, now (nothing when None)."""
+    if answered is not None and not _record_sent(factory, answered.delivery_id, answered.token,
+                                                 answered.result, actor):
+        _late_success(factory, answered.delivery_id, answered.result, actor)
+
+
+def _deliver(factory, settings: Settings, delivery_id: int, token: str, *, actor: str, now: datetime | None = None,
+             ttl: timedelta | None = None, provider_cache: dict | None = None, limiter=None,
+             channel: str | None = None, before: Answered | None = None, hold: bool = False,
+             checked=None) -> tuple[Outcome, Answered | None]:
+    """``deliver``, with BEFORE (an earlier success not yet recorded) recorded first or in this
+    delivery's start, and with HOLD this delivery's success returned unrecorded for the caller
+    to record (the Answered), instead of recorded here. CHECKED: the delivery's row for the
+    pre-send checks, read by the caller (``fresh.claimed_posts``)."""
     now = now or utcnow()
     ttl = ttl or settings.run.claim_ttl
     limiter = limiter or limiter_for(settings, shared=False)
+
+    def stop(outcome: Outcome) -> tuple[Outcome, None]:
+        _settle(factory, before, actor)  # no start to carry it: recorded on its own
+        return outcome, None
+
     wait = _rate_wait(factory, settings, delivery_id, token, limiter, channel)
     if wait is None:
-        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
+        return stop(Outcome(delivery_id, "skipped", "not claimed by this token (already handled)"))
     if wait > 0:
+        _settle(factory, before, actor)
         release(factory, Claim(delivery_id, token), actor, due=now + timedelta(seconds=wait),
                 detail=f"rate limit: waits {wait:.0f}s")
-        return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s")
+        return Outcome(delivery_id, "deferred", f"rate limited for {wait:.0f}s"), None
     # Content current at send time (engine/fresh.py): a post taken down is withdrawn, one edited
     # on the blog since planning is rendered again; still claimed, before `sending` is committed.
-    checked = fresh.before_send(factory, settings, delivery_id, token, actor)
-    if checked == fresh.WITHDRAWN:
-        return Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone")
-    if checked == fresh.HELD:
-        return Outcome(delivery_id, "held", "the post changed on the blog and now waits for a person")
-    job = _start(factory, delivery_id, token, actor, now, ttl)
+    verdict, seen = fresh.check(factory, settings, delivery_id, token, actor, row=checked)
+    if verdict == fresh.WITHDRAWN:
+        return stop(Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone"))
+    if verdict == fresh.HELD:  # the edit made it need a person (safe messaging, privacy): not sent
+        return stop(Outcome(delivery_id, "held", "the post changed on the blog and now waits for a person"))
+    job = _start(factory, delivery_id, token, actor, now, ttl, before, seen)
+    if job is _CHANGED:  # the post changed after it was checked: check again, then start
+        again = fresh.check(factory, settings, delivery_id, token, actor)[0]
+        if again == fresh.WITHDRAWN:
+            return Outcome(delivery_id, "cancelled", "withdrawn: the post's page is gone"), None
+        if again == fresh.HELD:
+            return Outcome(delivery_id, "held", "the post changed on the blog and now waits for a person"), None
+        job = _start_in_session(factory, delivery_id, token, actor, now, ttl)
     if job is _PAUSED:
-        return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again")
+        return Outcome(delivery_id, "paused", "sending is paused: handed back, planned again"), None
     if job is None:
-        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)")
+        return Outcome(delivery_id, "skipped", "not claimed by this token (already handled)"), None
     if not job.payload:  # its render failed, and a person asked to send it again: render it now
         job, stopped = _render_now(factory, settings, job, token, actor)
         if stopped is not None:
-            return stopped
+            return stopped, None
     try:
         provider = _provider(settings, job, provider_cache)
         result = _settled_by_lookup(provider, job) or provider.send(job)
@@ -89,20 +169,35 @@ def deliver(factory: sessionmaker[Session], settings: Settings, delivery_id: int
         outcome = _failed(factory, settings, job, token, exc, actor)  # the ledger first, always
         if isinstance(exc, RateLimited) and exc.reset_at is not None:
             _block(limiter, _account(settings, job.channel), exc.reset_at)
-        return outcome
+        return outcome, None
     except Exception as exc:  # a bug in an adapter: we cannot know whether the call went out
         # Only the exception's type reaches the ledger and the log: its text may quote a header.
         log.error("provider crashed on delivery %s (%s)", delivery_id, type(exc).__name__)
         log.debug("adapter traceback for delivery %s", delivery_id, exc_info=True)
         return _failed(factory, settings, job, token,
-                       OutcomeUnknown(f"adapter error: {type(exc).__name__}; see the worker's debug log"), actor)
+                       OutcomeUnknown(f"adapter error: {type(exc).__name__}; see the worker's debug log"),
+                       actor), None
+    outcome = Outcome(delivery_id, "sent", result.ref or "")
+    if hold:
+        return outcome, Answered(delivery_id, token, result)
+    _settle(factory, Answered(delivery_id, token, result), actor)
+    return outcome, None
+
+
+def _postgresql(factory) -> bool:
+    return factory.kw["bind"].dialect.name == "postgresql"
+
+
+def _record_sent(factory, delivery_id: int, token: str, result, actor: str) -> bool:
+    """The provider's answer on the row this token is sending (False: the claim was lost). On
+    PostgreSQL one statement (engine/send_record.py), retried if the connection drops."""
+    if _postgresql(factory):
+        return (send_record.sent(factory, delivery_id, token, actor, utcnow(), result.ref, result.url)
+                or send_record.recorded(factory, delivery_id, token))
     with transaction(factory) as s:
-        ok = transition(s, delivery_id, from_states=("sending",), token=token, to_state="sent", actor=actor,
-                        provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
-                        lease_until=None, last_error=None, error_class=None, detail=result.ref)
-    if not ok:
-        _late_success(factory, delivery_id, result, actor)
-    return Outcome(delivery_id, "sent", result.ref or "")
+        return transition(s, delivery_id, from_states=("sending",), token=token, to_state="sent", actor=actor,
+                          provider_ref=result.ref, provider_url=result.url, sent_at=utcnow(),
+                          lease_until=None, last_error=None, error_class=None, detail=result.ref)
 
 
 def _render_now(factory, settings: Settings, job: Job, token: str, actor: str) -> tuple[Job, Outcome | None]:
@@ -151,7 +246,7 @@ def _settled_by_lookup(provider: providers.Provider, job: Job):
     return found
 
 
-NOTE_ACTION = "provider-note"
+NOTE_ACTION = send_record.NOTE_ACTION
 
 
 def _history(s: Session, delivery_id: int) -> tuple[datetime | None, int, dict[str, str]]:
@@ -239,7 +334,40 @@ def _rate_wait(factory, settings: Settings, delivery_id: int, token: str, limite
 _PAUSED = object()  # _start found the pause button pressed and handed the claim back
 
 
-def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta):
+_CHANGED = object()  # _start found the post changed since its pre-send check: nothing moved
+
+
+def _start(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta,
+           before: Answered | None = None, seen: str | None = None):
+    """``claimed -> sending``, committed (durably) before the provider call: the Job to send, None
+    if the claim is not this token's, _PAUSED if sending is paused (the claim handed back),
+    _CHANGED if (PostgreSQL) SEEN, the content hash the pre-send check went by, may no longer
+    be the post's. BEFORE's `sent` record is written first, or (PostgreSQL) in the same statement."""
+    if _postgresql(factory):
+        if before is None:
+            row = send_record.start(factory, delivery_id, token, actor, now, now + ttl, seen)
+        else:
+            ok, row = send_record.sent_then_start(factory, before, delivery_id, token, actor, now, now + ttl,
+                                                  seen)
+            if not ok and not send_record.recorded(factory, before.delivery_id, before.token):
+                _late_success(factory, before.delivery_id, before.result, actor)
+        if row is not None:
+            first_try = min(row.first_before, now) if row.first_before else now
+            notes = _parse_notes(send_record.notes(factory, delivery_id)) if row.notes else {}
+            return Job(delivery_id=delivery_id, key=row.key, channel=row.channel, kind=row.kind,
+                       payload=row.payload, post_url=row.post_url, token=token, attempt=row.starts_before + 1,
+                       first_attempt_at=first_try, notes=notes, note=_note_saver(factory, delivery_id, actor))
+        # Nothing moved: paused, not this claim's, or the post changed since its check. The
+        # transaction below tells which (and hands a paused claim back); a pause lifted meanwhile
+        # lets it start there, after the post is checked again.
+        if seen is not None:
+            return _CHANGED
+    else:
+        _settle(factory, before, actor)
+    return _start_in_session(factory, delivery_id, token, actor, now, ttl)
+
+
+def _start_in_session(factory, delivery_id: int, token: str, actor: str, now: datetime, ttl: timedelta):
     with transaction(factory) as s:
         durable(s)  # `sending` is committed before the provider call: it must survive a power loss
         if not gate(s):  # paused after this was claimed: nothing has gone out, so it waits, planned

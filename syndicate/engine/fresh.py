@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import cache
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syndicate.engine.actions import SNIPPET_FIELDS, snippet_text, with_snippet
 from syndicate.engine.states import record, transition
-from syndicate.ledger.db import transaction
+from syndicate.ledger.db import retry_on_disconnect, single_statement, transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.model import PostData
 from syndicate.render.payloads import EDITED, build_payload
@@ -53,14 +54,20 @@ def before_send(factory: sessionmaker[Session], settings: Settings, delivery_id:
     """Run both checks on a claimed delivery. Returns ``"withdrawn"`` when it was cancelled
     (nothing to send), ``"held"`` when the new copy needs a person, ``"refreshed"`` when it was
     rendered again, else None."""
-    with transaction(factory) as s:
-        row = s.get(Delivery, delivery_id)
-        if row is None or row.state != "claimed" or row.claim_token != token or row.post_id is None:
-            return None
-        post = s.get(Post, row.post_id)
-        if post is None:
-            return None
-        url, current, rendered = post.url, post.content_hash, row.rendered_hash
+    return check(factory, settings, delivery_id, token, actor, http=http)[0]
+
+
+def check(factory: sessionmaker[Session], settings: Settings, delivery_id: int, token: str, actor: str, *,
+          http: requests.Session | None = None, row=None) -> tuple[str | None, str | None]:
+    """``before_send``'s verdict, and the post's content hash the checks went by (None when
+    there was nothing to check): the start may require it unchanged (engine/send_record.py), so
+    that what was checked is what is sent. ROW: the delivery's ``claimed_posts`` row, read
+    earlier by the caller (a chunk's rows in one read); else it is read now."""
+    if row is None:
+        row = retry_on_disconnect(lambda: _claimed_post(factory, delivery_id))
+    if row is None or row.state != "claimed" or row.claim_token != token or row.url is None:
+        return None, None  # not this claim's any more, or no post behind it (a digest)
+    url, current, rendered = row.url, row.content_hash, row.rendered_hash
     cfg = settings.content
     if cfg.withdraw_gone:
         status = page_status(url, settings, http)
@@ -71,11 +78,39 @@ def before_send(factory: sessionmaker[Session], settings: Settings, delivery_id:
                 if transition(s, delivery_id, from_states=("claimed",), token=token, to_state="cancelled",
                               actor=actor, claim_token=None, lease_until=None, hold_reason=reason, detail=reason):
                     log.info("delivery %s: %s", delivery_id, reason)
-                    return WITHDRAWN
-            return None
+                    return WITHDRAWN, current
+            return None, current
     if cfg.refresh_at_send and rendered and current and rendered != current:
-        return _refresh(factory, settings, delivery_id, token, actor)
-    return None
+        return _refresh(factory, settings, delivery_id, token, actor), None  # it read the post again
+    return None, current
+
+
+def claimed_posts(factory: sessionmaker[Session], delivery_ids: list[int]) -> dict:
+    """``check``'s rows for several deliveries, one read: {delivery id: row}."""
+    def read():
+        with single_statement(factory) as conn:
+            return {row.id: row for row in conn.execute(_claimed_posts_statement(), {"p_ids": delivery_ids})}
+    return retry_on_disconnect(read)
+
+
+@cache
+def _claimed_posts_statement():
+    return (select(Delivery.id, Delivery.state, Delivery.claim_token, Delivery.rendered_hash, Post.url,
+                   Post.content_hash)
+            .outerjoin(Post, Post.id == Delivery.post_id).where(Delivery.id.in_(bindparam("p_ids", expanding=True))))
+
+
+@cache
+def _claimed_post_statement():
+    return (select(Delivery.state, Delivery.claim_token, Delivery.rendered_hash, Post.url, Post.content_hash)
+            .outerjoin(Post, Post.id == Delivery.post_id).where(Delivery.id == bindparam("p_id")))
+
+
+def _claimed_post(factory, delivery_id: int):
+    """The delivery's claim and its post's page and hash, in one read (one round trip on
+    PostgreSQL: a single statement needs no transaction of its own)."""
+    with single_statement(factory) as conn:
+        return conn.execute(_claimed_post_statement(), {"p_id": delivery_id}).first()
 
 
 # Names reserved never to resolve (RFC 2606, 6761): a demo or test site is not asked.

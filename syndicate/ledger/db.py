@@ -4,6 +4,7 @@ loaded only when the schema is behind: a current ledger is checked with one quer
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,7 +66,39 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "checkin", _sqlite_ordinary_again)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_size=5, max_overflow=5)
+    event.listen(engine.pool, "connect", _idle_since)  # a new connection needs no ping either
+    event.listen(engine.pool, "checkin", _idle_since)
+    event.listen(engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+# Checking a pooled connection before use (SQLAlchemy's pool_pre_ping) costs a round trip on
+# every checkout: a worker checks out two or three times a delivery, and the ping was a fifth of
+# its round trips. A connection back in the pool for less than PING_AFTER seconds was working a
+# moment ago: only one idle longer (the desk between clicks, a worker after a quiet spell) is
+# pinged. A server restart during busy work is caught by the statement instead: SQLAlchemy sees
+# the disconnect, discards every pooled connection of that age, and the error reaches the caller
+# (the delivery path retries where that is safe, see ``retry_on_disconnect``); the next use
+# opens a fresh connection.
+PING_AFTER = 10.0
+
+
+def _idle_since(_dbapi_conn, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+    if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER:
+        return
+    try:
+        cur = dbapi_conn.cursor()
+        cur.execute("SELECT 1")
+        cur.close()
+        if not dbapi_conn.autocommit:
+            dbapi_conn.rollback()  # end the ping's transaction: the caller begins its own
+    except Exception as error:  # noqa: BLE001 - any failure: the pool opens a fresh connection
+        raise exc.DisconnectionError(f"stale pooled connection ({type(error).__name__})") from error
 
 
 def alembic_config(url: str):
@@ -168,6 +201,36 @@ def transaction(factory: sessionmaker[Session]):
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def single_statement(factory: sessionmaker[Session]):
+    """A connection for a unit of work that is ONE statement. On PostgreSQL it runs in autocommit:
+    the statement is its own transaction, committed (durably: synchronous_commit) when it
+    returns, without the BEGIN and COMMIT round trips. Elsewhere an ordinary transaction,
+    committed on leaving (not ``durable``: SQLite's writes that an outside effect follows keep
+    their own transactions, see engine/deliver.py)."""
+    engine = factory.kw["bind"]
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn
+
+
+def retry_on_disconnect(work, *, attempts: int = 3):
+    """WORK() again when the database connection dropped under it (a server restart): SQLAlchemy
+    has discarded the pool's stale connections by then, so the next try opens a fresh one. Only
+    for work that is safe to repeat: a read, or a compare-and-set whose first try, if it did
+    commit, makes the second a no-op the caller can tell."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))  # a restarting server: give it a moment
 
 
 def table_names(engine: Engine) -> list[str]:
