@@ -154,15 +154,15 @@ def test_duplicate_on_a_retry_means_the_first_attempt_went_out(store_url, make_s
     assert row.error_class == "duplicate" and "earlier attempt" in row.last_error
 
 
-def test_a_gateway_error_on_a_create_without_duplicate_protection_is_unknown(store_url, make_settings,
-                                                                            monkeypatch):
-    with start_fake("pinterest") as (_url, fake):
-        settings, factory = _setup(store_url, make_settings, monkeypatch, fake, "pinterest")
+def test_a_gateway_timeout_on_a_create_that_cannot_be_looked_up_is_unknown(store_url, make_settings,
+                                                                           monkeypatch):
+    # X has neither an idempotency key nor a lookup: a 504 on the create may have posted, so a
+    # person decides (Pinterest, which can be looked up, is retried: test_providers_contracts.py).
+    with start_fake("x") as (_url, fake):
+        settings, factory = _setup(store_url, make_settings, monkeypatch, fake, "x")
         with transaction(factory) as s:
-            s.execute(update(Delivery).values(payload={
-                "board_id": "1", "link": "https://harborwellness.example/p/", "title": "T",
-                "media_source": {"source_type": "image_url", "url": "https://harborwellness.example/a.jpg"}}))
-        fake.fail_next("503")
+            s.execute(update(Delivery).values(payload={"text": "A new post https://harborwellness.example/p/"}))
+        fake.fail_next("504")
         assert _once(settings, factory).state == "unknown"
 
 
