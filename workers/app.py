@@ -10,11 +10,13 @@ beat ticks the dispatcher, which asks the database what is due (DESIGN.md rule 1
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 from celery.signals import worker_process_init
 
 from syndicate import settings as settings_mod
-from workers import broker
+from workers import broker, preload
 
 
 def _settings() -> settings_mod.Settings:
@@ -77,11 +79,13 @@ def _has_bounce_mailbox(settings: settings_mod.Settings) -> bool:
 
 
 @worker_process_init.connect
-def _fresh_connections(**_kwargs):
-    # A forked pool child must not share the parent's database sockets.
-    from syndicate.ledger.db import close_ledger
-
-    close_ledger()
+def _pool_child_start(**_kwargs):
+    # A forked pool child must not share the parent's database sockets (the main process opens
+    # none today, as it never loads the ledger: a guard for an app that does).
+    if "syndicate.ledger.db" in sys.modules:
+        sys.modules["syndicate.ledger.db"].close_ledger()
+    # The delivery path loads here, in the child, not in the main process (workers/preload.py).
+    preload.load(app.conf.syndicate_settings)
 
 
 app = make_app()
