@@ -136,3 +136,33 @@ def test_signing_providers_by_name_are_the_classes_that_sign():
     signing = {name for name in providers.REGISTRY
                if issubclass(providers.get(name), (SmtpProvider, DirectSendProvider))}
     assert signing == providers.SIGNS_LINKS
+
+
+def test_cancelled_timers_are_dropped_and_the_live_ones_still_run_in_order():
+    from kombu.asynchronous.timer import Timer
+
+    from workers.timers import purge
+
+    timer, ran = Timer(), []
+    # As the main process does per task: a soft time limit timer, cancelled when the task ends.
+    finished = [timer.call_at(100.0 + n, ran.append, (f"finished {n}",)) for n in range(500)]
+    for entry in finished:
+        timer.cancel(entry)
+    timer.call_at(2.0, ran.append, ("second",))
+    timer.call_at(1.0, ran.append, ("first",))
+    assert len(timer) == 502
+    assert purge(timer) == 500 and len(timer) == 2
+    assert purge(timer) == 0
+    ticks = iter(timer)
+    for _ in range(5):  # the timer yields (None, None) once nothing is due
+        _, entry = next(ticks)
+        if entry is not None:
+            entry()
+    assert ran == ["first", "second"]
+
+
+def test_the_worker_runs_the_timer_purge():
+    from workers.app import make_app
+    from workers.timers import PurgeCancelledTimers
+
+    assert PurgeCancelledTimers in make_app().steps["worker"]

@@ -17,6 +17,7 @@ from celery.signals import worker_process_init
 
 from syndicate import settings as settings_mod
 from workers import broker, preload
+from workers.timers import PurgeCancelledTimers
 
 
 def _settings() -> settings_mod.Settings:
@@ -68,6 +69,8 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         app.conf.beat_schedule["bounces"] = {"task": "syndicate.fetch_bounces",
                                              "schedule": settings.run.interval.total_seconds(),
                                              "options": {"expires": settings.run.interval.total_seconds()}}
+    # The main process's timers of finished tasks, dropped once a minute (workers/timers.py).
+    app.steps["worker"].add(PurgeCancelledTimers)
     app.conf.syndicate_settings = settings
     return app
 
