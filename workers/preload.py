@@ -59,7 +59,10 @@ def modules_for(settings) -> list[str]:
 
 def load(settings) -> None:
     for name in modules_for(settings):
-        import_module(name)
+        try:
+            import_module(name)
+        except ImportError as exc:  # e.g. a provider's library missing: its sends fail, not the worker
+            log.warning("pool child start: cannot load %s (%s); tasks that need it will fail", name, exc)
     warm(settings)
 
 
