@@ -110,7 +110,9 @@ def test_a_pool_child_loads_the_delivery_path_at_start_and_nothing_rare(tmp_path
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     open_ledger(url)  # migrated, as `syndicate` leaves it: the child opens it without Alembic
     close_ledger(url)
-    warmed = "import syndicate.ledger.db as db\nassert list(db._factories) == [db_url()]\n"
+    warmed = ("import threading, syndicate.ledger.db as db\nfrom workers.preload import WARM_THREAD\n"
+              "[t.join(60) for t in threading.enumerate() if t.name == WARM_THREAD]\n"
+              "assert list(db._factories) == [db_url()]\n")  # the ledger is open before the first task
     modules = _loaded(tmp_path, MAIN_PROCESS + "from workers.app import _pool_child_start, app\n_pool_child_start()\n"
                       "db_url = lambda: app.conf.syndicate_settings.store_url\n" + warmed)
     assert {"sqlalchemy.orm", "syndicate.engine.deliver", "syndicate.engine.planner", "syndicate.engine.digest",

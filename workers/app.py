@@ -48,6 +48,10 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         # message of a dead worker waits before redelivery (the ledger fences the redelivery).
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
+        # A pool child loads the delivery path before it reports itself up (workers/preload.py):
+        # about a second of imports, several on a busy machine; Celery's default of 4 s would
+        # kill and restart it.
+        worker_proc_alive_timeout=30.0,
         beat_scheduler="workers.beat:Scheduler",  # writes the "beat" heartbeat every tick (/healthz)
         # A tick that waited longer than one period in a busy queue is dropped: the next one
         # asks the database the same question, so stale ticks would only pile up.

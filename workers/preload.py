@@ -14,6 +14,7 @@ syncing, the email machinery of an outbox without email channels.
 from __future__ import annotations
 
 import logging
+import threading
 from importlib import import_module
 
 log = logging.getLogger(__name__)
@@ -67,20 +68,32 @@ def load(settings) -> None:
 
 
 def warm(settings) -> None:
-    """Open the ledger (the pool's first connection, kept for the first task), configure the ORM
-    and read one row the way a delivery does: the driver's libraries, the mappers and the first
-    compiled statements are in memory before the first task rather than after it. A ledger that
-    cannot be opened now is only logged: each task opens it again and reports the error there."""
-    from sqlalchemy.exc import SQLAlchemyError
+    """Configure the ORM, then open the ledger (the pool's first connection, kept for the first
+    task) and read one row the way a delivery does: the driver's libraries, the mappers and the
+    first compiled statements are in memory before the first task rather than after it.
+
+    The ledger is opened in a thread: a database that does not answer must not hold up the
+    child's start (Celery kills a child not up within ``worker_proc_alive_timeout``); a first
+    task waits for it in ``open_ledger``. A ledger that cannot be opened now is only logged:
+    each task opens it again and reports the error there."""
     from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()
+    threading.Thread(target=_open, args=(settings.store_url,), name=WARM_THREAD, daemon=True).start()
+
+
+WARM_THREAD = "syndicate-warm-ledger"
+
+
+def _open(url: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
 
     from syndicate.ledger import StoreError
     from syndicate.ledger.db import open_ledger
     from syndicate.ledger.models import Delivery
 
-    configure_mappers()
     try:
-        with open_ledger(settings.store_url)() as s:
+        with open_ledger(url)() as s:
             s.get(Delivery, 0)
     except (StoreError, SQLAlchemyError) as exc:
         log.warning("pool child start: the ledger is not open yet (%s); the first task opens it", exc)
