@@ -10,11 +10,14 @@ beat ticks the dispatcher, which asks the database what is due (DESIGN.md rule 1
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 from celery.signals import worker_process_init
 
 from syndicate import settings as settings_mod
-from workers import broker
+from workers import broker, preload
+from workers.timers import PurgeCancelledTimers
 
 
 def _settings() -> settings_mod.Settings:
@@ -45,6 +48,10 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         # message of a dead worker waits before redelivery (the ledger fences the redelivery).
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
+        # A pool child loads the delivery path before it reports itself up (workers/preload.py):
+        # about a second of imports, several on a busy machine; Celery's default of 4 s would
+        # kill and restart it.
+        worker_proc_alive_timeout=30.0,
         beat_scheduler="workers.beat:Scheduler",  # writes the "beat" heartbeat every tick (/healthz)
         # A tick that waited longer than one period in a busy queue is dropped: the next one
         # asks the database the same question, so stale ticks would only pile up.
@@ -66,6 +73,8 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         app.conf.beat_schedule["bounces"] = {"task": "syndicate.fetch_bounces",
                                              "schedule": settings.run.interval.total_seconds(),
                                              "options": {"expires": settings.run.interval.total_seconds()}}
+    # The main process's timers of finished tasks, dropped once a minute (workers/timers.py).
+    app.steps["worker"].add(PurgeCancelledTimers)
     app.conf.syndicate_settings = settings
     return app
 
@@ -77,11 +86,13 @@ def _has_bounce_mailbox(settings: settings_mod.Settings) -> bool:
 
 
 @worker_process_init.connect
-def _fresh_connections(**_kwargs):
-    # A forked pool child must not share the parent's database sockets.
-    from syndicate.ledger.db import close_ledger
-
-    close_ledger()
+def _pool_child_start(**_kwargs):
+    # A forked pool child must not share the parent's database sockets (the main process opens
+    # none today, as it never loads the ledger: a guard for an app that does).
+    if "syndicate.ledger.db" in sys.modules:
+        sys.modules["syndicate.ledger.db"].close_ledger()
+    # The delivery path loads here, in the child, not in the main process (workers/preload.py).
+    preload.load(app.conf.syndicate_settings)
 
 
 app = make_app()

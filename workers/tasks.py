@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import TYPE_CHECKING
 
 from celery import shared_task
 from kombu.exceptions import OperationalError
 
-from syndicate.engine import deliver as deliver_mod
-from syndicate.engine.alerts import send_alerts
-from syndicate.engine.digest import plan_digests
-from syndicate.engine.dispatch import Claim, claim_due, reap_expired, release
-from syndicate.engine.heartbeat import beat
-from syndicate.engine.planner import plan_pending
-from syndicate.engine.poll import poll_feed as poll_one
-from syndicate.engine.ratelimit import limiter_for
-from syndicate.engine.reshare import plan_reshares
-from syndicate.ledger.db import open_ledger
-from syndicate.ledger.models import utcnow
+# The engine is imported inside the tasks, not here: the worker's main process imports this
+# module only to know the task names (it receives and hands out messages, it runs no task), so
+# it never loads SQLAlchemy, the renderers or the feed parser. Each pool child loads the
+# delivery path before its first task (workers/preload.py); polling, alerts and the rest load
+# when they first run.
+if TYPE_CHECKING:
+    from syndicate.engine.dispatch import Claim
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +41,8 @@ def _settings():
 
 
 def _ledger():
+    from syndicate.ledger.db import open_ledger
+
     return open_ledger(_settings().store_url)
 
 
@@ -65,6 +64,13 @@ def _queued(task) -> int | None:
 
 @shared_task(name="syndicate.dispatch", bind=True)
 def dispatch(self) -> dict:
+    from syndicate.engine.digest import plan_digests
+    from syndicate.engine.dispatch import claim_due, reap_expired, release
+    from syndicate.engine.heartbeat import beat
+    from syndicate.engine.planner import plan_pending
+    from syndicate.engine.reshare import plan_reshares
+    from syndicate.ledger.models import utcnow
+
     settings = _settings()
     factory = _ledger()
     now = utcnow()
@@ -132,6 +138,9 @@ def _publish(task, claims: list[Claim]) -> set[int]:
 
 @shared_task(name="syndicate.deliver", bind=True)
 def deliver(self, delivery_id: int, token: str, channel: str | None = None) -> str:
+    from syndicate.engine import deliver as deliver_mod
+    from syndicate.engine.ratelimit import limiter_for
+
     settings = _settings()
     outcome = deliver_mod.deliver(_ledger(), settings, delivery_id, token, actor=_actor(self),
                                   limiter=limiter_for(settings), channel=channel)
@@ -144,6 +153,9 @@ def deliver_many(self, claims: list[list]) -> list[str]:
     a quarter of the task time limit is used, the claims not started are given back (planned
     again: no call was made for them), so the last one started never meets the time limit.
     A redelivered message (a worker lost) is harmless: each claim is fenced by its token."""
+    from syndicate.engine import deliver as deliver_mod
+    from syndicate.engine.ratelimit import limiter_for
+
     settings = _settings()
     budget = settings.run.task_time_limit.total_seconds() / 4
     # On PostgreSQL each delivery's `sent` record goes in the statement that starts the next
@@ -171,6 +183,10 @@ def poll_all() -> int:
 
 @shared_task(name="syndicate.poll_feed")
 def poll_feed(name: str) -> str:
+    from syndicate.engine.planner import plan_pending
+    from syndicate.engine.poll import poll_feed as poll_one
+    from syndicate.ledger.models import utcnow
+
     settings = _settings()
     feed = next((f for f in settings.feeds if f.name == name), None)
     if feed is None:
@@ -196,4 +212,6 @@ def sync_lists() -> list[str]:
 @shared_task(name="syndicate.alerts")
 def alerts() -> dict:
     """Tell staff what needs them (engine/alerts.py): grouped, each thing once."""
+    from syndicate.engine.alerts import send_alerts
+
     return send_alerts(_ledger(), _settings())

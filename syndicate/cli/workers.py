@@ -26,13 +26,10 @@ def _celery(args, argv: list[str], check=None) -> int:
 def signing_channels(settings: settings_mod.Settings) -> list[str]:
     """Email channels whose sends sign each recipient's unsubscribe link with the key that
     ``web.secret_env`` names (SMTP and the direct-send APIs; the outbox and campaign providers
-    don't)."""
-    from syndicate import providers
-    from syndicate.providers.batching import DirectSendProvider
-    from syndicate.providers.smtp import SmtpProvider
+    don't). Known by provider name: the worker's main process does not load the providers."""
+    from syndicate.providers import SIGNS_LINKS
 
-    return [name for name, ch in settings.channels.items()
-            if ch.kind == "email" and issubclass(providers.get(ch.provider), (SmtpProvider, DirectSendProvider))]
+    return [name for name, ch in settings.channels.items() if ch.kind == "email" and ch.provider in SIGNS_LINKS]
 
 
 def _require_secret(settings: settings_mod.Settings) -> None:

@@ -46,7 +46,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.email import privacy, routing
 from syndicate.engine import carry
 from syndicate.engine.planner import PlanResult
 from syndicate.engine.schedule import digest_edition_key, next_digest
@@ -244,7 +243,8 @@ def _render(settings: Settings, name: str, channel: Channel, edition: Edition, f
         return "skipped", SERIES_STARTS, window, None
     if not edition.posts:
         return "skipped", NO_POSTS, window, None
-    from syndicate.render import RenderError  # loaded when an edition is due
+    from syndicate.email import privacy, routing  # loaded when an edition is due, as the renderers
+    from syndicate.render import RenderError
     from syndicate.render.payloads import EDITED, digest_payload
 
     try:

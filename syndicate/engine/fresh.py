@@ -27,19 +27,22 @@ from __future__ import annotations
 import json
 import logging
 from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import requests
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.engine.actions import SNIPPET_FIELDS, snippet_text, with_snippet
 from syndicate.engine.states import record, transition
 from syndicate.ledger.db import retry_on_disconnect, single_statement, transaction
 from syndicate.ledger.models import Delivery, Post, utcnow
 from syndicate.model import PostData
-from syndicate.render.payloads import EDITED, build_payload
 from syndicate.settings import Settings
+
+# requests loads with the first page checked (a pool child loads it at start when pages are
+# checked: workers/preload.py), the renderers with the first refresh: most sends need neither.
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,12 @@ def _claimed_post(factory, delivery_id: int):
 _RESERVED = (".example", ".test", ".invalid", ".localhost")
 
 
+def checks_pages(settings: Settings) -> bool:
+    """Whether sends ask the site for the post's page first (``withdraw_gone`` on a site that
+    resolves): then every send may make that request."""
+    return settings.content.withdraw_gone and not _host(settings.site.url).endswith(_RESERVED)
+
+
 def page_status(url: str, settings: Settings, http: requests.Session | None = None) -> int | None:
     """The HTTP status of URL (HEAD, else GET), or None when it is not on the site's host or
     did not answer in time."""
@@ -124,6 +133,8 @@ def page_status(url: str, settings: Settings, http: requests.Session | None = No
     if host != _host(settings.site.url) or not url.lower().startswith(("http://", "https://")) \
             or host.endswith(_RESERVED):
         return None
+    import requests
+
     timeout = settings.content.check_timeout.total_seconds()
     headers = {"User-Agent": settings.fetch.user_agent}
     client = http or requests
@@ -143,6 +154,8 @@ def _host(url: str) -> str:
 
 
 def _refresh(factory, settings: Settings, delivery_id: int, token: str, actor: str) -> str | None:
+    from syndicate.render.payloads import EDITED
+
     with transaction(factory) as s:
         row = s.get(Delivery, delivery_id)
         post = s.get(Post, row.post_id)
@@ -193,6 +206,9 @@ def _hold_reason(settings: Settings, channel: str, payload: dict, data: PostData
 
 def rerender(settings: Settings, channel: str, kind: str, data: PostData, old: dict) -> dict:
     """DATA rendered for CHANNEL again, with what a person edited in OLD kept."""
+    from syndicate.engine.actions import SNIPPET_FIELDS, snippet_text, with_snippet
+    from syndicate.render.payloads import EDITED, build_payload
+
     edited = list(old.get(EDITED) or [])
     overrides = {name: old.get(name) for name in ("subject", "preheader") if name in edited}
     new = build_payload(data, settings, channel, overrides or None)
@@ -213,6 +229,8 @@ def rerender(settings: Settings, channel: str, kind: str, data: PostData, old: d
 def text_parts(kind: str, payload: dict) -> dict[str, str]:
     """The parts of a payload a person reads, for a diff: an email's subject, preheader and
     plain text; a social post's text (and a pin's title)."""
+    from syndicate.engine.actions import SNIPPET_FIELDS, snippet_text
+
     payload = payload or {}
     if kind == "email":
         return {name: str(payload.get(name) or "") for name in ("subject", "preheader", "text")}

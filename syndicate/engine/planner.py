@@ -15,7 +15,6 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from syndicate.email import privacy, routing
 from syndicate.engine import carry
 from syndicate.engine.schedule import due_at
 from syndicate.ledger.db import transaction
@@ -127,6 +126,7 @@ def render_for(settings: Settings, post: Post, name: str):
 
 def _render(data: PostData, settings: Settings, name: str, post: Post, sensitive: bool):
     """(state, hold reason, payload, error) for one channel."""
+    from syndicate.email import privacy, routing  # with the renderers: when something is rendered
     from syndicate.render import NotApplicable
     from syndicate.render.payloads import build_payload
 

@@ -43,9 +43,6 @@ from syndicate.ledger.db import transaction
 from syndicate.ledger.models import Delivery, Event, Post
 from syndicate.ledger.upsert import insert_ignore
 from syndicate.model import PostData
-from syndicate.render import NotApplicable
-from syndicate.render.payloads import build_payload
-from syndicate.render.safety import is_sensitive
 from syndicate.settings import SOCIAL_KINDS, Channel, Settings
 
 log = logging.getLogger(__name__)
@@ -108,6 +105,9 @@ def plan_reshares(factory: sessionmaker[Session], settings: Settings, now: datet
 
 
 def _plan_slot(s: Session, settings: Settings, name: str, channel: Channel, now: datetime) -> int | None:
+    from syndicate.render import NotApplicable  # loaded when a channel has a slot to fill
+    from syndicate.render.payloads import build_payload
+
     subject = slot_subject(channel, settings, now)
     if s.scalar(select(Delivery.id).where(Delivery.subject == subject, Delivery.channel == name)):
         return None  # this slot has its re-share (or another planner is making it)
@@ -138,6 +138,8 @@ def _plan_slot(s: Session, settings: Settings, name: str, channel: Channel, now:
 def _candidates(s: Session, settings: Settings, name: str, channel: Channel, now: datetime):
     """(post, its data, its last delivery on the channel) for each post that may be re-shared,
     the longest unshared first."""
+    from syndicate.render.safety import is_sensitive
+
     rules = channel.reshare
     last = func.max(Delivery.created_at)
     sent = func.sum(case((Delivery.state == "sent", 1), else_=0))

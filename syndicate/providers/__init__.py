@@ -31,6 +31,11 @@ REGISTRY: dict[str, str] = {
     "ses": "syndicate.providers.ses:SesProvider",
 }
 
+# The email providers whose sends sign each recipient's unsubscribe link (SMTP and the direct-send
+# APIs; not the outbox, not the campaign providers), by name, so that `syndicate worker` can ask
+# for the key without loading them (tests/test_worker_memory.py checks it against the classes).
+SIGNS_LINKS = frozenset({"smtp", "sendgrid", "postmark", "mailgun", "ses"})
+
 
 class UnknownProvider(KeyError):
     pass

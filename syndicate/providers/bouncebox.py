@@ -25,8 +25,6 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
-from syndicate.audience import bounces
-from syndicate.ledger.db import open_ledger, transaction
 from syndicate.providers.base import AuthExpired, Permanent, ProviderError, Retryable
 from syndicate.settings import Settings, SettingsError, secret
 
@@ -73,6 +71,11 @@ def fetch_all(settings: Settings) -> list[Fetched]:
 
 
 def fetch(settings: Settings, channel_name: str) -> Fetched:
+    # The ledger and the report reader load here, not with the module: a worker's main
+    # process asks `mailboxes` whether to schedule reading and must not load SQLAlchemy for it.
+    from syndicate.audience import bounces
+    from syndicate.ledger.db import open_ledger, transaction
+
     options = settings.channels[channel_name].options
     base = options.get("return_path")
     factory = open_ledger(settings.store_url)

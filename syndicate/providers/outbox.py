@@ -18,11 +18,11 @@ import re
 import tempfile
 from pathlib import Path
 
-from syndicate.email import routing
-from syndicate.email.message import email_messages, personalize, preview_token
-from syndicate.email.recipients import BatchReport, Outcome, RecipientBook, pending_recipients
-from syndicate.ledger.db import open_ledger
 from syndicate.providers.base import Job, Permanent, Provider, SendResult
+
+# The email machinery (MIME building, the recipient book) loads with the first email: an outbox
+# channel of posts never needs it, and a worker's pool child loads its channels' providers at
+# start (workers/preload.py).
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -54,6 +54,8 @@ class OutboxProvider(Provider):
             if job.kind == "email" and job.payload.get("audience") == "subscribers":
                 record["recipients"] = self._mail_list(job, base)
             elif job.kind == "email":
+                from syndicate.email.message import email_messages
+
                 for i, message in enumerate(email_messages(job.payload, self.settings)):
                     suffix = "" if i == 0 else f"-{i + 1}"
                     _atomic_write(base.with_name(f"{job.delivery_id}{suffix}.eml"), bytes(message))
@@ -64,6 +66,11 @@ class OutboxProvider(Provider):
         return SendResult(ref=str(base.with_suffix(".json")), url=None)
 
     def _mail_list(self, job: Job, base: Path) -> dict:
+        from syndicate.email import routing
+        from syndicate.email.message import personalize, preview_token
+        from syndicate.email.recipients import BatchReport, Outcome, RecipientBook, pending_recipients
+        from syndicate.ledger.db import open_ledger
+
         factory = open_ledger(self.settings.store_url)
         report = BatchReport()
         todo = pending_recipients(factory, job, report, job.token, self.settings)
