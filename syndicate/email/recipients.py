@@ -37,9 +37,11 @@ The state that decides is the last one committed before the content leaves (DESI
    delivery waits for a person, who settles each recipient (``settle``: ``syndicate resolve ID
    --recipient EMAIL --sent|--retry|--cancel`` or the desk).
 6. Commits are batched (``RecipientBook``): a claim takes many recipients in one transaction,
-   and an SMTP send records each answer in the transaction that issues the next recipient, so
-   one recipient costs about one commit. An answer not yet committed when a worker dies leaves
-   that recipient ``issued``: unknown, never mailed twice.
+   and an SMTP send records each answer in the transaction that issues a later recipient, so
+   one recipient costs one commit. An answer not yet committed when a worker dies leaves
+   that recipient ``issued``: unknown, never mailed twice. On PostgreSQL that commit is one
+   statement (``_IssueStatement``), and ``issue_soon`` runs it on the book's ledger thread
+   while the SMTP conversation goes on; ``issue_one`` waits for it before the content leaves.
 7. A long batch keeps the delivery's send lease alive in those same transactions (and fenced
    by the claim token), so the reaper does not take a live send for a dead one. It stops
    between recipients or API calls once it has used its time budget (``Incomplete``: continued

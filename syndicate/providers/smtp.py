@@ -21,9 +21,11 @@ each recipient's after personalization (``email/dkim.py``).
 Exactly once per recipient (the rules and the records: ``email/recipients.py``). One
 connection is opened (and reused) for a batch; each recipient gets its own SMTP transaction,
 recorded in ``recipient_sends`` (unique per delivery and recipient): recipients are claimed
-``sending`` 50 to a commit before their MAIL FROM; each becomes ``issued``, committed, after
-DATA's 354 and just before its content goes out (the same commit writes the answer of the one
-before); its answer is written with the next one's issue, or at the end. After a crash, a
+``sending`` 50 to a commit before their MAIL FROM; each becomes ``issued``, committed, before
+its content goes out; its answer is written with a later one's issue, or at the end. On
+PostgreSQL that commit is one statement on the book's ledger thread, started once the previous
+recipient's content is out and waited for before this one's content (the transaction shape:
+docs/engine.md); on SQLite it is made after DATA's 354. After a crash, a
 recipient still ``sending`` was certainly not mailed and is mailed when the delivery resumes;
 one ``issued`` may have the message and becomes ``unknown``: never mailed again, and the
 delivery ends ``unknown`` (``Unresolved``) for a person to settle each such recipient. Hence

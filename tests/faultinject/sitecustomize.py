@@ -47,6 +47,7 @@ def _due() -> bool:
 
 
 def _smtp() -> None:
+    global _die_now
     import smtplib
 
     from syndicate.email.recipients import RecipientBook
@@ -72,7 +73,6 @@ def _smtp() -> None:
                     pass
         die_now()
 
-    global _die_now
     _die_now = settled_then_die
 
     mail, rcpt, send, getreply = smtplib.SMTP.mail, smtplib.SMTP.rcpt, smtplib.SMTP.send, smtplib.SMTP.getreply
