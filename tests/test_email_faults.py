@@ -188,18 +188,27 @@ def assert_exactly_once_then_settled(cluster, delivery_id, received_now, expect_
     assert [r["state"] for r in status if r["id"] == delivery_id] == ["sent"]
 
 
-# The recipient in hand is the 2nd. What the resumed send must find, by step: the 1st was
-# answered but its answer is written with the next recipient's `issued` (one commit a
-# recipient), so a kill before that commit leaves the 1st unknown, with the server holding it.
+# The recipient in hand is the 2nd. What the resumed send must find, by step. One commit a
+# recipient, pipelined (PostgreSQL): recipient i+1 is issued, with the answers read before, by a
+# commit that starts once i's content is out and ends before i+1's content leaves; i's answer
+# goes with i+2's issue. So a kill leaves the recipient whose content went out last unknown
+# (the server may hold it) and, once its commit is done, the one issued after it too (never
+# mailed: the person settles it by what the server holds, and it is mailed once then).
 SMTP_STEPS = {
-    "before-mail": [PEOPLE[0]],  # 2nd: `sending`, never mailed: mailed on resume
-    "after-rcpt": [PEOPLE[0]],  # 2nd: RCPT answered, DATA never sent: mailed on resume
-    "during-data": [PEOPLE[1]],  # 2nd: issued, half its content sent: unknown (the server has nothing)
-    "after-250": [PEOPLE[1]],  # 2nd: the server's 250 read, not recorded: unknown (the server has it)
+    "before-mail": PEOPLE[:2],  # 1st: content out, answer unwritten; 2nd: issued, not mailed
+    "after-rcpt": PEOPLE[:2],  # the same: 2nd's RCPT answered, its content never sent
+    "during-data": PEOPLE[:2],  # 2nd: half its content sent (the server has nothing)
+    "after-250": PEOPLE[1:3],  # 1st's answer written with the 3rd's issue; 2nd: 250 read, not written
+}
+# The ledger thread killed at its 3rd issue statement (the 3rd recipient's, with the 1st's answer),
+# while the 2nd's content is out or being answered.
+AHEAD_STEPS = {
+    "before-ahead-issue": PEOPLE[:2],  # 3rd still `sending`: mailed on resume
+    "after-ahead-issue": PEOPLE[1:3],  # 3rd issued, never mailed; 1st's answer written
 }
 
 
-@pytest.mark.parametrize("step", list(SMTP_STEPS))
+@pytest.mark.parametrize("step", list(SMTP_STEPS) + list(AHEAD_STEPS))
 def test_smtp_worker_killed_at_each_step_of_the_exchange(tmp_path, ledger_url, redis_server, step, capsys):
     handler = Recorder()
     with SmtpServer(handler) as server:
@@ -210,10 +219,11 @@ def test_smtp_worker_killed_at_each_step_of_the_exchange(tmp_path, ledger_url, r
         cluster.capsys = capsys
         try:
             delivery_id = cluster.seed()
-            cluster.start(kill_at=step)
+            cluster.start(kill_at=step, nth=3 if step in AHEAD_STEPS else 2)
             wait_until(cluster.kill_mark.exists, 60, f"the worker to be killed at {step}")
             received = lambda: Counter(a.lower() for r in handler.received for a in r.rcpt_tos)  # noqa: E731
-            assert_exactly_once_then_settled(cluster, delivery_id, received, SMTP_STEPS[step], capsys)
+            expected = SMTP_STEPS[step] if step in SMTP_STEPS else AHEAD_STEPS[step]
+            assert_exactly_once_then_settled(cluster, delivery_id, received, expected, capsys)
         finally:
             cluster.stop()
 
@@ -235,7 +245,9 @@ def test_smtp_whole_worker_killed_mid_content_and_a_new_worker_resumes(tmp_path,
             cluster.worker.kill9()  # and the main process with it
             cluster.start(kill_at=None)
             received = lambda: Counter(a.lower() for r in handler.received for a in r.rcpt_tos)  # noqa: E731
-            assert_exactly_once_then_settled(cluster, delivery_id, received, [PEOPLE[1]], capsys)
+            # Killed after the 3rd's RCPT: its issue (with the 1st's answer) committed; the 2nd's
+            # answer unwritten.
+            assert_exactly_once_then_settled(cluster, delivery_id, received, PEOPLE[1:3], capsys)
         finally:
             cluster.stop()
 

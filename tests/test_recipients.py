@@ -289,6 +289,83 @@ def test_the_book_writes_answers_with_the_next_issue_and_stops_when_the_claim_is
         people[0]: "sent", people[1]: "sent", people[2]: "deferred"}
 
 
+def _book_with_claim(factory, people):
+    d = _delivery(factory)
+    with transaction(factory) as s:
+        s.execute(update(Delivery).where(Delivery.id == d).values(claim_token="tok"))
+    job = Job(delivery_id=d, key="k", channel="news", kind="email", payload={}, token="tok")
+    report = BatchReport()
+    return d, report, recipients.RecipientBook(factory, job, timedelta(minutes=5), report)
+
+
+@pytest.mark.parametrize("soon", [False, True], ids=["issue_one", "issue_soon"])
+def test_one_recipient_is_issued_with_the_answers_before_it_and_not_when_the_claim_is_lost(factory, soon):
+    """issue_one (one statement on PostgreSQL), and issue_soon (the same statement on the book's
+    ledger thread, waited for by issue_one): the answers noted and the issue in one commit, the
+    lease proved in it; a lost claim issues nobody."""
+    from syndicate.providers.base import ClaimLost
+
+    people = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    d, _, book = _book_with_claim(factory, people)
+    with book:
+        book.claim(people)
+        if soon:
+            book.issue_soon(people[0])
+        book.issue_one(people[0])
+        assert _rows(factory, d)[people[0]].state == "issued" and book.issued == people[:1]
+        book.answer({people[0]: Outcome("sent", message_id="<ana>", code=250)})
+        if soon:
+            book.issue_soon(people[1])
+        book.issue_one(people[1])
+        rows = _rows(factory, d)
+        assert {p: r.state for p, r in rows.items()} == {
+            people[0]: "sent", people[1]: "issued", people[2]: "sending"}
+        assert (rows[people[0]].message_id, rows[people[0]].code) == ("<ana>", 250)
+        book.answer({people[1]: Outcome("sent")})
+        with transaction(factory) as s:  # the reaper took the delivery back; another send claimed it
+            s.execute(update(Delivery).where(Delivery.id == d).values(claim_token="theirs"))
+        if soon:
+            book.issue_soon(people[2])
+        with pytest.raises(ClaimLost):
+            book.issue_one(people[2])
+        assert _rows(factory, d)[people[2]].state == "sending"
+        assert people[2] not in book.issued and people[2] not in book.ahead
+    assert {p: r.state for p, r in _rows(factory, d).items()} == {
+        people[0]: "sent", people[1]: "sent", people[2]: "deferred"}
+
+
+def test_a_recipient_issued_ahead_is_answered_after_its_issue_or_deferred_if_its_content_never_left(factory):
+    """issue_soon issues the next recipient while the last one's answer is awaited. Refused
+    (RCPT 5xx) meanwhile: failed, written after its issue. Never sent (the send stopped first):
+    deferred, not unknown. (Off PostgreSQL issue_soon does nothing: the same end states.)"""
+    people = ["ana@example.org", "ben@example.org", "cleo@example.org"]
+    d, report, book = _book_with_claim(factory, people)
+    with book:
+        book.claim(people)
+        book.issue_one(people[0])  # ana's content leaves
+        book.issue_soon(people[1])  # ben issued while ana's answer is awaited
+        book.answer({people[0]: Outcome("sent")})
+        book.answer({people[1]: Outcome("failed", code=550, error="550 5.1.1 no such user")})
+        book.issue_soon(people[2])  # cleo issued ahead; then the send stops (its time budget)
+    rows = _rows(factory, d)
+    assert {p: r.state for p, r in rows.items()} == {
+        people[0]: "sent", people[1]: "failed", people[2]: "deferred"}
+    assert rows[people[1]].code == 550 and "before anything was sent" in rows[people[2]].error
+    assert (report.sent, report.failed, report.unresolved) == (1, 1, [])
+
+
+def test_the_soft_time_limit_with_a_recipient_issued_ahead_defers_it(factory):
+    people = ["ana@example.org", "ben@example.org"]
+    d, report, book = _book_with_claim(factory, people)
+    book.claim(people)
+    book.issue_one(people[0])
+    book.issue_soon(people[1])
+    book.settle("stopped by the task's soft time limit")
+    assert {p: r.state for p, r in _rows(factory, d).items()} == {people[0]: "unknown", people[1]: "deferred"}
+    assert report.unresolved == people[:1]
+    book.__exit__(None, None, None)
+
+
 def test_stopped_early_is_incomplete_only_after_progress():
     from syndicate.providers.base import Incomplete, Retryable
 

@@ -12,7 +12,12 @@ folder on PYTHONPATH of the worker it starts, with
 
 SMTP steps: ``before-mail`` (the MAIL command not yet sent), ``after-rcpt`` (RCPT answered),
 ``during-data`` (half the message content written to the socket), ``after-250`` (the server's
-final reply to the content read, nothing recorded yet). API steps (direct-send batches):
+final reply to the content read, nothing recorded yet). On PostgreSQL a recipient's issue commit
+runs on the send's ledger thread while the wire is busy (started once the previous recipient's
+content is out): at these four steps the kill waits for that commit to finish first, so each step
+is one exact interleaving; the two others are ``before-ahead-issue`` and ``after-ahead-issue``
+(the ledger thread killed just before, or just after, its Nth issue statement commits, whatever
+the SMTP conversation is doing then). API steps (direct-send batches):
 ``before-issue`` (the batch claimed, not yet issued), ``after-issue`` (issued and committed,
 the request not yet sent), ``after-answer`` (the API answered, the answer not yet recorded).
 Nothing here is active unless SYNDICATE_TEST_KILL_AT is set.
@@ -42,7 +47,33 @@ def _due() -> bool:
 
 
 def _smtp() -> None:
+    global _die_now
     import smtplib
+
+    from syndicate.email.recipients import RecipientBook
+
+    issue_soon = RecipientBook.issue_soon
+    books = []
+
+    def patched_issue_soon(self, address):
+        books[:] = [self]
+        return issue_soon(self, address)
+
+    RecipientBook.issue_soon = patched_issue_soon
+    die_now = _die_now
+
+    def settled_then_die() -> None:
+        # Let an issue commit in flight on the ledger thread finish: one interleaving, exactly.
+        for book in books:
+            pending = book._pending  # noqa: SLF001 (the test's view into the book's one running commit)
+            if pending is not None:
+                try:
+                    pending[2].result(timeout=30)
+                except Exception:  # noqa: BLE001 (what it raised does not matter to the kill)
+                    pass
+        die_now()
+
+    _die_now = settled_then_die
 
     mail, rcpt, send, getreply = smtplib.SMTP.mail, smtplib.SMTP.rcpt, smtplib.SMTP.send, smtplib.SMTP.getreply
 
@@ -77,6 +108,22 @@ def _smtp() -> None:
     smtplib.SMTP.send, smtplib.SMTP.getreply = patched_send, patched_getreply
 
 
+def _ahead() -> None:
+    from syndicate.email import recipients
+
+    run = recipients._IssueStatement.run  # noqa: SLF001 (the statement the ledger thread runs)
+
+    def patched_run(self, address, noted):
+        if STEP == "before-ahead-issue" and _due():
+            _die_now()
+        outcome = run(self, address, noted)
+        if STEP == "after-ahead-issue" and _due():
+            _die_now()
+        return outcome
+
+    recipients._IssueStatement.run = patched_run
+
+
 def _api() -> None:
     import requests
 
@@ -102,5 +149,7 @@ def _api() -> None:
 
 if STEP in ("before-mail", "after-rcpt", "during-data", "after-250"):
     _smtp()
+elif STEP in ("before-ahead-issue", "after-ahead-issue"):
+    _ahead()
 elif STEP in ("before-issue", "after-issue", "after-answer"):
     _api()
